@@ -1,0 +1,130 @@
+"""Weights on disk: one safetensors file holding the tensors *and* the JSON metadata.
+
+    weights/model.safetensors   tensors + metadata (labels, thresholds, preprocessing,
+                                backbones, config, split, metrics, git commit)
+    weights/metadata.json       a readable copy of the same metadata (never loaded)
+    weights/eval/*.json         evaluation results written by scripts/evaluate.py
+
+One file means one atomic ``os.replace``: a crash mid-write leaves the previous model.
+Loading never unpickles and never touches the network. The text encoder's embedding
+tables stay frozen during training and are not stored (they come from the named
+backbone, checked by fingerprint); both encoders are stored in fp16 (the folder stays
+well under 60 MB) and training evaluates the rounded model, so the metrics are those of
+the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from core.model import FusionModel, ModelConfig, build_model
+
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "metadata.json"
+OOD_PREFIX = "ood."
+_TEXT_EMBED_PREFIX = "text_encoder.encoder.embeddings."
+_HALF_PREFIXES = ("text_encoder.", "image_encoder.")  # stored in fp16; heads stay fp32
+
+
+def round_to_storage(model: FusionModel) -> None:
+    """Round the encoders to the fp16 they are stored in, so what is evaluated before
+    saving is exactly what loads afterwards."""
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.startswith(_HALF_PREFIXES) and t.is_floating_point():
+                t.copy_(t.half().float())
+
+
+class WeightsError(RuntimeError):
+    """The weights folder is missing, truncated or does not match this code."""
+
+
+def embedding_fingerprint(model: FusionModel) -> str:
+    w = model.text_encoder.encoder.embeddings.word_embeddings.weight.detach().float().contiguous()
+    return hashlib.sha256(w.numpy().tobytes()).hexdigest()[:16]
+
+
+def _tensors_to_save(model: FusionModel, ood: dict | None) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, t in model.state_dict().items():
+        if name.startswith(_TEXT_EMBED_PREFIX):
+            continue
+        t = t.detach().cpu()
+        if name.startswith(_HALF_PREFIXES) and t.is_floating_point():
+            t = t.half()
+        out[name] = t.contiguous()
+    for name, t in (ood or {}).items():
+        out[OOD_PREFIX + name] = t.detach().cpu().contiguous()
+    return out
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_weights(model: FusionModel, metadata: dict, out_dir: Path, *, ood: dict | None = None) -> Path:
+    out_dir = Path(out_dir)
+    metadata = dict(metadata, model_config=model.config.to_dict(),
+                    text_embedding_fingerprint=embedding_fingerprint(model))
+    text = json.dumps(metadata, sort_keys=True)
+    tensors = _tensors_to_save(model, ood)
+    _atomic_write(out_dir / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"cxr": text}))
+
+    def write_json(tmp):
+        Path(tmp).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    _atomic_write(out_dir / METADATA_FILE, write_json)
+    return out_dir / WEIGHTS_FILE
+
+
+def read_metadata(weights_dir: Path) -> dict:
+    path = Path(weights_dir) / WEIGHTS_FILE
+    if not path.is_file():
+        raise WeightsError(f"no trained weights at {path}; train them with: python scripts/train.py --data DIR --out {weights_dir}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        return json.loads(meta["cxr"])
+    except Exception as exc:
+        raise WeightsError(f"{path} is damaged or not a weights file of this tool ({type(exc).__name__}); "
+                           "retrain or restore it") from None
+
+
+def load_weights(weights_dir: Path) -> tuple[FusionModel, object, dict, dict]:
+    """(model in eval mode, tokenizer, metadata, OOD tensors)."""
+    metadata = read_metadata(weights_dir)
+    path = Path(weights_dir) / WEIGHTS_FILE
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        raise WeightsError(f"{path} is damaged ({type(exc).__name__}); retrain or restore it") from None
+    config = ModelConfig.from_dict(metadata["model_config"])
+    model, tokenizer = build_model(config, pretrained_text=True, image_weights="none")
+    if embedding_fingerprint(model) != metadata.get("text_embedding_fingerprint"):
+        raise WeightsError(f"text backbone {config.text_backbone!r} differs from the one these weights were trained on")
+    ood = {k[len(OOD_PREFIX):]: v for k, v in tensors.items() if k.startswith(OOD_PREFIX)}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if not k.startswith(OOD_PREFIX)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.startswith(_TEXT_EMBED_PREFIX)]
+    if missing or unexpected:
+        raise WeightsError(f"{path} does not match this model ({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+    model.eval()
+    return model, tokenizer, metadata, ood

@@ -1,0 +1,69 @@
+"""Evaluation metrics: AUC with bootstrap confidence intervals, AUPRC, calibration."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+
+def safe_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """AUC, or NaN when only one class is present."""
+    if y.min() == y.max():
+        return float("nan")
+    return float(roc_auc_score(y, p))
+
+
+def macro_auc(Y: np.ndarray, P: np.ndarray) -> float:
+    aucs = [safe_auc(Y[:, k], P[:, k]) for k in range(Y.shape[1])]
+    return float(np.nanmean(aucs)) if not all(np.isnan(aucs)) else float("nan")
+
+
+def bootstrap_auc_ci(Y: np.ndarray, P: np.ndarray, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
+    """95% percentile bootstrap over studies: (per-finding [lo, hi] list, macro [lo, hi])."""
+    rng = np.random.default_rng(seed)
+    n, k = Y.shape
+    per = np.full((n_boot, k), np.nan)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        for j in range(k):
+            y = Y[idx, j]
+            if y.min() != y.max():
+                per[b, j] = roc_auc_score(y, P[idx, j])
+    lo, hi = 100 * alpha / 2, 100 * (1 - alpha / 2)
+    finding_ci = [[float(np.nanpercentile(per[:, j], lo)), float(np.nanpercentile(per[:, j], hi))] for j in range(k)]
+    macro = np.nanmean(per, axis=1)
+    return finding_ci, [float(np.nanpercentile(macro, lo)), float(np.nanpercentile(macro, hi))]
+
+
+def auprc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(average_precision_score(y, p)) if y.max() > 0 else float("nan")
+
+
+def ece(y: np.ndarray, p: np.ndarray, *, n_bins: int = 15) -> float:
+    """Expected calibration error with equal-width bins."""
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            total += m.sum() * abs(p[m].mean() - y[m].mean())
+    return float(total / len(y))
+
+
+def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """Threshold maximising sensitivity + specificity - 1 (0.5 if one class only)."""
+    if y.min() == y.max():
+        return 0.5
+    fpr, tpr, thr = roc_curve(y, p)
+    i = int(np.argmax(tpr - fpr))
+    return float(min(max(thr[i], 1e-6), 1 - 1e-6))
+
+
+def fit_temperature(y: np.ndarray, logits: np.ndarray) -> float:
+    """Scalar temperature minimising the log loss of sigmoid(logits / T) (grid + refine)."""
+    def nll(t):
+        z = logits / t
+        return float(np.mean(np.logaddexp(0, z) - y * z))
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 200))
+    best = grid[int(np.argmin([nll(t) for t in grid]))]
+    fine = np.linspace(best * 0.9, best * 1.1, 41)
+    return float(fine[int(np.argmin([nll(t) for t in fine]))])

@@ -1,0 +1,561 @@
+"""Training schedule for the late-fusion model.
+
+Phases (each resumable from ``<run_dir>/last.pt``):
+
+1. ``image``    - only when the image encoder starts from scratch (``--image-weights none``):
+                  DenseNet-121 + image head + auxiliary MeSH heads on augmented images.
+2. ``frozen``   - both encoders frozen; their features are computed once and cached, and
+                  the image, text and fusion heads train on the cache (modality dropout,
+                  text mode drawn per sample from report / indication / none).
+3. ``unfrozen`` - the text encoder (and the image encoder when it was pretrained) trains
+                  with lower learning rates than the heads (differential learning rates).
+
+Then temperatures and thresholds are fitted on validation. Early stopping on validation
+macro AUC in every phase; the best state of a phase is kept.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.checkpoint import round_to_storage
+from core.data import auxiliary_vocabulary, load_reports, split_reports
+from core.dataset import ImageBank, Samples, aux_matrix, augment, label_matrix, mode_texts, normalise
+from core.inference import image_features, report_logits, report_probabilities, text_features
+from core.labels import FINDINGS, TEXT_MODES
+from core.metrics import fit_temperature, macro_auc, safe_auc, youden_threshold
+from core.model import OFFLINE_TEXT_BACKBONE, ModelConfig, build_model
+from core.runlog import RunLog
+
+NONE_MODE = TEXT_MODES.index("none")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str = "weights"
+    run_dir: str = "runs/default"
+    image_weights: str = "none"
+    text_backbone: str = OFFLINE_TEXT_BACKBONE
+    image_size: int = 128
+    seed: int = 0
+    batch_size: int = 32
+    image_epochs: int = 30
+    frozen_epochs: int = 40
+    unfrozen_epochs: int = 5
+    lr_head: float = 1e-3
+    lr_image: float = 1e-3          # image phase (from scratch)
+    lr_image_finetune: float = 1e-4  # unfrozen phase, pretrained image encoder
+    lr_text: float = 3e-5
+    weight_decay: float = 1e-4
+    patience: int = 8
+    text_max_len: int = 160
+    aux_terms: int = 24
+    aux_weight: float = 0.5
+    modality_dropout: float = 0.15
+    use_automatic: bool = False
+    max_reports: int = 0            # 0 = all (small values for smoke tests)
+    unfreeze: str = "auto"          # auto | text | both | none
+    log_every: int = 10
+    fit_ood: bool = True
+
+    def unfreeze_parts(self) -> set[str]:
+        if self.unfreeze == "auto":
+            return {"text"} if self.image_weights == "none" else {"text", "image"}
+        return {"none": set(), "text": {"text"}, "both": {"text", "image"}}[self.unfreeze]
+
+
+# ------------------------------------------------------------ distributed helpers
+def dist_info() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    return rank, world, device
+
+
+def broadcast_float(value: float) -> float:
+    if not dist.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
+def shard(n: int, epoch: int, seed: int, rank: int, world: int) -> list[int]:
+    """A seeded permutation of range(n), split evenly across ranks (DistributedSampler-like)."""
+    g = torch.Generator().manual_seed(seed * 1000 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    per = math.ceil(n / world)
+    perm = (perm + perm[: per * world - n])[rank::world]
+    return perm
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pos_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Class-imbalance weights: sqrt(neg/pos), capped, so rare findings are not drowned."""
+    pos = labels.sum(0).clamp(min=1)
+    neg = len(labels) - pos
+    return (neg / pos).sqrt().clamp(max=10.0)
+
+
+# --------------------------------------------------------------- phase networks
+class ImagePhaseNet(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        feats = self.model.image_encoder.forward_features(x)
+        z = self.model.image_proj(feats)
+        aux = self.model.aux_head(feats) if self.model.aux_head is not None else None
+        return self.model.image_head(z), aux
+
+
+class HeadsNet(nn.Module):
+    def __init__(self, model, train_text: bool = False, train_image: bool = False):
+        super().__init__()
+        self.model, self.train_text, self.train_image = model, train_text, train_image
+
+    def forward(self, img, txt, mode, drop_image):
+        if self.train_image:
+            img = self.model.image_encoder.forward_features(img)
+        if self.train_text:
+            ids, mask = txt
+            txt = self.model.text_encoder.forward_features(ids, mask)
+        img_for_fusion = img * (1 - drop_image[:, None])
+        out = self.model.forward_heads(img_for_fusion, txt, mode)
+        out["image"] = self.model.image_head(self.model.image_proj(img))  # image head never loses its image
+        return out
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, runlog: bool = True) -> None:
+        self.cfg = cfg
+        self.rank, self.world, self.device = dist_info()
+        self.main = self.rank == 0
+        self.cuda = self.device.type == "cuda"
+        seed_everything(cfg.seed)
+        self.run_dir = Path(cfg.run_dir)
+        self.state_path = self.run_dir / "last.pt"
+        self.resume_state = self._load_state()
+        self._prepare_data()
+        self._build_model()
+        self.log = RunLog(name=self.run_dir.name, config=asdict(cfg)) if (self.main and runlog) else None
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ state
+    def _load_state(self) -> dict | None:
+        if self.state_path.is_file():
+            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+            if self.main:
+                print(f"resuming from {self.state_path}: phase {state['phase']}, epoch {state['epoch']}")
+            return state
+        return None
+
+    def _save_state(self, phase: str, epoch: int, done_phases: list[str], extra: dict) -> None:
+        if not self.main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {"phase": phase, "epoch": epoch, "done_phases": done_phases, "model": self.model.state_dict(),
+                 "split": self.split, "aux_vocab": self.aux_vocab, "mean": self.mean, "std": self.std, **extra}
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.state_path)
+
+    # ------------------------------------------------------------------- data
+    def _prepare_data(self) -> None:
+        cfg = self.cfg
+        reports = load_reports(Path(cfg.data), use_automatic=cfg.use_automatic)
+        if cfg.max_reports:
+            reports = reports[: cfg.max_reports]
+        self.reports = reports
+        if self.resume_state:
+            self.split = self.resume_state["split"]
+            self.aux_vocab = list(self.resume_state["aux_vocab"])
+        else:
+            self.split = split_reports(reports, seed=cfg.seed)
+            train_reports = [r for r in reports if r.uid in set(self.split["train"])]
+            self.aux_vocab = auxiliary_vocabulary(train_reports, size=cfg.aux_terms,
+                                                  min_count=5 if cfg.max_reports else 15)
+        needed = [i for r in reports for i in r.image_ids]
+        t0 = time.time()
+        self.bank = ImageBank.build(Path(cfg.data), needed, cfg.image_size)
+        index = self.bank.index()
+        self.samples = {s: Samples.build(reports, self.split[s], index) for s in ("train", "val", "test")}
+        if self.resume_state:
+            self.mean, self.std = self.resume_state["mean"], self.resume_state["std"]
+        else:
+            self.mean, self.std = self.bank.stats(self.samples["train"].image_rows)
+        self.labels = label_matrix(reports)
+        self.aux = aux_matrix(reports, self.aux_vocab)
+        self.texts = mode_texts(reports)
+        self.pos_weight = pos_weights(self.labels[self.samples["train"].report_idx]).to(self.device)
+        if self.main:
+            n = {s: (len(self.split[s]), len(self.samples[s])) for s in self.split}
+            print(f"data: {len(reports)} reports with a frontal image, split (reports, images) {n}, "
+                  f"images decoded in {time.time() - t0:.0f}s")
+
+    def _build_model(self) -> None:
+        cfg = self.cfg
+        mc = ModelConfig(text_backbone=cfg.text_backbone, num_aux=len(self.aux_vocab))
+        self.model, self.tokenizer = build_model(mc, image_weights=cfg.image_weights if not self.resume_state else "none")
+        if self.resume_state:
+            self.model.load_state_dict(self.resume_state["model"])
+        # the text embedding tables stay frozen: they are not shipped (see core.checkpoint)
+        for p in self.model.text_encoder.encoder.embeddings.parameters():
+            p.requires_grad_(False)
+        self.model.to(self.device)
+
+    def pixels(self, rows) -> torch.Tensor:
+        return normalise(self.bank.pixels[rows], self.mean, self.std)
+
+    # -------------------------------------------------------------- utilities
+    def _wrap(self, net: nn.Module) -> nn.Module:
+        if self.world > 1:
+            return nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
+        return net
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else torch.autocast("cpu", enabled=False)
+
+    def _bce(self, logits, y, mask=None):
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=self.pos_weight, reduction="none")
+        if mask is not None:
+            return (loss.mean(1) * mask).sum() / mask.sum().clamp(min=1)
+        return loss.mean()
+
+    def _log_step(self, phase, epoch, step, loss, opt, bar, seen, t0, total_steps, done_steps):
+        rate = seen / max(time.time() - t0, 1e-6)
+        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(opt.param_groups)}
+        eta = (total_steps - done_steps) * (time.time() - t0) / max(step + 1, 1) if total_steps else None
+        bar.set_postfix(loss=f"{loss:.4f}", sps=f"{rate:.1f}")
+        if self.log and step % self.cfg.log_every == 0:
+            self.log.step(phase=phase, epoch=epoch, step=step, loss=loss, lrs=lrs, samples_per_s=rate, eta_s=eta)
+
+    def _cosine(self, opt, total_steps: int, warmup: int):
+        def f(step):
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+        return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+    # ------------------------------------------------------------- evaluation
+    def eval_image(self, split: str = "val") -> tuple[float, list[float]]:
+        s = self.samples[split]
+        feats = image_features(self.model, self.pixels(s.image_rows), device=str(self.device))
+        zeros = torch.zeros(len(self.reports), self.model.text_encoder.out_dim)
+        probs = report_probabilities(self.model, feats, zeros, s.report_idx, len(self.reports), "none",
+                                     calibrated=False)["image"]
+        rows = sorted(set(s.report_idx))
+        Y, P = self.labels[rows].numpy(), probs[rows]
+        aucs = [safe_auc(Y[:, k], P[:, k]) for k in range(len(FINDINGS))]
+        return macro_auc(Y, P), aucs
+
+    def cache_features(self, splits=("train", "val")) -> None:
+        """Frozen encoders: image features per image row, text features per report and mode."""
+        t0 = time.time()
+        rows = sorted({r for s in splits for r in self.samples[s].image_rows})
+        feats = image_features(self.model, self.pixels(rows), device=str(self.device))
+        self.img_cache = torch.zeros(len(self.bank.ids), feats.shape[1])
+        self.img_cache[rows] = feats
+        self.refresh_text_cache(splits)
+        self.timings["cache_features_s"] = time.time() - t0
+
+    def refresh_text_cache(self, splits=("train", "val")) -> None:
+        keep = sorted({k for s in splits for k in self.samples[s].report_idx})
+        self.txt_cache = {}
+        for mode in TEXT_MODES:
+            cache = torch.zeros(len(self.reports), self.model.text_encoder.out_dim)
+            if mode != "none":
+                texts = [self.texts[mode][k] for k in keep]
+                cache[keep] = text_features(self.model, self.tokenizer, texts, max_len=self.cfg.text_max_len,
+                                            device=str(self.device))
+            self.txt_cache[mode] = cache
+
+    def eval_heads(self, split: str = "val") -> tuple[float, dict]:
+        """Mean over text modes of the fused macro AUC, and per mode/head AUCs."""
+        s = self.samples[split]
+        feats = self.img_cache[s.image_rows]
+        rows = sorted(set(s.report_idx))
+        Y = self.labels[rows].numpy()
+        out = {}
+        for mode in TEXT_MODES:
+            probs = report_probabilities(self.model, feats, self.txt_cache[mode], s.report_idx, len(self.reports),
+                                         mode, calibrated=False)
+            out[mode] = {h: [safe_auc(Y[:, k], probs[h][rows][:, k]) for k in range(len(FINDINGS))]
+                         for h in probs}
+        score = float(np.mean([np.nanmean(out[m]["fusion"]) for m in TEXT_MODES]))
+        return score, out
+
+    # ----------------------------------------------------------------- phases
+    def run_phase(self, phase: str, epochs: int, step_fn, make_opt, eval_fn, n_train: int) -> None:
+        """Generic epoch loop with early stopping, best-state restore and checkpointing."""
+        cfg = self.cfg
+        opt, sched = make_opt()
+        start, best, best_state, bad = 0, -1.0, None, 0
+        rs = self.resume_state
+        if rs and rs["phase"] == phase:
+            opt.load_state_dict(rs["opt"])
+            sched.load_state_dict(rs["sched"])
+            start, best, bad = rs["epoch"] + 1, rs["best"], rs["bad"]
+            best_state = rs.get("best_state")
+        steps_per_epoch = math.ceil(math.ceil(n_train / self.world) / cfg.batch_size)
+        for epoch in range(start, epochs):
+            t0 = time.time()
+            order = shard(n_train, epoch, cfg.seed, self.rank, self.world)
+            bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"{phase} {epoch + 1}/{epochs}",
+                       disable=not self.main, leave=False)
+            total, seen = 0.0, 0
+            for step, i in enumerate(bar):
+                idx = order[i:i + cfg.batch_size]
+                loss = step_fn(idx, epoch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss) * len(idx)
+                seen += len(idx)
+                done = epoch * steps_per_epoch + step
+                self._log_step(phase, epoch, step, float(loss), opt, bar, seen * self.world, t0,
+                               epochs * steps_per_epoch, done)
+            seconds = time.time() - t0
+            score, detail = eval_fn()
+            score = broadcast_float(score)
+            improved = score > best + 1e-4
+            if improved:
+                best, bad = score, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            else:
+                bad += 1
+            if self.main:
+                sps = seen * self.world / seconds
+                self.timings.setdefault(f"{phase}_samples_per_s", [])
+                self.timings[f"{phase}_samples_per_s"].append(sps)
+                print(f"{phase} epoch {epoch + 1}/{epochs}: loss {total / max(seen, 1):.4f}, val {score:.4f}"
+                      f"{' *' if improved else ''}, {seconds:.0f}s ({sps:.0f} samples/s)", flush=True)
+                if self.log:
+                    self.log.epoch(phase=phase, epoch=epoch, val_auc=detail, val_macro_auc=score,
+                                   train_loss=total / max(seen, 1), seconds=seconds, samples_per_s=sps)
+            self._save_state(phase, epoch, self.done_phases,
+                             {"opt": opt.state_dict(), "sched": sched.state_dict(), "best": best, "bad": bad,
+                              "best_state": best_state})
+            if bad >= cfg.patience:
+                if self.main:
+                    print(f"{phase}: early stop after epoch {epoch + 1} (best val {best:.4f})")
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.best[phase] = best
+        self.done_phases.append(phase)
+        self._save_state(f"{phase}:done", -1, self.done_phases, {})
+
+    def phase_image(self) -> None:
+        cfg = self.cfg
+        model = self.model
+        net = self._wrap(ImagePhaseNet(model))
+        train = self.samples["train"]
+        gen = torch.Generator().manual_seed(cfg.seed)
+        params = [p for n, p in model.named_parameters()
+                  if n.startswith(("image_encoder.", "image_proj.", "image_head.", "aux_head."))]
+        for p in model.text_encoder.parameters():  # not used in this phase
+            p.requires_grad_(False)
+        model.image_encoder.train()
+        steps = cfg.image_epochs * math.ceil(len(train) / self.world / cfg.batch_size)
+
+        def make_opt():
+            opt = torch.optim.AdamW([{"params": params, "lr": cfg.lr_image, "name": "image"}],
+                                    weight_decay=cfg.weight_decay)
+            return opt, self._cosine(opt, steps, warmup=max(1, steps // 20))
+
+        def step_fn(idx, epoch):
+            net.train()
+            rows = [train.image_rows[i] for i in idx]
+            reps = [train.report_idx[i] for i in idx]
+            x = augment(self.pixels(rows), gen).to(self.device)
+            if self.cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                logits, aux = net(x)
+            loss = self._bce(logits, self.labels[reps].to(self.device))
+            if aux is not None:
+                loss = loss + cfg.aux_weight * F.binary_cross_entropy_with_logits(
+                    aux.float(), self.aux[reps].to(self.device))
+            return loss
+
+        def eval_fn():
+            score, aucs = self.eval_image("val")
+            return score, dict(zip(FINDINGS, aucs))
+
+        self.run_phase("image", cfg.image_epochs, step_fn, make_opt, eval_fn, len(train))
+
+    def _heads_step(self, net, idx, epoch, train_text: bool, train_image: bool):
+        cfg = self.cfg
+        train = self.samples["train"]
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 131 + idx[0])
+        rows = [train.image_rows[i] for i in idx]
+        reps = [train.report_idx[i] for i in idx]
+        modes = torch.randint(0, len(TEXT_MODES), (len(idx),), generator=g)
+        drop = (torch.rand(len(idx), generator=g) < cfg.modality_dropout).float()
+        if train_image:
+            img = augment(self.pixels(rows), g).to(self.device)
+        else:
+            img = self.img_cache[rows].to(self.device)
+        if train_text:
+            texts = [self.texts[TEXT_MODES[m]][r] if m != NONE_MODE else "" for m, r in zip(modes.tolist(), reps)]
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=cfg.text_max_len,
+                                 return_tensors="pt")
+            txt = (enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
+        else:
+            txt = torch.stack([self.txt_cache[TEXT_MODES[m]][r] for m, r in zip(modes.tolist(), reps)]).to(self.device)
+        with self._autocast():
+            out = net(img, txt, modes.to(self.device), drop.to(self.device))
+        y = self.labels[reps].to(self.device)
+        has_text = (modes != NONE_MODE).float().to(self.device)
+        return self._bce(out["fusion"], y) + self._bce(out["image"], y) + self._bce(out["text"], y, has_text)
+
+    def phase_frozen(self) -> None:
+        cfg = self.cfg
+        model = self.model
+        for p in model.image_encoder.parameters():
+            p.requires_grad_(False)
+        for p in model.text_encoder.parameters():
+            p.requires_grad_(False)
+        self.cache_features()
+        net = self._wrap(HeadsNet(model))
+        params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("aux_head.")]
+        steps = cfg.frozen_epochs * math.ceil(len(self.samples["train"]) / self.world / cfg.batch_size)
+
+        def make_opt():
+            opt = torch.optim.AdamW([{"params": params, "lr": cfg.lr_head, "name": "heads"}],
+                                    weight_decay=cfg.weight_decay)
+            return opt, self._cosine(opt, steps, warmup=max(1, steps // 50))
+
+        def step_fn(idx, epoch):
+            net.train()
+            return self._heads_step(net, idx, epoch, False, False)
+
+        self.run_phase("frozen", cfg.frozen_epochs, step_fn, make_opt, lambda: self.eval_heads("val"),
+                       len(self.samples["train"]))
+
+    def phase_unfrozen(self) -> None:
+        cfg = self.cfg
+        model = self.model
+        parts = cfg.unfreeze_parts()
+        for p in model.text_encoder.encoder.encoder.parameters():
+            p.requires_grad_("text" in parts)
+        for p in model.image_encoder.parameters():
+            p.requires_grad_("image" in parts)
+        if not hasattr(self, "img_cache"):
+            self.cache_features()
+        net = self._wrap(HeadsNet(model, train_text="text" in parts, train_image="image" in parts))
+        heads = [p for n, p in model.named_parameters()
+                 if p.requires_grad and not n.startswith(("image_encoder.", "text_encoder.", "aux_head."))]
+        groups = [{"params": heads, "lr": cfg.lr_head * 0.3, "name": "heads"}]
+        if "text" in parts:
+            groups.append({"params": [p for p in model.text_encoder.parameters() if p.requires_grad],
+                           "lr": cfg.lr_text, "name": "text_encoder"})
+        if "image" in parts:
+            groups.append({"params": list(model.image_encoder.parameters()), "lr": cfg.lr_image_finetune,
+                           "name": "image_encoder"})
+        steps = cfg.unfrozen_epochs * math.ceil(len(self.samples["train"]) / self.world / cfg.batch_size)
+
+        def make_opt():
+            opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+            return opt, self._cosine(opt, steps, warmup=max(1, steps // 10))
+
+        def step_fn(idx, epoch):
+            net.train()
+            model.image_encoder.train("image" in parts)
+            return self._heads_step(net, idx, epoch, "text" in parts, "image" in parts)
+
+        def eval_fn():
+            if "image" in parts:
+                self.cache_features()
+            else:
+                self.refresh_text_cache()
+            return self.eval_heads("val")
+
+        self.run_phase("unfrozen", cfg.unfrozen_epochs, step_fn, make_opt, eval_fn, len(self.samples["train"]))
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------ calibration
+    def calibrate(self) -> dict:
+        """Temperatures per head/mode/finding and Youden thresholds on validation."""
+        s = self.samples["val"]
+        feats = self.img_cache[s.image_rows]
+        rows = sorted(set(s.report_idx))
+        Y = self.labels[rows].numpy()
+        thresholds = {}
+        temp = torch.ones_like(self.model.temperature)
+        for mi, mode in enumerate(TEXT_MODES):
+            logits = report_logits(self.model, feats, self.txt_cache[mode], s.report_idx, len(self.reports), mode)
+            thresholds[mode] = {}
+            for hi, head in enumerate(("fusion", "image", "text")):
+                if head == "text" and mode == "none":
+                    thresholds[mode][head] = {f: 0.5 for f in FINDINGS}
+                    continue
+                L = logits[head][rows]
+                for k in range(len(FINDINGS)):
+                    temp[hi, mi, k] = fit_temperature(Y[:, k], L[:, k])
+                P = 1 / (1 + np.exp(-L / temp[hi, mi].numpy()))
+                thresholds[mode][head] = {f: youden_threshold(Y[:, k], P[:, k]) for k, f in enumerate(FINDINGS)}
+        self.model.temperature.copy_(temp)
+        return thresholds
+
+    # -------------------------------------------------------------------- run
+    def fit(self) -> dict:
+        cfg = self.cfg
+        t_start = time.time()
+        rs = self.resume_state
+        self.done_phases = list(rs["done_phases"]) if rs else []
+        self.best = {}
+        plan = []
+        if cfg.image_weights == "none" and cfg.image_epochs > 0:
+            plan.append(("image", self.phase_image))
+        if cfg.frozen_epochs > 0:
+            plan.append(("frozen", self.phase_frozen))
+        if cfg.unfrozen_epochs > 0 and cfg.unfreeze_parts():
+            plan.append(("unfrozen", self.phase_unfrozen))
+        for name, fn in plan:
+            if name in self.done_phases:
+                continue
+            if self.log:
+                self.log.update(phase=name)
+            t0 = time.time()
+            fn()
+            self.timings[f"{name}_s"] = time.time() - t0
+            self.resume_state = None  # only the interrupted phase resumes mid-way
+        round_to_storage(self.model)
+        self.cache_features()  # the restored best state may differ from the last cached one
+        thresholds = self.calibrate()
+        val_score, val_detail = self.eval_heads("val")
+        self.timings["total_s"] = time.time() - t_start
+        return {"thresholds": thresholds, "val_score": val_score, "val_auc": val_detail}
