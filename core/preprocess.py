@@ -17,7 +17,7 @@ def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
 
 def to_tensor(gray_resized: np.ndarray, mean: float, std: float) -> torch.Tensor:
     """uint8 H x W -> normalised float tensor 1 x H x W."""
-    x = torch.from_numpy(np.ascontiguousarray(gray_resized)).float().div_(255.0)
+    x = torch.from_numpy(np.array(gray_resized, dtype=np.float32)).div_(255.0)  # copy: inputs may be read-only
     return x.sub_(mean).div_(std).unsqueeze(0)
 
 

@@ -1,0 +1,206 @@
+"""The one object the pages and command-line tools call: load once, predict, attribute.
+
+    predictor = Predictor.load("weights")
+    result = predictor.predict(gray, text="Heart size is enlarged.", mode="report")
+    heat = predictor.attribute(gray, text, mode="report", finding="Cardiomegaly")
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.checkpoint import load_weights
+from core.labels import FINDINGS, TEXT_MODES
+from core.preprocess import prepare
+
+HEADS = ("fusion", "image", "text")
+
+
+class InputError(ValueError):
+    """Input the model cannot take (unknown mode, bad finding...)."""
+
+
+@dataclass
+class Prediction:
+    fusion: dict[str, float]
+    image: dict[str, float]
+    text: dict[str, float]
+    thresholds: dict[str, float]                 # fused head, for this text mode
+    head_thresholds: dict[str, dict[str, float]]  # every head, for this text mode
+    discordant: list[str]
+    out_of_distribution: bool
+    ood_score: float
+    ood_reason: str
+    text_mode: str
+    has_text: bool
+    model: str
+    latency_ms: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def positive(self, head: str = "fusion") -> list[str]:
+        probs = getattr(self, head)
+        return [f for f in FINDINGS if probs[f] >= self.head_thresholds[head][f]]
+
+
+@dataclass
+class Attribution:
+    finding: str
+    head: str
+    method: str
+    heatmap: np.ndarray                  # H x W in [0, 1], at the model's input size
+    tokens: list[tuple[str, float]] = field(default_factory=list)  # (word piece, signed score)
+    convergence_delta: float | None = None
+    seconds: float = 0.0
+
+
+def _discordant(image: dict, text: dict, thresholds: dict) -> list[str]:
+    """Findings where the image head and the text head fall on opposite sides of their
+    thresholds: the report-QA signal (a report that calls a large heart normal...)."""
+    return [f for f in FINDINGS
+            if (image[f] >= thresholds["image"][f]) != (text[f] >= thresholds["text"][f])]
+
+
+class Predictor:
+    def __init__(self, model, tokenizer, metadata: dict, ood_tensors: dict | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.metadata = metadata
+        pre = metadata["preprocessing"]
+        self.size, self.mean, self.std = int(pre["image_size"]), float(pre["mean"]), float(pre["std"])
+        self.max_len = int(metadata.get("text_max_len", 160))
+        self.version = metadata.get("version", "unknown")
+        self.ood = None
+        if ood_tensors:
+            from core.ood import OODDetector
+            self.ood = OODDetector.from_tensors(ood_tensors)
+
+    @classmethod
+    def load(cls, weights_dir: str | Path = "weights") -> "Predictor":
+        model, tokenizer, metadata, ood = load_weights(Path(weights_dir))
+        return cls(model, tokenizer, metadata, ood)
+
+    # ----------------------------------------------------------------- inputs
+    def _check_mode(self, mode: str) -> None:
+        if mode not in TEXT_MODES:
+            raise InputError(f"unknown text mode {mode!r}; use one of {', '.join(TEXT_MODES)}")
+
+    def image_tensor(self, gray: np.ndarray) -> torch.Tensor:
+        return prepare(gray, size=self.size, mean=self.mean, std=self.std).unsqueeze(0)
+
+    def _tokens(self, texts: list[str]):
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
+
+    @staticmethod
+    def effective_mode(text: str, mode: str) -> str:
+        return mode if (text or "").strip() else "none"
+
+    # ---------------------------------------------------------------- predict
+    @torch.inference_mode()
+    def predict_batch(self, grays: list[np.ndarray], texts: list[str], modes: list[str], *,
+                      colorfulness: list[float] | None = None) -> list[Prediction]:
+        t0 = time.perf_counter()
+        for m in modes:
+            self._check_mode(m)
+        modes = [self.effective_mode(t, m) for t, m in zip(texts, modes)]
+        x = torch.cat([self.image_tensor(g) for g in grays])
+        img = self.model.image_encoder.forward_features(x)
+        txt = torch.zeros(len(texts), self.model.text_encoder.out_dim)
+        with_text = [i for i, m in enumerate(modes) if m != "none"]
+        if with_text:
+            enc = self._tokens([texts[i] for i in with_text])
+            txt[with_text] = self.model.text_encoder.forward_features(enc["input_ids"], enc["attention_mask"])
+        mode_idx = torch.tensor([TEXT_MODES.index(m) for m in modes])
+        logits = self.model.calibrated(self.model.forward_heads(img, txt, mode_idx), mode_idx)
+        probs = {h: torch.sigmoid(logits[h]).numpy() for h in HEADS}
+        ms = (time.perf_counter() - t0) * 1000 / len(grays)
+        out = []
+        for i, mode in enumerate(modes):
+            p = {h: {f: float(probs[h][i, k]) for k, f in enumerate(FINDINGS)} for h in HEADS}
+            thr = self.metadata["thresholds"][mode]
+            ood = self.ood.check(grays[i], colorfulness[i] if colorfulness else 0.0) if self.ood else None
+            out.append(Prediction(
+                fusion=p["fusion"], image=p["image"], text=p["text"], thresholds=dict(thr["fusion"]),
+                head_thresholds={h: dict(thr[h]) for h in HEADS},
+                discordant=_discordant(p["image"], p["text"], thr) if mode != "none" else [],
+                out_of_distribution=bool(ood.out_of_distribution) if ood else False,
+                ood_score=float(ood.score) if ood else 0.0, ood_reason=ood.reason if ood else "",
+                text_mode=mode, has_text=mode != "none", model=self.version, latency_ms=ms))
+        return out
+
+    def predict(self, gray: np.ndarray, text: str = "", mode: str = "report", *,
+                colorfulness: float = 0.0) -> Prediction:
+        return self.predict_batch([gray], [text], [mode], colorfulness=[colorfulness])[0]
+
+    # -------------------------------------------------------------- attribute
+    def attribute(self, gray: np.ndarray, text: str = "", mode: str = "report", *, finding: str,
+                  head: str = "fusion", method: str = "gradcam", ig_steps: int = 16) -> Attribution:
+        """Image heatmap (Grad-CAM or Integrated Gradients) and per-token text scores
+        (Integrated Gradients on the word embeddings) for one finding and head."""
+        from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, LayerIntegratedGradients
+        self._check_mode(mode)
+        if finding not in FINDINGS:
+            raise InputError(f"unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
+        if head not in HEADS:
+            raise InputError(f"unknown head {head!r}; use one of {', '.join(HEADS)}")
+        if method not in ("gradcam", "ig"):
+            raise InputError("unknown attribution method; use gradcam or ig")
+        t0 = time.perf_counter()
+        mode = self.effective_mode(text, mode)
+        k = FINDINGS.index(finding)
+        model = self.model
+        mode_idx = torch.tensor([TEXT_MODES.index(mode)])
+        x = self.image_tensor(gray)
+        with torch.no_grad():
+            img_feat = model.image_encoder.forward_features(x)
+            if mode != "none":
+                enc = self._tokens([text])
+                txt_feat = model.text_encoder.forward_features(enc["input_ids"], enc["attention_mask"])
+            else:
+                txt_feat = torch.zeros(1, model.text_encoder.out_dim)
+
+        def from_image(images):
+            feats = model.image_encoder.forward_features(images)
+            return model.forward_heads(feats, txt_feat.expand(len(images), -1), mode_idx.expand(len(images)))[head][:, k]
+
+        delta = None
+        if method == "gradcam":
+            cam = LayerGradCam(from_image, model.image_encoder.features)
+            attr = cam.attribute(x, relu_attributions=True)
+            heat = LayerAttribution.interpolate(attr, (self.size, self.size), interpolate_mode="bilinear")
+        else:
+            ig = IntegratedGradients(from_image)
+            attr, d = ig.attribute(x, baselines=torch.zeros_like(x), n_steps=ig_steps, internal_batch_size=ig_steps,
+                                   return_convergence_delta=True)
+            heat = F.avg_pool2d(attr.abs(), 5, stride=1, padding=2)  # smooth pixel noise for display
+            delta = float(d.abs().max())
+        heat = heat[0, 0].detach().numpy()
+        heat = heat - heat.min()
+        heat = heat / heat.max() if heat.max() > 0 else heat
+
+        tokens = []
+        if mode != "none" and head != "image":
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+            pad = self.tokenizer.pad_token_id or 0
+            baseline = ids.clone()
+            special = torch.tensor(self.tokenizer.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True)).bool()
+            baseline[0, ~special] = pad
+
+            def from_text(input_ids):
+                n = len(input_ids)
+                feats = model.text_encoder.forward_features(input_ids, mask.expand(n, -1))
+                return model.forward_heads(img_feat.expand(n, -1), feats, mode_idx.expand(n))[head][:, k]
+
+            lig = LayerIntegratedGradients(from_text, model.text_encoder.encoder.embeddings.word_embeddings)
+            attr = lig.attribute(ids, baselines=baseline, n_steps=ig_steps, internal_batch_size=ig_steps)
+            scores = attr.sum(-1)[0].detach().numpy()
+            pieces = self.tokenizer.convert_ids_to_tokens(ids[0].tolist())
+            tokens = [(p, float(s)) for p, s, sp in zip(pieces, scores, special.tolist()) if not sp]
+        return Attribution(finding=finding, head=head, method=method, heatmap=heat.astype(np.float32),
+                           tokens=tokens, convergence_delta=delta, seconds=time.perf_counter() - t0)

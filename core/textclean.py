@@ -1,0 +1,20 @@
+"""Clean user text before the model (and the log) see it."""
+from __future__ import annotations
+
+import unicodedata
+
+
+class TextError(ValueError):
+    """Text the tool will not take."""
+
+
+def clean_text(text: str, *, max_chars: int = 20_000) -> str:
+    """Remove control characters (NUL, escapes; keep newlines and tabs as spaces),
+    normalise Unicode and refuse text longer than ``max_chars``. Right-to-left scripts and
+    emoji pass through unchanged; HTML and SQL are just text here."""
+    text = unicodedata.normalize("NFC", text or "")
+    if len(text) > max_chars:
+        raise TextError(f"the text is {len(text):,} characters long; paste at most {max_chars:,} "
+                        "(the findings and impression sections are enough)")
+    return "".join(" " if ch in "\n\r\t" else ch for ch in text
+                   if ch in "\n\r\t" or unicodedata.category(ch)[0] != "C" or unicodedata.category(ch) == "Cf").strip()

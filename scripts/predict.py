@@ -1,0 +1,122 @@
+"""Predict the five findings for one chest X-ray (or a CSV batch) from the command line.
+
+    python scripts/predict.py --weights weights --image cxr.png --text "Heart is enlarged." --text-mode report --json
+    python scripts/predict.py --weights weights --batch studies.csv --out predictions.csv
+
+A batch CSV has a column ``image`` (path, relative to the CSV's folder or absolute) and
+optional ``text`` and ``text_mode``. ``--json`` prints one object per study: fusion, image,
+text (finding -> probability), thresholds, discordant, out_of_distribution, model.
+Bad input (missing file, undecodable image, unknown option) prints one line on stderr and
+exits 2.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import csv  # noqa: E402
+import json  # noqa: E402
+
+from scripts._cli import Parser, fail, run_main  # noqa: E402
+
+MAX_TEXT_CHARS = 20_000
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"))
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="PNG, JPEG or DICOM file")
+    src.add_argument("--batch", help="CSV with columns image[,text,text_mode]")
+    p.add_argument("--text", default="")
+    p.add_argument("--text-mode", choices=["report", "indication", "none"], default="report")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--out", help="batch: write a CSV of fused probabilities here")
+    return p.parse_args(argv)
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters (NUL and friends) and refuse very long text."""
+    from core.textclean import TextError, clean_text as clean
+    try:
+        return clean(text, max_chars=MAX_TEXT_CHARS)
+    except TextError as exc:
+        fail(str(exc))
+
+
+def read_image(path: Path):
+    from core.imaging import ImageDecodeError, decode_image
+    if not path.is_file():
+        fail(f"image {path} not found")
+    try:
+        return decode_image(path.read_bytes(), filename=path.name)
+    except ImageDecodeError as exc:
+        fail(f"{path.name}: {exc}")
+
+
+def result_json(pred) -> dict:
+    d = pred.to_json()
+    return {k: d[k] for k in ("fusion", "image", "text", "thresholds", "discordant", "out_of_distribution",
+                              "ood_score", "text_mode", "model")}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from core.checkpoint import WeightsError
+    from core.labels import FINDINGS, TEXT_MODES
+    from core.predictor import Predictor
+    try:
+        predictor = Predictor.load(args.weights)
+    except WeightsError as exc:
+        fail(str(exc))
+    if args.image:
+        img = read_image(Path(args.image))
+        pred = predictor.predict(img.gray, clean_text(args.text), args.text_mode, colorfulness=img.colorfulness)
+        if args.json:
+            print(json.dumps(result_json(pred)))
+        else:
+            if pred.out_of_distribution:
+                print(f"WARNING: this does not look like a frontal chest X-ray ({pred.ood_reason}); "
+                      "the probabilities below are not meaningful")
+            for f in FINDINGS:
+                flag = "  DISCORDANT" if f in pred.discordant else ""
+                print(f"{f:14s} fused {pred.fusion[f]:.3f} (threshold {pred.thresholds[f]:.3f})  "
+                      f"image {pred.image[f]:.3f}  text {pred.text[f]:.3f}{flag}")
+        return 0
+    batch = Path(args.batch)
+    if not batch.is_file():
+        fail(f"batch file {batch} not found")
+    with batch.open(newline="", encoding="utf-8", errors="replace") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "image" not in rows[0]:
+        fail(f"{batch.name} needs a header with an 'image' column")
+    studies = []
+    for row in rows:  # validate everything before predicting anything
+        mode = (row.get("text_mode") or args.text_mode).strip()
+        if mode not in TEXT_MODES:
+            fail(f"{batch.name}: unknown text_mode {mode!r} for {row['image']}")
+        path = Path(row["image"])
+        studies.append((row["image"], read_image(path if path.is_absolute() else batch.parent / path),
+                        clean_text(row.get("text") or ""), mode))
+    results = []
+    for s in range(0, len(studies), 16):
+        chunk = studies[s:s + 16]
+        results += predictor.predict_batch([c[1].gray for c in chunk], [c[2] for c in chunk], [c[3] for c in chunk],
+                                           colorfulness=[c[1].colorfulness for c in chunk])
+    if args.out:
+        with open(args.out, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["image", *FINDINGS, "discordant", "out_of_distribution"])
+            for (name, *_), p in zip(studies, results):
+                w.writerow([name, *[f"{p.fusion[f]:.6f}" for f in FINDINGS], ";".join(p.discordant),
+                            int(p.out_of_distribution)])
+    if args.json or not args.out:
+        for (name, *_), p in zip(studies, results):
+            print(json.dumps(dict(result_json(p), image=name)))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

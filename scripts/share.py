@@ -1,0 +1,105 @@
+"""Share the app over an ngrok tunnel, behind HTTP basic auth.
+
+    export NGROK_AUTHTOKEN=...                                   # https://dashboard.ngrok.com
+    python scripts/share.py --auth alice:long-password           # starts the app, opens the tunnel
+    CXR_SHARE_AUTH=alice:long-password python scripts/share.py --port 8502
+    python scripts/share.py --no-app --auth alice:long-password  # tunnel to an app already running
+    python scripts/share.py --allow-no-auth                      # anyone with the URL gets in (warns)
+
+Prints the public URL and runs until Ctrl-C; the app's sidebar shows the URL while it runs.
+Without network, or without the ngrok agent (pyngrok downloads it on first use), it says so
+in one line on stderr and the app keeps serving locally. Bad usage (no token, no or malformed
+credentials) exits 2 with one line on stderr.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import logging  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+
+from core import share  # noqa: E402
+from scripts._cli import Parser, fail, run_main  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, default=8501, help="local port of the app (default 8501)")
+    p.add_argument("--auth", metavar="USER:PASSWORD", default=None,
+                   help=f"basic-auth credentials for the public URL (default ${share.AUTH_ENV})")
+    p.add_argument("--allow-no-auth", action="store_true", help="share without a password (not recommended)")
+    p.add_argument("--no-app", action="store_true", help="do not start the app; tunnel to one already running")
+    return p.parse_args(argv)
+
+
+def start_app(port: int) -> subprocess.Popen:
+    """``streamlit run app.py`` as a child process (same interpreter, repo root as cwd)."""
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+           "--server.headless", "true"]
+    return subprocess.Popen(cmd, cwd=REPO)
+
+
+def block() -> int:
+    """Wait for Ctrl-C or SIGTERM when there is no app process to wait on."""
+    threading.Event().wait()
+    return 0
+
+
+def stop_app(app: subprocess.Popen | None) -> None:
+    if app is None or app.poll() is not None:
+        return
+    app.terminate()
+    try:
+        app.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        app.kill()
+        app.wait()
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt  # same clean-up path as Ctrl-C
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # pyngrok logs through `logging`; without a handler its warnings would reach stderr as extra lines
+    logging.getLogger("pyngrok").addHandler(logging.NullHandler())
+    try:
+        config = share.resolve_config(port=args.port, auth=args.auth, allow_no_auth=args.allow_no_auth)
+    except share.ShareConfigError as exc:
+        fail(str(exc))
+    if not args.no_app and not (REPO / "app.py").is_file():
+        fail(f"{REPO / 'app.py'} not found; run from a complete checkout or use --no-app")
+    if config.auth is None:
+        print("warning: sharing WITHOUT a password: anyone with the URL can use the app and read its "
+              "prediction log", file=sys.stderr)
+    signal.signal(signal.SIGTERM, _sigterm)
+    app = None if args.no_app else start_app(config.port)
+    try:
+        try:
+            url = share.open_tunnel(config)
+        except share.TunnelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            share.write_status(url=None, port=config.port, auth=config.auth is not None, error=str(exc))
+            if app is None:
+                return 1
+        else:
+            share.write_status(url=url, port=config.port, auth=config.auth is not None)
+            lock = "basic auth on" if config.auth else "NO password"
+            print(f"public URL: {url} ({lock}) -> http://localhost:{config.port}; Ctrl-C to stop", flush=True)
+        return app.wait() if app is not None else block()
+    finally:
+        share.close_tunnels()
+        share.clear_status()
+        stop_app(app)
+
+
+if __name__ == "__main__":
+    run_main(main)

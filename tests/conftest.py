@@ -1,0 +1,58 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def fresh_db(tmp_path):
+    """A new, migrated prediction log in a temporary folder."""
+    from core.store import PredictionStore
+
+    return PredictionStore(tmp_path / "predictions.db")
+
+
+@pytest.fixture(scope="session")
+def iu_xray_dir():
+    """The IU X-ray copy (Open-I layout): $IU_XRAY_DIR or ../shared/iu-xray next to the repo."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    data = Path(os.environ.get("IU_XRAY_DIR") or root.parent / "shared" / "iu-xray")
+    if not (data / "NLMCXR_png").is_dir():
+        pytest.skip(f"IU X-ray data not found at {data} (set IU_XRAY_DIR to the Open-I folder)")
+    return data
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, iu_xray_dir):
+    """A tiny trained model (64 px) for tests that need real weights: $CXR_TEST_WEIGHTS, else the
+    development copy in /tmp/smoke/w, else trained once per session (about a minute)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for candidate in (os.environ.get("CXR_TEST_WEIGHTS"), "/tmp/smoke/w"):
+        if candidate and (Path(candidate) / "model.safetensors").is_file():
+            return Path(candidate)
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("tiny_weights")
+    cmd = [sys.executable, "scripts/train.py", "--data", str(iu_xray_dir), "--out", str(out / "w"),
+           "--run-dir", str(out / "run"), "--max-reports", "120", "--image-epochs", "1", "--frozen-epochs", "2",
+           "--unfrozen-epochs", "1", "--image-size", "64", "--no-fit-ood"]
+    env = {**os.environ, "CXR_RUNLOG": str(out / "runs.db")}  # never write into the real run log
+    subprocess.run(cmd, cwd=root, env=env, check=True, timeout=1800, capture_output=True)
+    return out / "w"
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    """Point the Streamlit app at temporary files: no weights, a fresh prediction log, an
+    empty run log and no sharing status. Tests that need a model set CXR_WEIGHTS themselves."""
+    env = {"CXR_WEIGHTS": tmp_path / "no-weights", "CXR_DB_PATH": tmp_path / "predictions.db",
+           "CXR_RUNLOG": tmp_path / "runs.db", "CXR_SHARE_STATUS": tmp_path / "share.json"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    return env

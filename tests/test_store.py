@@ -1,0 +1,357 @@
+"""The prediction log (core/store.py) on real SQLite files in tmp_path."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from core.labels import FINDINGS
+from core.store import (
+    PredictionNotFound,
+    PredictionStore,
+    StoreError,
+    StoreFullError,
+    StoreReadOnlyError,
+    export_csv,
+    fts_query,
+    prob_column,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_png(width: int = 8, height: int = 8, *, comment: bytes = b"") -> bytes:
+    """A valid greyscale PNG; ``comment`` goes into a tEXt chunk, a marker we can grep for."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + bytes(width) for _ in range(height))
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    out += chunk(b"IDAT", zlib.compress(rows))
+    if comment:
+        out += chunk(b"tEXt", b"Comment\x00" + comment)
+    return out + chunk(b"IEND", b"")
+
+
+def probs(value: float = 0.2, **overrides: float) -> dict[str, float]:
+    return {f: overrides.get(f, value) for f in FINDINGS}
+
+
+def log(store: PredictionStore, **overrides) -> int:
+    kwargs = dict(model_version="test-1", image_png=make_png(), image_name="cxr.png", image_sha256="a" * 64,
+                  text="No acute cardiopulmonary abnormality.", text_mode="report", fusion=probs(),
+                  image=probs(0.3), text_probs=probs(0.1), thresholds=probs(0.5), discordant=[],
+                  out_of_distribution=False, ood_score=0.05, source="predict")
+    kwargs.update(overrides)
+    return store.log_prediction(**kwargs)
+
+
+def file_bytes(path: Path) -> bytes:
+    """The database and its WAL, as they sit on disk."""
+    return b"".join(Path(f"{path}{s}").read_bytes() for s in ("", "-wal") if Path(f"{path}{s}").exists())
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+def test_migrations_on_fresh_file_and_reopen(tmp_path):
+    path = tmp_path / "sub" / "log.db"  # parent folder is created
+    PredictionStore(path)
+    PredictionStore(path)  # idempotent
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version, name FROM migrations").fetchall() == [(1, "m001_initial")]
+    tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"predictions", "verdicts", "predictions_fts", "migrations"} <= tables
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    columns = {n for (n,) in conn.execute("SELECT name FROM pragma_table_info('predictions')")}
+    assert {prob_column(f) for f in FINDINGS} <= columns
+
+
+def test_newer_schema_is_refused(fresh_db):
+    conn = sqlite3.connect(fresh_db.path)
+    conn.execute("INSERT INTO migrations VALUES (99, 'future', '2100-01-01')")
+    conn.commit()
+    with pytest.raises(StoreError, match="newer version"):
+        PredictionStore(fresh_db.path)
+
+
+def test_default_path_from_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXR_DB_PATH", str(tmp_path / "env" / "p.db"))
+    assert PredictionStore().path == tmp_path / "env" / "p.db"
+    assert (tmp_path / "env" / "p.db").is_file()
+
+
+# -- writing and reading --------------------------------------------------------------------
+
+def test_round_trip_and_validation(fresh_db):
+    pid = log(fresh_db, image_name="C:\\Users\\Doe^John\\scans/pt 123.png", discordant=["Edema"],
+              fusion=probs(0.2, Edema=0.9), out_of_distribution=True)
+    row = fresh_db.get(pid)
+    assert row["image_name"] == "pt 123.png"  # basename only
+    assert row["fusion"]["Edema"] == 0.9 and row["discordant"] == ["Edema"] and row["n_discordant"] == 1
+    assert row["out_of_distribution"] is True and row["reviewed"] is False and row["verdicts"] == {}
+    assert row["image_png"] == make_png() and len(row["text_sha256"]) == 64
+    assert fresh_db.get(pid + 1) is None
+    for bad in (dict(text_mode="findings"), dict(source="web"), dict(image_png=make_png(512, 200)),
+                dict(image_png=b"GIF89a..."), dict(fusion={"Effusion": 0.3}), dict(fusion=probs(1.5)),
+                dict(discordant=["Nodule"]), dict(image_sha256="xyz"), dict(thresholds={"ensemble": probs()})):
+        with pytest.raises(ValueError):
+            log(fresh_db, **bad)
+    assert fresh_db.count() == 1
+
+
+def test_hostile_text_is_stored_verbatim(fresh_db):
+    text = ("<script>alert('x')</script><img src=x onerror=alert(1)> \"; DROP TABLE predictions; -- "
+            "' OR '1'='1 /* */ \\x00 %s {0} ${{x}} \r\n\ttabs é中文 🫁 \u202eRTL")
+    pid = log(fresh_db, text=text, image_name="<b>x</b>.png")
+    fresh_db.set_note(pid, text)
+    row = fresh_db.get(pid)
+    assert row["text"] == text and row["note"] == text and row["image_name"] == "b>.png"  # basename
+    assert fresh_db.count() == 1 and fresh_db.integrity_ok()
+
+
+def test_verdicts_and_notes(fresh_db):
+    pid = log(fresh_db)
+    fresh_db.set_verdict(pid, "Edema", "absent", reviewer="rad1", note="vascular markings normal")
+    fresh_db.set_verdict(pid, "Edema", "present", reviewer="rad2")  # upsert, one row per finding
+    fresh_db.set_verdict(pid, "Cardiomegaly", "uncertain")
+    verdicts = fresh_db.verdicts(pid)
+    assert verdicts["Edema"]["verdict"] == "present" and verdicts["Edema"]["reviewer"] == "rad2"
+    assert set(verdicts) == {"Edema", "Cardiomegaly"} and fresh_db.get(pid)["reviewed"] is True
+    fresh_db.set_verdict(pid, "Cardiomegaly", None)
+    assert set(fresh_db.verdicts(pid)) == {"Edema"}
+    with pytest.raises(ValueError):
+        fresh_db.set_verdict(pid, "Edema", "agree")
+    with pytest.raises(ValueError):
+        fresh_db.set_verdict(pid, "Nodule", "present")
+    with pytest.raises(PredictionNotFound):
+        fresh_db.set_verdict(pid + 7, "Edema", "present")
+    with pytest.raises(PredictionNotFound):
+        fresh_db.set_note(pid + 7, "x")
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+def test_many_threads_write_without_loss_or_lock_errors(fresh_db):
+    n_threads, per_thread = 8, 25
+    errors, ids = [], []
+    start = threading.Barrier(n_threads + 1)
+
+    def writer(t: int) -> None:
+        start.wait()
+        try:
+            for i in range(per_thread):
+                ids.append(log(fresh_db, text=f"thread {t} write {i}"))
+                if i % 5 == 0:
+                    fresh_db.list_predictions(limit=5)  # readers interleave with writers
+        except Exception as exc:  # noqa: BLE001 - any failure fails the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    start.wait()
+    for th in threads:
+        th.join(timeout=60)
+    assert errors == []
+    assert fresh_db.count() == n_threads * per_thread == len(set(ids))
+    texts = {r["text"] for r in fresh_db.list_predictions(limit=None)}
+    assert texts == {f"thread {t} write {i}" for t in range(n_threads) for i in range(per_thread)}
+    assert fresh_db.integrity_ok()
+
+
+# -- search and filters ---------------------------------------------------------------------
+
+def test_full_text_search(fresh_db):
+    a = log(fresh_db, text="Mild pulmonary edema with bilateral effusions.")
+    b = log(fresh_db, text="Heart size is enlarged. No focal consolidation.")
+    fresh_db.set_note(b, "discuss at conference")
+
+    def ids(query):
+        return {r["id"] for r in fresh_db.list_predictions(search=query)}
+
+    assert ids("edema") == {a}
+    assert ids("effusion") == {a}  # porter stemming
+    assert ids("CONFERENCE") == {b}  # notes are searched too
+    assert ids("heart enlarged") == {b} and ids("heart edema") == set()  # words are ANDed
+    assert ids("") == ids("   ") == {a, b}
+    hostile = ['"', '""', 'edema"', '"edema', "NEAR(heart size)", "heart OR", "NOT", "*", "edema*", "^heart",
+               "text:edema", "(heart", "heart)", "'; DROP TABLE predictions; --", "a AND", "{text}: x", "+", "-",
+               "\\", "%", "ед", "🫁"]
+    for query in hostile:
+        fresh_db.list_predictions(search=query)  # never an FTS syntax error
+    assert ids('"edema"') == {a} and ids("text:edema") == set()
+    assert [r["id"] for r in fresh_db.search("NEAR(edema")] == [] and fresh_db.search("edema")[0]["id"] == a
+    assert fts_query('a "b" NOT') == '"a" """b""" "NOT"'
+    assert fresh_db.count() == 2
+
+
+def test_filters(fresh_db):
+    old = log(fresh_db, created_at="2024-01-01T10:00:00Z", fusion=probs(0.1, Edema=0.7),
+              thresholds=probs(0.5, Edema=0.8))  # Edema 0.7 is under its own threshold
+    mid = log(fresh_db, created_at="2024-06-01T10:00:00+02:00", fusion=probs(0.1, Edema=0.9),
+              discordant=["Edema"], source="batch")
+    new = log(fresh_db, created_at="2025-01-01", fusion=probs(0.1, Cardiomegaly=0.6), text="cardiac silhouette",
+              thresholds={"fusion": probs(0.5), "image": probs(0.4), "text": probs(0.6)})  # per-head form
+    fresh_db.set_verdict(mid, "Edema", "present")
+
+    def ids(**kw):
+        return [r["id"] for r in fresh_db.list_predictions(**kw)]
+
+    assert ids() == [new, mid, old]  # newest first
+    assert ids(since="2024-03-01") == [new, mid] and ids(until="2024-06-01T08:00:00Z") == [old]
+    assert ids(since="2024-06-01T08:00:00+00:00") == [new, mid]  # time zones normalised
+    assert ids(finding="Edema") == [mid]  # positive at the stored threshold
+    assert ids(finding="Cardiomegaly") == [new]  # ... the fused head's, when every head's is stored
+    assert fresh_db.get(new)["thresholds"]["image"]["Edema"] == 0.4
+    assert ids(finding="Edema", min_prob=0.65) == [mid, old]
+    assert ids(min_prob=0.55) == [new, mid, old] and ids(min_prob=0.95) == []
+    assert ids(discordant=True) == [mid] and ids(discordant=False) == [new, old]
+    assert ids(reviewed=True) == [mid] and ids(reviewed=False) == [new, old]
+    assert ids(source="batch") == [mid] and ids(search="silhouette") == [new]
+    assert ids(limit=1) == [new] and ids(finding="Edema", reviewed=False, min_prob=0.5) == [old]
+    assert "image_png" not in fresh_db.list_predictions()[0]
+    assert fresh_db.list_predictions(with_images=True)[0]["image_png"] == make_png()
+    with pytest.raises(ValueError):
+        fresh_db.list_predictions(finding="Nodule")
+    frame = fresh_db.frame(discordant=True)
+    assert list(frame["id"]) == [mid] and frame.loc[0, "fusion_edema"] == 0.9
+
+
+def test_csv_export_round_trip(fresh_db):
+    text = 'Line one, with comma\nline "two"\r\n=SUM(A1) -leading dash'
+    pid = log(fresh_db, text=text, discordant=["Edema", "Atelectasis"], fusion=probs(0.123456789012345),
+              text_probs={"Edema": 0.4}, ood_score=None)
+    log(fresh_db, text_mode="none", text="", text_probs=None, thresholds={"fusion": probs(0.7)})
+    rows = list(csv.DictReader(io.StringIO(fresh_db.export_csv(fresh_db.list_predictions()))))
+    assert len(rows) == 2
+    row = next(r for r in rows if int(r["id"]) == pid)
+    assert row["text"] == text and row["discordant"].split(";") == ["Edema", "Atelectasis"]
+    assert float(row["fusion_edema"]) == 0.123456789012345 and float(row["text_edema"]) == 0.4
+    assert row["text_pneumonia"] == "" and row["ood_score"] == "" and row["reviewed"] == "False"
+    assert "image_png" not in row and float(row["threshold_cardiomegaly"]) == 0.5
+    assert next(r for r in rows if int(r["id"]) != pid)["threshold_edema"] == "0.7"
+    assert export_csv([]).count("\n") == 1  # header only
+
+
+# -- privacy --------------------------------------------------------------------------------
+
+def test_delete_removes_rows_verdicts_and_bytes(fresh_db):
+    keep = [log(fresh_db, text=f"ordinary report {i} heart normal") for i in range(20)]
+    marker = "zqxprivatemarker"
+    # long enough to spill into overflow pages, which SQLite frees (and must zero) separately
+    pid = log(fresh_db, text=f"Patient text {marker} heart normal " + f"{marker} " * 1500,
+              image_png=make_png(256, 256, comment=b"PNGMARKER77" * 1000), image_name=f"{marker}.png")
+    fresh_db.set_note(pid, f"note {marker}")
+    fresh_db.set_verdict(pid, "Edema", "absent", note=f"verdict {marker}")
+    raw = file_bytes(fresh_db.path)
+    assert marker.encode() in raw and b"PNGMARKER77" in raw  # the check below can see them
+
+    assert fresh_db.delete(pid) is True
+    assert fresh_db.delete(pid) is False
+    raw = file_bytes(fresh_db.path)
+    assert marker.encode() not in raw and b"PNGMARKER77" not in raw
+    assert fresh_db.get(pid) is None and fresh_db.verdicts(pid) == {}
+    assert sqlite3.connect(fresh_db.path).execute("SELECT count(*) FROM verdicts").fetchone()[0] == 0
+    assert fresh_db.list_predictions(search=marker) == []
+    assert [r["id"] for r in fresh_db.list_predictions(search="heart normal")] == keep[::-1]
+    assert fresh_db.count() == 20 and fresh_db.integrity_ok()
+
+
+# -- failures -------------------------------------------------------------------------------
+
+def test_read_only_database_gives_store_error_and_changes_nothing(fresh_db, monkeypatch):
+    pid = log(fresh_db, text="before")
+    before = fresh_db.list_predictions()
+    fresh_db.path.chmod(0o444)
+    if os.geteuid() == 0:  # root ignores permission bits: open it the way SQLite opens such a file
+        uri = f"file:{fresh_db.path}?mode=ro"
+        monkeypatch.setattr(fresh_db, "_open", lambda: sqlite3.connect(uri, uri=True, isolation_level=None))
+    try:
+        for write in (lambda: log(fresh_db, text="after"), lambda: fresh_db.set_note(pid, "x"),
+                      lambda: fresh_db.set_verdict(pid, "Edema", "present"), lambda: fresh_db.delete(pid)):
+            with pytest.raises(StoreReadOnlyError) as info:
+                write()
+            assert "read-only" in str(info.value) and "\n" not in str(info.value)
+    finally:
+        fresh_db.path.chmod(0o644)
+    monkeypatch.undo()
+    assert fresh_db.list_predictions() == before and fresh_db.verdicts(pid) == {}
+    assert fresh_db.integrity_ok()
+
+
+def test_full_disk_gives_store_error_and_no_half_row(fresh_db, monkeypatch):
+    first = log(fresh_db, text="fits")
+    real_open = fresh_db._open
+
+    def full_open():  # the file may not grow by a single page: what a full disk looks like to SQLite
+        conn = real_open()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        return conn
+
+    monkeypatch.setattr(fresh_db, "_open", full_open)
+    with pytest.raises(StoreFullError, match="full"):
+        log(fresh_db, text="x" * 200_000, image_png=make_png(256, 256))
+    monkeypatch.undo()
+    assert fresh_db.count() == 1 and fresh_db.get(first)["text"] == "fits"
+    assert fresh_db.list_predictions(search="x" * 20) == [] and fresh_db.integrity_ok()
+
+
+WRITER = """
+import sys, struct, zlib
+sys.path.insert(0, {repo!r})
+from core.store import PredictionStore
+from core.labels import FINDINGS
+store = PredictionStore({db!r})
+i = 0
+while True:
+    p = (i % 100) / 100
+    store.log_prediction(model_version="kill", image_png=None, image_name=f"{{i}}.png", image_sha256=None,
+                         text=f"row {{i}} " + "lorem ipsum " * 500, text_mode="report",
+                         fusion={{f: p for f in FINDINGS}}, image={{f: p for f in FINDINGS}},
+                         text_probs={{f: p for f in FINDINGS}}, thresholds={{f: 0.5 for f in FINDINGS}},
+                         discordant=list(FINDINGS[: i % 6]), out_of_distribution=False, ood_score=p,
+                         source="cli")
+    i += 1
+"""
+
+
+def test_sigkill_mid_stream_leaves_only_whole_rows(fresh_db):
+    proc = subprocess.Popen([sys.executable, "-c", WRITER.format(repo=str(REPO), db=str(fresh_db.path))],
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while fresh_db.count() < 40:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the writer made no progress"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    store = PredictionStore(fresh_db.path)  # reopens (and recovers the WAL) cleanly
+    assert store.integrity_ok()
+    rows = store.list_predictions(limit=None)
+    assert len(rows) == store.count() >= 40
+    conn = sqlite3.connect(store.path)
+    flat = dict(conn.execute(f"SELECT id, {prob_column('Edema')} FROM predictions"))
+    for row in rows:
+        i = int(row["image_name"].removesuffix(".png"))
+        assert row["text"] == f"row {i} " + "lorem ipsum " * 500
+        assert row["fusion"] == {f: (i % 100) / 100 for f in FINDINGS} == row["text_probs"]
+        assert flat[row["id"]] == row["fusion"]["Edema"] and row["ood_score"] == (i % 100) / 100
+        assert row["n_discordant"] == len(row["discordant"]) == i % 6
+    assert sorted(int(r["image_name"][:-4]) for r in rows) == list(range(len(rows)))  # no gaps
+    log(store)  # and it takes new writes
+    assert json.loads(conn.execute("SELECT fusion FROM predictions ORDER BY id DESC").fetchone()[0])
