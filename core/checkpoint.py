@@ -51,6 +51,23 @@ def embedding_fingerprint(model: FusionModel) -> str:
     return hashlib.sha256(w.numpy().tobytes()).hexdigest()[:16]
 
 
+def _match_embeddings(model: FusionModel, fingerprint: str | None, backbone: str) -> None:
+    """The embedding tables come from the backbone, not the file. Training evaluates (and
+    fingerprints) the model after rounding to storage precision, so accept the backbone's
+    tables as they are or rounded to fp16, and make them match what was evaluated."""
+    if embedding_fingerprint(model) == fingerprint:
+        return
+    emb = model.text_encoder.encoder.embeddings
+    saved = {k: v.clone() for k, v in emb.state_dict().items()}
+    with torch.no_grad():
+        for t in emb.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    if embedding_fingerprint(model) != fingerprint:
+        emb.load_state_dict(saved)
+        raise WeightsError(f"text backbone {backbone!r} differs from the one these weights were trained on")
+
+
 def _tensors_to_save(model: FusionModel, ood: dict | None) -> dict[str, torch.Tensor]:
     out = {}
     for name, t in model.state_dict().items():
@@ -118,8 +135,7 @@ def load_weights(weights_dir: Path) -> tuple[FusionModel, object, dict, dict]:
         raise WeightsError(f"{path} is damaged ({type(exc).__name__}); retrain or restore it") from None
     config = ModelConfig.from_dict(metadata["model_config"])
     model, tokenizer = build_model(config, pretrained_text=True, image_weights="none")
-    if embedding_fingerprint(model) != metadata.get("text_embedding_fingerprint"):
-        raise WeightsError(f"text backbone {config.text_backbone!r} differs from the one these weights were trained on")
+    _match_embeddings(model, metadata.get("text_embedding_fingerprint"), config.text_backbone)
     ood = {k[len(OOD_PREFIX):]: v for k, v in tensors.items() if k.startswith(OOD_PREFIX)}
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if not k.startswith(OOD_PREFIX)}
     missing, unexpected = model.load_state_dict(state, strict=False)

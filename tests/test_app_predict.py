@@ -102,3 +102,24 @@ def test_predict_then_review_verdict_in_history(at, app_env, xray):
     assert not any(s.key == "hist_open" for s in at.selectbox)
     at.radio(key="hist_reviewed").set_value("Reviewed").run()
     assert at.selectbox(key="hist_open").value == pid
+
+
+def test_out_of_distribution_is_a_warning_not_a_confident_result(at, app_env, xray, monkeypatch):
+    from core.predictor import Predictor
+
+    original = Predictor.predict_batch
+
+    def flagged(self, *args, **kwargs):
+        preds = original(self, *args, **kwargs)
+        for p in preds:
+            p.out_of_distribution, p.ood_score, p.ood_reason = True, 3.2, "not a chest X-ray"
+        return preds
+
+    monkeypatch.setattr(Predictor, "predict_batch", flagged)
+    _predict(at, *xray, "Cough.", kind="indication")
+    assert not at.exception
+    assert any("does not look like" in e.value and "not a chest X-ray" in e.value for e in at.error)
+    assert not any(m.value.startswith("**Above threshold") for m in at.markdown)
+    assert any("unreliable" in e.label for e in at.expander)
+    row = PredictionStore(app_env["CXR_DB_PATH"]).list_predictions()[0]
+    assert row["out_of_distribution"] is True and row["ood_score"] == 3.2

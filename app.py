@@ -1,0 +1,22 @@
+"""Chest X-ray findings from image + text (research tool, not a medical device).
+
+    streamlit run app.py                      # weights from $CXR_WEIGHTS or ./weights
+
+Router only: the sidebar shows the loaded model and sharing status; each page lives in pages/.
+The model loads lazily, once per server process (ui.resources), and never over the network.
+"""
+import streamlit as st
+
+from ui import router, sidebar
+
+st.set_page_config(page_title="CXR findings — research tool", page_icon=":material/radiology:", layout="wide")
+
+page = st.navigation([
+    st.Page("pages/predict.py", title="Predict", icon=":material/radiology:", default=True),
+    st.Page("pages/batch_review.py", title="Batch review", icon=":material/fact_check:"),
+    st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
+    st.Page("pages/training_monitor.py", title="Training monitor", icon=":material/monitoring:"),
+])
+router.mark_routed()
+sidebar.render()
+page.run()

@@ -1,0 +1,134 @@
+"""Model card: built from the weights' metadata and the evaluation files in <weights>/eval/."""
+import json
+
+import pandas as pd
+import streamlit as st
+
+from core.labels import FINDINGS
+from ui import evaluation, notices, router
+from ui.charts import reliability_figure, roc_figure
+from ui.config import EVAL_COMMAND, weights_dir
+from ui.resources import metadata
+
+router.require_router("pages/model_card.py")
+
+CITATION = ("Demner-Fushman D, et al. Preparing a collection of radiology examinations for distribution "
+            "and retrieval. J Am Med Inform Assoc. 2016;23(2):304-310. doi:10.1093/jamia/ocv080")
+
+st.title("Model card")
+meta, problem = metadata()
+folder = weights_dir()
+eval_dir = folder / "eval"
+
+if meta is None:
+    notices.no_weights(problem)
+else:
+    st.caption(f"Version `{meta.get('version', '?')}` · created {meta.get('created_at', '?')} · "
+               f"git {str(meta.get('git_commit', '?'))[:12]} · weights `{folder}`")
+
+st.header("Intended use")
+st.markdown(
+    "- **Research tool, not a medical device.** It must not be used for diagnosis, triage or any "
+    "decision about a patient.\n"
+    "- Estimates the probability of five findings — " + ", ".join(FINDINGS) + " — on a frontal chest "
+    "X-ray, alone or with text.\n"
+    "- **Before the read**: image + the clinical indication (why the study was ordered).\n"
+    "- **Report QA**: image + the finished report; the signal is the *discordance* between the image "
+    "head and the text head, which points a reviewer at reports worth a second look.\n"
+    "- Not for: lateral views, children, other body parts, other modalities, or any population unlike "
+    "a single US institution's outpatient chest films.")
+
+st.header("Data")
+data = (meta or {}).get("data", {})
+st.markdown(
+    f"**{data.get('name', 'Indiana University Chest X-ray Collection (Open-I)')}** — licence "
+    f"**{data.get('license', 'CC BY-NC-ND 4.0')}**: non-commercial use, no derivatives of the data. "
+    f"Labels: the reports' MeSH *major* terms (manual coding), mapped to the five findings in `core/labels.py`."
+    + (f" Reports used: {data['n_reports']}." if data.get("n_reports") else ""))
+st.caption("Citation: " + data.get("citation", CITATION))
+
+if meta is not None:
+    st.header("Model")
+    bb = meta.get("backbones", {})
+    pre = meta.get("preprocessing", {})
+    image_init = bb.get("image_weights", "none")
+    st.table(pd.DataFrame([
+        {"part": "image encoder", "backbone": bb.get("image", "?"),
+         "initialisation": "from scratch (no pretrained weights)" if image_init in (None, "none") else image_init},
+        {"part": "text encoder", "backbone": bb.get("text", "?"), "initialisation": "pretrained"},
+    ]).set_index("part"))
+    st.caption(f"Input: {pre.get('image_size', '?')} px {pre.get('color', 'grayscale')}, {pre.get('resize', '')}; "
+               f"text up to {meta.get('text_max_len', '?')} tokens; late fusion with per-branch heads "
+               "(fusion, image, text).")
+    with st.expander("Training configuration and decision thresholds"):
+        st.json({"training_config": meta.get("training_config", {}), "thresholds": meta.get("thresholds", {})},
+                expanded=False)
+
+st.header("Test metrics")
+results = evaluation.load_results(eval_dir) if eval_dir.is_dir() else {}
+table = evaluation.metrics_table(results)
+if not table.empty:
+    st.markdown("AUC per finding with 95% bootstrap CI, per text mode and head. "
+                "**Honest tasks:** `none` (image only) and `indication`. `report` is inflated (see below).")
+    st.dataframe(table, hide_index=True)
+    positives = evaluation.positives_table(results)
+    if positives is not None:
+        st.caption("Positive studies per finding in the test split (few positives → wide CIs):")
+        st.dataframe(positives, hide_index=True)
+elif meta and meta.get("test_summary"):
+    st.info(f"No evaluation files in `{eval_dir}`; showing the summary stored with the weights.")
+    st.dataframe(evaluation.summary_table(meta["test_summary"]), hide_index=True)
+else:
+    st.info(f"No evaluation results in `{eval_dir}`. Make them with:")
+    st.code(EVAL_COMMAND, language="bash", wrap_lines=True)
+
+st.subheader("ROC and calibration")
+files = evaluation.prediction_files(eval_dir)
+if files:
+    key = st.selectbox("Predictions file (text mode / head)", list(files), key="card_curves")
+    roc, rel, skipped = evaluation.curves(files[key])
+    if roc:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(roc_figure(roc), key="card_roc")
+        c2.plotly_chart(reliability_figure(rel), key="card_rel")
+    if skipped:
+        st.caption("No curve for: " + "; ".join(skipped) + ".")
+else:
+    st.info(f"No per-study prediction files (`{eval_dir}/test_{{mode}}_{{head}}.csv`), so no ROC or "
+            "calibration plots. Make one with:")
+    st.code(EVAL_COMMAND, language="bash", wrap_lines=True)
+
+st.header("Keyword baseline, and why report-mode numbers are inflated")
+baseline = results.get(evaluation.BASELINE)
+st.markdown(
+    "The labels of this collection were coded **from the report text**. A model that reads the report's "
+    "FINDINGS and IMPRESSION therefore sees the answer, and a plain keyword rule with negation handling "
+    "already scores near-perfectly. Report-mode AUCs measure agreement with the report, not with the image; "
+    "that is why report mode is offered for **QA by discordance**, not as a diagnostic accuracy claim.")
+if baseline:
+    macro = evaluation.fmt_ci(baseline.get("macro_auc"), baseline.get("macro_auc_ci"))
+    st.markdown(f"Keyword baseline, test split: macro AUC **{macro}**")
+    aucs, cis = baseline.get("auc") or {}, baseline.get("auc_ci") or {}
+    st.dataframe(pd.DataFrame([{f: evaluation.fmt_ci(aucs.get(f), cis.get(f)) for f in FINDINGS}]), hide_index=True)
+    if baseline.get("note"):
+        st.caption(baseline["note"])
+else:
+    st.caption(f"`{eval_dir}/{evaluation.BASELINE}.json` not found.")
+
+st.header("Known limitations")
+scratch = (meta or {}).get("backbones", {}).get("image_weights", "none") in (None, "none")
+n_reports = data.get("n_reports")
+st.markdown(
+    ("- **Image encoder trained from scratch**: no ImageNet or chest X-ray pretraining could be downloaded "
+     "where it was built, so the image branch is weaker than published DenseNet-121 results.\n" if scratch else "")
+    + f"- **Small data**: {f'{n_reports:,} reports' if n_reports else 'a few thousand studies'} from one "
+    "collection; thresholds and calibration were tuned on a small validation split.\n"
+    "- **Few positives for Pneumonia and Consolidation** → very wide confidence intervals (or none at all); "
+    "treat those findings as unvalidated.\n"
+    "- **Resized copy**: trained on downscaled PNG exports, not original DICOM; fine detail is lost.\n"
+    "- **Frontal views only**; lateral views are out of scope.\n"
+    "- **Single institution** (Indiana University): no evidence it transfers to other scanners or populations.\n"
+    "- Labels come from report coding, not from image review: label noise is built in.")
+if meta is not None:
+    with st.expander("Raw metadata"):
+        st.code(json.dumps({k: v for k, v in meta.items() if k != "split"}, indent=2, default=str), language="json")

@@ -1,0 +1,196 @@
+"""Benchmark inference, attribution and start-up on the shipped weights and real images.
+
+    python scripts/bench.py --json bench.json [--weights weights] [--data ../shared/iu-xray]
+
+Measures, in one run: single-study latency (image + report text) p50/p95, batch throughput
+at the best batch size, attribution (Grad-CAM heatmap + text tokens) p50, cold start (new
+process -> first prediction), peak resident memory of a serving process, a naive baseline (fp32 eager, batch 1,
+fresh decode and full-length padding each call, no caching) and the compute floor: the
+model's FLOPs at its input size divided by the matrix-multiply rate measured here.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+from scripts._cli import Parser, fail, run_main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default=str(ROOT / "weights"))
+    p.add_argument("--data", default=os.environ.get("IU_XRAY_DIR", str(ROOT.parent / "shared" / "iu-xray")))
+    p.add_argument("--json", required=True, dest="json_out")
+    p.add_argument("--studies", type=int, default=64, help="real studies used for the measurements")
+    p.add_argument("--repeats", type=int, default=30, help="single-study predictions timed")
+    return p.parse_args(argv)
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def timed(fn, repeats):
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def matmul_gflops(seconds: float = 2.0) -> float:
+    """Best fp32 matrix-multiply rate of this machine, all threads (GFLOP/s)."""
+    import torch
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    best, end = 0.0, time.time() + seconds
+    for _ in range(3):
+        a @ b
+    while time.time() < end:
+        t = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = max(best, 5 * 2 * 1024 ** 3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def model_gflops(predictor, gray, text) -> float:
+    """FLOPs of one study's forward pass (image + text) at the model's input size."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        predictor.predict(gray, text, "report")
+    return counter.get_total_flops() / 1e9
+
+
+def serving_process(weights: str, image: Path, text: str) -> tuple[float, float]:
+    """A fresh process serving like the app: (seconds to the first prediction, peak RSS in
+    MB after that prediction, a batch of 16 and one attribution)."""
+    code = ("import sys,time,resource; t=time.perf_counter(); sys.path.insert(0, %r)\n"
+            "from core.predictor import Predictor; from core.imaging import decode_image\n"
+            "p = Predictor.load(%r); g = decode_image(open(%r,'rb').read()).gray\n"
+            "p.predict(g, %r, 'report'); first = time.perf_counter()-t\n"
+            "p.predict_batch([g]*16, [%r]*16, ['report']*16); p.attribute(g, %r, 'report', finding='Edema')\n"
+            "print(first, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)"
+            ) % (str(ROOT), weights, str(image), text, text, text)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    if res.returncode != 0:
+        fail(f"serving process failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
+    first, rss = res.stdout.split()[-2:]
+    return float(first), float(rss)
+
+
+def naive_predict(model, tokenizer, metadata, path: Path, text: str):
+    """The baseline: decode the file again, pad text to max length, fp32 eager, no_grad."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from core.labels import TEXT_MODES
+    pre = metadata["preprocessing"]
+    with Image.open(path) as im:
+        g = np.asarray(im.convert("L").resize((pre["image_size"],) * 2, Image.BILINEAR), dtype=np.float32)
+    x = torch.from_numpy((g / 255.0 - pre["mean"]) / pre["std"])[None, None]
+    enc = tokenizer([text], padding="max_length", truncation=True, max_length=metadata["text_max_len"],
+                    return_tensors="pt")
+    with torch.no_grad():
+        logits = model(x, enc["input_ids"], enc["attention_mask"], torch.tensor([TEXT_MODES.index("report")]))
+        return torch.sigmoid(logits["fusion"])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from core.checkpoint import WeightsError, load_weights
+    from core.data import DataLayoutError, load_reports
+    from core.imaging import decode_image
+    from core.predictor import Predictor
+    try:
+        reports = load_reports(Path(args.data))
+    except DataLayoutError as exc:
+        fail(str(exc))
+    png = Path(args.data) / "NLMCXR_png"
+    studies = [(png / f"{r.image_ids[0]}.png", r.text("report")) for r in reports[: args.studies]]
+    t0 = time.perf_counter()
+    try:
+        predictor = Predictor.load(args.weights)
+    except WeightsError as exc:
+        fail(str(exc))
+    load_s = time.perf_counter() - t0
+    grays = [decode_image(p.read_bytes()).gray for p, _ in studies]
+    texts = [t for _, t in studies]
+    out = {"weights_version": predictor.version, "torch_threads": __import__("torch").get_num_threads(),
+           "model_load_s": load_s, "image_size": predictor.size}
+
+    for _ in range(3):
+        predictor.predict(grays[0], texts[0], "report")
+    lat = []
+    for i in range(args.repeats):
+        k = i % len(grays)
+        lat += timed(lambda: predictor.predict(grays[k], texts[k], "report"), 1)
+    out["predict_p50_ms"], out["predict_p95_ms"] = statistics.median(lat), pct(lat, 95)
+
+    best = (0.0, 1)
+    out["batch_throughput"] = {}
+    for bs in (1, 4, 8, 16, 32):
+        n = max(bs, (len(grays) // bs) * bs)
+        t = time.perf_counter()
+        for s in range(0, n, bs):
+            predictor.predict_batch(grays[s:s + bs], texts[s:s + bs], ["report"] * len(grays[s:s + bs]))
+        rate = n / (time.perf_counter() - t)
+        out["batch_throughput"][str(bs)] = rate
+        best = max(best, (rate, bs))
+    out["batch_studies_per_s"], out["best_batch_size"] = best
+
+    model, tokenizer, metadata, _ = load_weights(Path(args.weights))  # a separate plain fp32 copy
+    model.eval()
+    naive = []
+    for i in range(min(args.repeats, len(studies))):
+        path, text = studies[i]
+        naive += timed(lambda: naive_predict(model, tokenizer, metadata, path, text), 1)
+    n_naive = len(naive)
+    out["baseline_predict_p50_ms"] = statistics.median(naive)
+    out["baseline_batch_studies_per_s"] = n_naive / (sum(naive) / 1000)
+    del model
+
+    attr = timed(lambda: predictor.attribute(grays[1], texts[1], "report", finding="Cardiomegaly"), 5)
+    out["attribution_p50_ms"] = statistics.median(attr)
+
+    gflop = model_gflops(predictor, grays[0], texts[0])
+    rate = matmul_gflops()
+    out.update(model_gflop=gflop, matmul_gflops=rate, floor_ms=gflop / rate * 1000)
+    out["predict_to_floor_ratio"] = out["predict_p50_ms"] / out["floor_ms"]
+    out["cold_start_s"], out["peak_rss_mb"] = serving_process(args.weights, studies[0][0], texts[0])
+    out["bench_process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["speedup_predict_p50"] = out["baseline_predict_p50_ms"] / out["predict_p50_ms"]
+    out["speedup_batch"] = out["batch_studies_per_s"] / out["baseline_batch_studies_per_s"]
+
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
+    rows = [("single study p50 / p95", f"{out['predict_p50_ms']:.1f} / {out['predict_p95_ms']:.1f} ms",
+             f"baseline {out['baseline_predict_p50_ms']:.1f} ms ({out['speedup_predict_p50']:.1f}x)"),
+            ("batch throughput", f"{out['batch_studies_per_s']:.1f} studies/s (batch {out['best_batch_size']})",
+             f"baseline {out['baseline_batch_studies_per_s']:.1f} ({out['speedup_batch']:.1f}x)"),
+            ("attribution p50", f"{out['attribution_p50_ms']:.0f} ms", "Grad-CAM + text IG"),
+            ("compute floor", f"{out['floor_ms']:.1f} ms", f"{gflop:.2f} GFLOP at {rate:.0f} GFLOP/s; "
+             f"p50 = {out['predict_to_floor_ratio']:.2f}x floor"),
+            ("cold start", f"{out['cold_start_s']:.1f} s", "new process -> first prediction"),
+            ("peak RSS serving", f"{out['peak_rss_mb']:.0f} MB", "fresh process: predict, batch of 16, attribution")]
+    for name, value, note in rows:
+        print(f"{name:24s} {value:36s} {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

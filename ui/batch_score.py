@@ -1,0 +1,100 @@
+"""Batch review, part (a): score many studies at once and log every one (source='batch')."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.imaging import ImageDecodeError, decode_image
+from core.labels import FINDINGS, TEXT_MODES
+from core.store import StoreError
+from ui.batch_inputs import CsvError, Item, Skipped, expand_uploads, read_text_map
+from ui.config import MAX_UPLOAD_MB
+from ui.records import log_prediction
+from ui.resources import MODEL_LOCK, predictor, store
+
+BATCH_SIZE = 8  # studies per model call: amortises the text encoder without much memory
+RESULT = "batch_result"
+
+
+def _decode_all(items: list[Item]) -> tuple[list[tuple[Item, object]], list[Skipped]]:
+    ok, skipped = [], []
+    for item in items:
+        try:
+            ok.append((item, decode_image(item.data, filename=item.name)))
+        except ImageDecodeError as exc:
+            skipped.append(Skipped(item.name, str(exc)))
+    return ok, skipped
+
+
+def score(items: list[Item], texts: dict[str, tuple[str, str]], progress) -> tuple[list[dict], list[Skipped]]:
+    """Decode, predict in batches of BATCH_SIZE, log each; returns result rows and skips."""
+    decoded, skipped = _decode_all(items)
+    model, db, rows = predictor(), store(), []
+    for start in range(0, len(decoded), BATCH_SIZE):
+        chunk = decoded[start:start + BATCH_SIZE]
+        pairs = [texts.get(item.name, ("", "none")) for item, _ in chunk]
+        modes = [mode if text and mode != "none" else "none" for text, mode in pairs]
+        batch_texts = [text if mode != "none" else "" for (text, _), mode in zip(pairs, modes)]
+        with MODEL_LOCK:
+            preds = model.predict_batch([d.gray for _, d in chunk], batch_texts, modes,
+                                        colorfulness=[d.colorfulness for _, d in chunk])
+        for (item, dec), text, pred in zip(chunk, batch_texts, preds):
+            try:
+                pid = log_prediction(db, pred, gray=dec.gray, image_bytes=item.data, image_name=item.name,
+                                     text=text, source="batch")
+            except StoreError as exc:
+                skipped.append(Skipped(item.name, f"scored but not logged: {exc}"))
+                pid = None
+            rows.append({"id": pid, "file": item.name, "mode": pred.text_mode,
+                         **{f: pred.fusion[f] for f in FINDINGS},
+                         "above threshold": ", ".join(pred.positive("fusion")),
+                         "discordant": ", ".join(pred.discordant), "OOD": pred.out_of_distribution})
+        done = min(start + BATCH_SIZE, len(decoded))
+        progress.progress(done / len(decoded), text=f"Scored {done} of {len(decoded)} studies")
+    return rows, skipped
+
+
+def render(model_ready: bool) -> None:
+    st.markdown("Upload several images or a `.zip` of them (read in memory; non-images are skipped "
+                "and listed). Optionally add a CSV with columns `file,text` (and `mode`: report, "
+                "indication or none) to give each study its text; studies without a row are scored "
+                "from the image alone.")
+    files = st.file_uploader("Images or .zip", type=["png", "jpg", "jpeg", "dcm", "dicom", "zip"],
+                             accept_multiple_files=True, key="batch_files", max_upload_size=MAX_UPLOAD_MB)
+    mapping = st.file_uploader("Text mapping CSV (optional)", type=["csv"], key="batch_csv", max_upload_size=5)
+    default_mode = st.radio("Mode for CSV rows without one", [m for m in TEXT_MODES if m != "none"],
+                            horizontal=True, key="batch_default_mode")
+    if not model_ready:
+        st.caption("Scoring needs a trained model (see above).")
+        return
+    if st.button("Score", type="primary", disabled=not files, key="batch_go"):
+        st.session_state.pop(RESULT, None)
+        try:
+            texts = read_text_map(mapping.getvalue(), default_mode=default_mode) if mapping else {}
+        except CsvError as exc:
+            st.error(f"Text mapping CSV: {exc}")
+            return
+        items, skipped = expand_uploads([(f.name, f.getvalue()) for f in files])
+        unknown = sorted(set(texts) - {i.name for i in items})
+        if not items:
+            st.error("Nothing to score: no image among the uploads.")
+            rows = []
+        else:
+            try:
+                rows, more = score(items, texts, st.progress(0.0, text=f"Scoring {len(items)} studies…"))
+            except Exception as exc:  # noqa: BLE001 — weights that fail to load: one line, no traceback
+                st.error(f"The model could not score the batch: {exc}")
+                return
+            skipped += more
+        st.session_state[RESULT] = {"rows": rows, "skipped": skipped, "unknown": unknown}
+    result = st.session_state.get(RESULT)
+    if result:
+        if result["rows"]:
+            st.success(f"Scored and logged {len(result['rows'])} studies.")
+            st.dataframe(pd.DataFrame(result["rows"]), hide_index=True,
+                         column_config={f: st.column_config.NumberColumn(format="%.3f") for f in FINDINGS})
+        if result["skipped"]:
+            st.warning(f"Skipped {len(result['skipped'])} entries:")
+            st.dataframe(pd.DataFrame([vars(s) for s in result["skipped"]]), hide_index=True)
+        if result["unknown"]:
+            st.caption("CSV rows with no matching upload: " + ", ".join(result["unknown"][:20]))

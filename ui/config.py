@@ -1,0 +1,27 @@
+"""Where the app finds its files (environment first) and the commands it tells users to run."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_UPLOAD_MB = 50  # same as server.maxUploadSize in .streamlit/config.toml, checked again in code
+TRAIN_COMMAND = "python scripts/train.py --data ../shared/iu-xray --out weights"
+EVAL_COMMAND = ("python scripts/evaluate.py --weights weights --data ../shared/iu-xray --split test "
+                "--text-mode report --head fusion --json weights/eval/test_report_fusion.json "
+                "--predictions weights/eval/test_report_fusion.csv")
+SHARE_COMMAND = "python scripts/share.py --auth user:long-password"
+
+
+def weights_dir() -> Path:
+    """$CXR_WEIGHTS, else <repo>/weights."""
+    env = os.environ.get("CXR_WEIGHTS")
+    return Path(env).expanduser() if env else REPO / "weights"
+
+
+def weights_stamp(folder: Path) -> float | None:
+    """Modification time of the weights file: a new file means a new cache entry."""
+    try:
+        return (Path(folder) / "model.safetensors").stat().st_mtime
+    except OSError:
+        return None

@@ -1,0 +1,146 @@
+"""Batch review, part (b): the whole prediction log — filter, search, open, review, export, delete."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import streamlit as st
+
+from core.imaging import ImageDecodeError, decode_image
+from core.labels import FINDINGS
+from core.store import VERDICTS, PredictionStore, StoreError
+from ui import attribution_view, prediction_view
+from ui.records import history_frame
+
+PERIODS = ("All time", "Last 24 hours", "Last 7 days", "Last 30 days", "Custom range")
+ANY = "Any finding"
+NO_VERDICT = "—"
+SHOWN = 500  # rows in the table; the export takes every row that matches
+
+
+def filters() -> dict:
+    """Draw the filter widgets; returns keyword arguments for PredictionStore.list_predictions."""
+    c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
+    period = c1.selectbox("Period (UTC)", PERIODS, key="hist_period")
+    now = datetime.now(timezone.utc)
+    since = until = None
+    if period == "Custom range":
+        picked = c1.date_input("From – to", value=(now.date() - timedelta(days=7), now.date()), key="hist_dates")
+        picked = list(picked) if isinstance(picked, (tuple, list)) else [picked]
+        if picked and isinstance(picked[0], date):
+            since = picked[0]
+        if len(picked) == 2:
+            until = picked[1] + timedelta(days=1)  # the end day is included
+    elif period != "All time":
+        since = now - {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
+                       "Last 30 days": timedelta(days=30)}[period]
+    finding = c2.selectbox("Finding", (ANY, *FINDINGS), key="hist_finding")
+    min_prob = c2.slider("Min fused probability", 0.0, 1.0, 0.0, 0.05, key="hist_min_prob")
+    discordant = c3.checkbox("Discordant only", key="hist_discordant")
+    reviewed = c3.radio("Review status", ("All", "Unreviewed", "Reviewed"), key="hist_reviewed", horizontal=True)
+    search = c4.text_input("Search text and notes", key="hist_search", placeholder="e.g. cardiomegaly")
+    return {"since": since, "until": until,
+            "finding": None if finding == ANY else finding,
+            "min_prob": min_prob if (min_prob > 0 or finding != ANY) else None,
+            "discordant": True if discordant else None,
+            "reviewed": {"All": None, "Unreviewed": False, "Reviewed": True}[reviewed],
+            "search": search or None}
+
+
+def _label(row: dict) -> str:
+    return f"#{row['id']} · {row['created_at'][:16].replace('T', ' ')} · {row['image_name'] or '(no name)'}"
+
+
+def review_form(db: PredictionStore, entry: dict) -> None:
+    pid, current = entry["id"], entry["verdicts"]
+    with st.form(f"review_{pid}"):
+        st.markdown("**Your verdict per finding** (what the image shows, not whether the model agreed)")
+        cols = st.columns(len(FINDINGS))
+        options = (NO_VERDICT, *VERDICTS)
+        chosen = {}
+        for col, f in zip(cols, FINDINGS):
+            now = current.get(f, {}).get("verdict", NO_VERDICT)
+            chosen[f] = col.selectbox(f, options, index=options.index(now), key=f"verdict_{pid}_{f}")
+        reviewer = st.text_input("Reviewer", value=next((v["reviewer"] for v in current.values()), ""),
+                                 key=f"reviewer_{pid}")
+        note = st.text_area("Note (searchable)", value=entry["note"], key=f"note_{pid}", max_chars=4000)
+        if st.form_submit_button("Save review", type="primary"):
+            try:
+                for f, verdict in chosen.items():
+                    db.set_verdict(pid, f, None if verdict == NO_VERDICT else verdict, reviewer=reviewer)
+                db.set_note(pid, note)
+                st.success(f"Saved review of #{pid}.")
+            except StoreError as exc:
+                st.error(str(exc))
+
+
+def delete_control(db: PredictionStore, pid: int) -> None:
+    with st.expander("Delete this entry"):
+        sure = st.checkbox(f"Yes, delete #{pid} with its image, text and verdicts permanently",
+                           key=f"delete_sure_{pid}")
+        if st.button("Delete", disabled=not sure, key=f"delete_{pid}", type="primary"):
+            try:
+                db.delete(pid)
+            except StoreError as exc:
+                st.error(str(exc))
+                return
+            st.session_state.pop("hist_open", None)
+            st.session_state["hist_flash"] = f"Deleted entry #{pid}."
+            st.rerun()
+
+
+def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
+    entry = db.get(pid)
+    if entry is None:
+        st.info(f"Entry #{pid} no longer exists.")
+        return
+    st.subheader(f"Entry #{pid} — {entry['image_name'] or '(no name)'}")
+    st.caption(f"{entry['created_at'][:19].replace('T', ' ')} UTC · source {entry['source']} · "
+               f"text mode **{entry['text_mode']}** · model {entry['model_version']}")
+    img_col, info_col = st.columns([1, 3])
+    if entry["image_png"]:
+        img_col.image(entry["image_png"], caption="Stored review copy (≤ 256 px)", width="stretch")
+    with info_col:
+        prediction_view.out_of_distribution(entry["out_of_distribution"], entry["ood_score"])
+        if entry["text_mode"] != "none":
+            prediction_view.discordance(entry["discordant"], entry["text_mode"])
+            st.markdown("**Text the model read**")
+            st.code(entry["text"], language=None, wrap_lines=True)  # verbatim: never rendered as markup
+    text_probs = entry["text_probs"] if entry["text_mode"] != "none" and entry["text_probs"] else None
+    prediction_view.probabilities(entry["fusion"], entry["image"], text_probs, entry["thresholds"],
+                                  discordant=entry["discordant"], key=f"hist_{pid}")
+    if model_ready and entry["image_png"]:
+        with st.expander("Heatmap and text attributions (computed on the stored review copy)"):
+            try:
+                gray = decode_image(entry["image_png"], filename="review.png").gray
+            except ImageDecodeError as exc:
+                st.error(str(exc))
+            else:
+                attribution_view.explain(scope="history", prediction_id=pid, gray=gray, text=entry["text"],
+                                         mode=entry["text_mode"], default_finding=(entry["discordant"] or [None])[0])
+    review_form(db, entry)
+    delete_control(db, pid)
+
+
+def render(db: PredictionStore, model_ready: bool) -> None:
+    flash = st.session_state.pop("hist_flash", None)
+    if flash:
+        st.success(flash)
+    kwargs = filters()
+    try:
+        rows = db.list_predictions(**kwargs, limit=SHOWN)
+    except (StoreError, ValueError) as exc:
+        st.error(str(exc))
+        return
+    capped = f" (newest {SHOWN} shown; the export has all)" if len(rows) == SHOWN else ""
+    st.caption(f"{len(rows)} entries match{capped} · {db.count()} in the log.")
+    st.dataframe(history_frame(rows), hide_index=True, key="hist_table",
+                 column_config={f: st.column_config.NumberColumn(format="%.2f") for f in FINDINGS})
+    st.download_button("Export CSV (all matching entries)", db.export_csv(db.list_predictions(**kwargs, limit=None)),
+                       file_name="predictions.csv", mime="text/csv", key="hist_export", icon=":material/download:")
+    if not rows:
+        return
+    by_id = {r["id"]: r for r in rows}
+    pid = st.selectbox("Open an entry", list(by_id), format_func=lambda i: _label(by_id[i]), key="hist_open")
+    if pid is not None:
+        st.divider()
+        entry_view(db, pid, model_ready)

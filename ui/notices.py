@@ -1,0 +1,24 @@
+"""Messages several pages share: missing weights, what the log stores, intended use."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui.config import TRAIN_COMMAND, weights_dir
+
+INTENDED_USE = ("Research tool, not a medical device: it must not be used to diagnose or "
+                "treat anyone. Every output needs a qualified reader.")
+
+STORED = ("**What the log keeps** for each prediction: a downscaled copy of the image "
+          "(at most 256 px a side), the SHA-256 of the uploaded file and of the text, the file's "
+          "base name, the text and its mode, all heads' probabilities and thresholds, the "
+          "discordance and out-of-distribution flags, and reviewers' verdicts and notes. "
+          "It never keeps DICOM headers or identifiers, nor the full-resolution image.")
+
+
+def no_weights(reason: str | None = None) -> None:
+    """Say that no model is loaded and how to train one."""
+    st.info(f"No trained model in `{weights_dir()}` yet. Train one from the repository root "
+            "(or point `CXR_WEIGHTS` at a weights folder):", icon=":material/info:")
+    st.code(TRAIN_COMMAND, language="bash")
+    if reason:
+        st.caption(reason)

@@ -1,0 +1,63 @@
+"""Turn a prediction into a log row and into tables (no Streamlit here)."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from core.imaging import encode_png, thumbnail
+from core.labels import FINDINGS
+from core.store import MAX_REVIEW_PX, PredictionStore
+
+
+def log_prediction(store: PredictionStore, pred, *, gray: np.ndarray, image_bytes: bytes, image_name: str,
+                   text: str, source: str) -> int:
+    """Append one successful prediction to the log; returns its id. The text is stored only
+    when the model read it (mode report or indication)."""
+    read_text = text if pred.has_text else ""
+    return store.log_prediction(
+        model_version=pred.model,
+        image_png=encode_png(thumbnail(gray, MAX_REVIEW_PX)),
+        image_name=image_name,
+        image_sha256=hashlib.sha256(image_bytes).hexdigest(),
+        text=read_text,
+        text_sha256=hashlib.sha256(read_text.encode("utf-8")).hexdigest() if read_text else None,
+        text_mode=pred.text_mode,
+        fusion=pred.fusion, image=pred.image, text_probs=pred.text if pred.has_text else None,
+        thresholds=pred.thresholds, discordant=pred.discordant,
+        out_of_distribution=pred.out_of_distribution, ood_score=pred.ood_score, source=source)
+
+
+def heads_table(fusion: dict, image: dict, text: dict | None, thresholds: dict,
+                head_thresholds: dict | None = None, discordant: list | None = None) -> pd.DataFrame:
+    """One row per finding: each head's probability, the threshold, what is flagged."""
+    rows = []
+    for f in FINDINGS:
+        row = {"finding": f, "fused": fusion[f], "threshold": thresholds[f],
+               "fused ≥ threshold": "yes" if fusion[f] >= thresholds[f] else "no",
+               "image head": image.get(f)}
+        if text:
+            row["text head"] = text.get(f)
+        if head_thresholds:
+            row["image thr."] = head_thresholds["image"][f]
+            if text:
+                row["text thr."] = head_thresholds["text"][f]
+        if text is not None:
+            row["discordant"] = "yes" if f in (discordant or []) else ""
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("finding")
+
+
+def history_frame(rows: list[dict]) -> pd.DataFrame:
+    """The review table: one row per logged prediction, fused probabilities as columns."""
+    out = []
+    for r in rows:
+        row = {"id": r["id"], "created (UTC)": r["created_at"][:19].replace("T", " "), "file": r["image_name"],
+               "source": r["source"], "mode": r["text_mode"]}
+        row.update({f: r["fusion"].get(f) for f in FINDINGS})
+        row.update({"discordant": ", ".join(r["discordant"]), "OOD": r["out_of_distribution"],
+                    "reviewed": r.get("reviewed", False), "note": r.get("note", "")})
+        out.append(row)
+    columns = ["id", "created (UTC)", "file", "source", "mode", *FINDINGS, "discordant", "OOD", "reviewed", "note"]
+    return pd.DataFrame(out, columns=columns)

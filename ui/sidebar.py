@@ -1,0 +1,62 @@
+"""Sidebar: which model is loaded and whether the app is shared."""
+from __future__ import annotations
+
+import streamlit as st
+
+from core.share import share_status
+from ui.charts import finite
+from ui.config import SHARE_COMMAND, weights_dir
+from ui.resources import metadata
+
+# The headline numbers: the honest tasks first (image only, indication), then report QA.
+HEADLINE = (("none/image", "Image only"), ("indication/fusion", "Image + indication"),
+            ("report/fusion", "Image + report"))
+
+
+def model_status() -> dict | None:
+    meta, problem = metadata()
+    st.subheader("Model")
+    if meta is None:
+        st.warning("No model loaded.")
+        st.caption(f"Weights folder: `{weights_dir()}` — see any page for how to train one.")
+        return None
+    backbones = meta.get("backbones", {})
+    image = backbones.get("image", "?")
+    if backbones.get("image_weights") in (None, "none"):
+        image += " (from scratch)"
+    st.markdown(f"**Version** `{meta.get('version', '?')}`  \n**Created** {meta.get('created_at', '?')}  \n"
+                f"**Image** {image}  \n**Text** {backbones.get('text', '?')}  \n"
+                f"**Input** {meta.get('preprocessing', {}).get('image_size', '?')} px")
+    summary = meta.get("test_summary") or {}
+    lines = []
+    for key, label in HEADLINE:
+        s = summary.get(key) or {}
+        auc, ci = s.get("macro_auc"), s.get("macro_auc_ci") or [None, None]
+        if finite(auc):
+            ci_text = f" ({ci[0]:.2f}–{ci[1]:.2f})" if all(finite(c) for c in ci) else ""
+            lines.append(f"{label}: **{auc:.2f}**{ci_text}")
+    if lines:
+        st.markdown("Test macro AUC (95% CI)  \n" + "  \n".join(lines))
+        st.caption("Report-mode numbers are inflated: the labels were coded from the report text.")
+    return meta
+
+
+def sharing_status() -> dict:
+    st.subheader("Sharing")
+    status = share_status()
+    if status.get("shared"):
+        st.success(f"Shared at {status['url']}")
+        st.caption("Password-protected." if status.get("auth") else "No password: anyone with the URL gets in.")
+    else:
+        st.caption("Local only. To share over ngrok:")
+        st.code(SHARE_COMMAND, language="bash", wrap_lines=True)
+        if status.get("error"):
+            st.caption(f"Last attempt failed: {status['error']}")
+    return status
+
+
+def render() -> None:
+    with st.sidebar:
+        model_status()
+        st.divider()
+        sharing_status()
