@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.checkpoint import load_weights
+from core.fast import optimise_for_inference
 from core.labels import FINDINGS, TEXT_MODES
 from core.preprocess import prepare
 
@@ -68,8 +70,12 @@ def _discordant(image: dict, text: dict, thresholds: dict) -> list[str]:
 
 
 class Predictor:
-    def __init__(self, model, tokenizer, metadata: dict, ood_tensors: dict | None = None) -> None:
-        self.model = model.eval()
+    def __init__(self, model, tokenizer, metadata: dict, ood_tensors: dict | None = None, *,
+                 fast: bool = True) -> None:
+        model.eval()
+        # attribution needs gradients through the text encoder: keep it in fp32 for that
+        self.attr_text_encoder = copy.deepcopy(model.text_encoder) if fast else model.text_encoder
+        self.model = optimise_for_inference(model, quantize=True) if fast else model
         self.tokenizer = tokenizer
         self.metadata = metadata
         pre = metadata["preprocessing"]
@@ -82,9 +88,11 @@ class Predictor:
             self.ood = OODDetector.from_tensors(ood_tensors)
 
     @classmethod
-    def load(cls, weights_dir: str | Path = "weights") -> "Predictor":
+    def load(cls, weights_dir: str | Path = "weights", *, fast: bool = True) -> "Predictor":
+        """``fast`` folds BatchNorm and quantises the text encoder (see core.fast); False is
+        the plain fp32 eager model, the reference the fast path is tested against."""
         model, tokenizer, metadata, ood = load_weights(Path(weights_dir))
-        return cls(model, tokenizer, metadata, ood)
+        return cls(model, tokenizer, metadata, ood, fast=fast)
 
     # ----------------------------------------------------------------- inputs
     def _check_mode(self, mode: str) -> None:
@@ -161,7 +169,7 @@ class Predictor:
             img_feat = model.image_encoder.forward_features(x)
             if mode != "none":
                 enc = self._tokens([text])
-                txt_feat = model.text_encoder.forward_features(enc["input_ids"], enc["attention_mask"])
+                txt_feat = self.attr_text_encoder.forward_features(enc["input_ids"], enc["attention_mask"])
             else:
                 txt_feat = torch.zeros(1, model.text_encoder.out_dim)
 
@@ -194,10 +202,10 @@ class Predictor:
 
             def from_text(input_ids):
                 n = len(input_ids)
-                feats = model.text_encoder.forward_features(input_ids, mask.expand(n, -1))
+                feats = self.attr_text_encoder.forward_features(input_ids, mask.expand(n, -1))
                 return model.forward_heads(img_feat.expand(n, -1), feats, mode_idx.expand(n))[head][:, k]
 
-            lig = LayerIntegratedGradients(from_text, model.text_encoder.encoder.embeddings.word_embeddings)
+            lig = LayerIntegratedGradients(from_text, self.attr_text_encoder.encoder.embeddings.word_embeddings)
             attr = lig.attribute(ids, baselines=baseline, n_steps=ig_steps, internal_batch_size=ig_steps)
             scores = attr.sum(-1)[0].detach().numpy()
             pieces = self.tokenizer.convert_ids_to_tokens(ids[0].tolist())

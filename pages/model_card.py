@@ -69,7 +69,7 @@ results = evaluation.load_results(eval_dir) if eval_dir.is_dir() else {}
 table = evaluation.metrics_table(results)
 if not table.empty:
     st.markdown("AUC per finding with 95% bootstrap CI, per text mode and head. "
-                "**Honest tasks:** `none` (image only) and `indication`. `report` is inflated (see below).")
+                "**Honest tasks:** `none` (image only) and `indication`; `report` mode is inflated (see below).")
     st.dataframe(table, hide_index=True)
     positives = evaluation.positives_table(results)
     if positives is not None:

@@ -30,10 +30,12 @@ def explain(*, scope: str, prediction_id: int, gray: np.ndarray, text: str, mode
                       key=f"{scope}_attr_method_{prediction_id}")
     key = (scope, prediction_id, finding, head, method)
     result = _cache().get(key)
-    if result is None and st.button("Explain", key=f"{scope}_attr_go_{prediction_id}", icon=":material/search:"):
+    slot = st.empty()  # the button goes once its result is drawn, so it never sits above a finished map
+    if result is None and slot.button("Explain", key=f"{scope}_attr_go_{prediction_id}", icon=":material/search:"):
         with st.spinner(f"Computing {METHODS[method]} for {finding} ({head} head)…"), MODEL_LOCK:
             result = predictor().attribute(gray, text, mode, finding=finding, head=head, method=method)
         _cache()[key] = result
+        slot.empty()
     if result is not None:
         _draw(result, gray, mode)
     return result

@@ -96,18 +96,21 @@ def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
     st.subheader(f"Entry #{pid} — {entry['image_name'] or '(no name)'}")
     st.caption(f"{entry['created_at'][:19].replace('T', ' ')} UTC · source {entry['source']} · "
                f"text mode **{entry['text_mode']}** · model {entry['model_version']}")
+    stored = entry["thresholds"] or {}
+    per_head = stored if "fusion" in stored else None  # older rows kept only the fused thresholds
     img_col, info_col = st.columns([1, 3])
     if entry["image_png"]:
         img_col.image(entry["image_png"], caption="Stored review copy (≤ 256 px)", width="stretch")
     with info_col:
         prediction_view.out_of_distribution(entry["out_of_distribution"], entry["ood_score"])
         if entry["text_mode"] != "none":
-            prediction_view.discordance(entry["discordant"], entry["text_mode"])
+            prediction_view.discordance(entry["discordant"], entry["text_mode"], image=entry["image"],
+                                        text=entry["text_probs"], head_thresholds=per_head)
             st.markdown("**Text the model read**")
             st.code(entry["text"], language=None, wrap_lines=True)  # verbatim: never rendered as markup
     text_probs = entry["text_probs"] if entry["text_mode"] != "none" and entry["text_probs"] else None
-    prediction_view.probabilities(entry["fusion"], entry["image"], text_probs, entry["thresholds"],
-                                  discordant=entry["discordant"], key=f"hist_{pid}")
+    prediction_view.probabilities(entry["fusion"], entry["image"], text_probs, stored["fusion"] if per_head else stored,
+                                  head_thresholds=per_head, discordant=entry["discordant"], key=f"hist_{pid}")
     if model_ready and entry["image_png"]:
         with st.expander("Heatmap and text attributions (computed on the stored review copy)"):
             try:

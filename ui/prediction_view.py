@@ -33,7 +33,7 @@ def discordance(discordant: list[str], mode: str, *, image: dict | None = None, 
     if image and text and head_thresholds:
         def side(head: str, probs: dict, f: str) -> str:
             thr = head_thresholds[head][f]
-            return f"{head} {probs[f]:.2f} {'≥' if probs[f] >= thr else '<'} {thr:.2f}"
+            return f"{head} {probs[f]:.3f} {'≥' if probs[f] >= thr else '<'} {thr:.3f}"
         lines = "".join(f"- **{f}**: {side('image', image, f)} · {side('text', text, f)}\n" for f in discordant) + "\n"
     st.warning(f"**Discordance — image and {mode} disagree on: {', '.join(discordant)}.**\n\n" + lines
                + _DISCORDANCE_MEANING.get(mode, _DISCORDANCE_MEANING["report"]), icon=":material/warning:")

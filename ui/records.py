@@ -25,7 +25,7 @@ def log_prediction(store: PredictionStore, pred, *, gray: np.ndarray, image_byte
         text_sha256=hashlib.sha256(read_text.encode("utf-8")).hexdigest() if read_text else None,
         text_mode=pred.text_mode,
         fusion=pred.fusion, image=pred.image, text_probs=pred.text if pred.has_text else None,
-        thresholds=pred.thresholds, discordant=pred.discordant,
+        thresholds=pred.head_thresholds, discordant=pred.discordant,
         out_of_distribution=pred.out_of_distribution, ood_score=pred.ood_score, source=source)
 
 

@@ -1,0 +1,56 @@
+"""Print the README's results table (markdown) from the evaluation JSONs in weights/eval/.
+
+    python scripts/results_table.py [--eval weights/eval]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import json  # noqa: E402
+
+from scripts._cli import Parser, fail, run_main  # noqa: E402
+
+ROWS = [("none", "image", "Image only"), ("none", "fusion", "Fused, no text"),
+        ("indication", "fusion", "Image + indication (fused)"), ("indication", "text", "Indication text only"),
+        ("report", "image", "Image head (report mode)"), ("report", "text", "Report text only"),
+        ("report", "fusion", "Image + report (fused)")]
+
+
+def fmt(v, ci=None) -> str:
+    if v is None or v != v:
+        return "n/a"
+    return f"{v:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def main(argv=None) -> int:
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--eval", default=str(Path(__file__).resolve().parents[1] / "weights" / "eval"))
+    args = p.parse_args(argv)
+    folder = Path(args.eval)
+    if not folder.is_dir():
+        fail(f"{folder} does not exist; train or evaluate first")
+    from core.labels import FINDINGS
+    lines = ["| Text mode / head | Macro AUC [95% CI] | " + " | ".join(FINDINGS) + " | mean ECE |",
+             "|---|---|" + "---|" * len(FINDINGS) + "---|"]
+    entries = [(f"test_{m}_{h}.json", label) for m, h, label in ROWS] + [("test_keyword_baseline.json",
+                                                                         "Keyword rule on the report")]
+    for name, label in entries:
+        path = folder / name
+        if not path.is_file():
+            continue
+        j = json.loads(path.read_text())
+        cells = [fmt(j["auc"][f]) for f in FINDINGS]
+        ece = fmt(j.get("mean_ece")) if "keyword" not in name else "—"
+        lines.append(f"| {label} | {fmt(j['macro_auc'], j['macro_auc_ci'])} | " + " | ".join(cells) + f" | {ece} |")
+    n = json.loads((folder / "test_none_image.json").read_text())
+    print("\n".join(lines))
+    print(f"\n{n['n_studies']} test reports; positives: " +
+          ", ".join(f"{f} {n['n_positive'][f]}" for f in FINDINGS) + ".")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

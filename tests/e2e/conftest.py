@@ -1,0 +1,96 @@
+"""Real-browser fixtures: a live `streamlit run app.py` on a free port, and Chromium via Playwright.
+
+The module skips (with the reason) when Chromium or the playwright package is missing;
+Chromium is Debian's (`apt-get install chromium`, done by .ci/run), never a download.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+START_TIMEOUT_S = 120  # slow, shared CI machines: the first import of streamlit + pandas takes a while
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def app_server(app_env, tiny_weights, tmp_path):
+    """A live app on 127.0.0.1:<free port> with the tiny weights and temporary DB / run log /
+    share status (app_env). Yields (base_url, env). Always stopped at teardown."""
+    port = _free_port()
+    env = {**os.environ, **{k: str(v) for k, v in app_env.items()}, "CXR_WEIGHTS": str(tiny_weights)}
+    log = tmp_path / "streamlit.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _healthy(url):
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with code {proc.returncode} before serving:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not serve {url} within {START_TIMEOUT_S} s:\n{_tail(log)}")
+            time.sleep(0.5)
+        yield url, env, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def browser_page():
+    """A Chromium page (1400×1000) from Playwright's sync API; closed at teardown."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+            page = context.new_page()
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def shots_dir(tmp_path) -> Path:
+    """Where screenshots go: $CXR_E2E_SHOTS, else the test's tmp folder."""
+    folder = Path(os.environ.get("CXR_E2E_SHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,0 +1,40 @@
+"""The fast inference path (BatchNorm folding + int8 text encoder, core/fast.py) keeps
+every finding's test AUC within 0.005 of the fp32 eager model, on the shipped weights and
+the real test split. Skips when the weights or the data are absent."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.labels import FINDINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "weights"
+
+
+@pytest.fixture(scope="module")
+def both(iu_xray_dir):
+    if not (WEIGHTS / "model.safetensors").is_file():
+        pytest.skip("no shipped weights in weights/ (train them with scripts/train.py)")
+    from core.data import load_reports
+    from core.evaluation import select_reports
+    from core.predictor import Predictor
+    fast, plain = Predictor.load(WEIGHTS, fast=True), Predictor.load(WEIGHTS, fast=False)
+    reports = select_reports(load_reports(iu_xray_dir), "test", plain.metadata["split"])
+    return fast, plain, reports, iu_xray_dir
+
+
+@pytest.mark.parametrize("mode", ["report", "none"])
+def test_fast_path_keeps_auc(both, mode):
+    from core.evaluation import predict_reports
+    from core.metrics import safe_auc
+    fast, plain, reports, data = both
+    Y = np.array([r.labels for r in reports])
+    pf = predict_reports(fast.model, fast.tokenizer, fast.metadata, reports, data, mode)
+    pp = predict_reports(plain.model, plain.tokenizer, plain.metadata, reports, data, mode)
+    for head in ("fusion", "image") + (("text",) if mode != "none" else ()):
+        for k, finding in enumerate(FINDINGS):
+            a, b = safe_auc(Y[:, k], pf[head][:, k]), safe_auc(Y[:, k], pp[head][:, k])
+            assert abs(a - b) <= 0.005, (mode, head, finding, a, b)
