@@ -6,8 +6,10 @@
     weights/eval/*.json         evaluation results written by scripts/evaluate.py
 
 One file means one atomic ``os.replace``: a crash mid-write leaves the previous model.
-Loading never unpickles and never touches the network. The text encoder's embedding
-tables stay frozen during training and are not stored (they come from the named
+Loading never unpickles and never touches the network. The metadata carries a SHA-256 of
+itself and of every tensor (``content_sha256``), so a file altered after saving (a flipped
+byte, an edited threshold) is refused; files written before that key existed load unchecked.
+The text encoder's embedding tables stay frozen during training and are not stored (they come from the named
 backbone, checked by fingerprint); both encoders are stored in fp16 (the folder stays
 well under 60 MB) and training evaluates the rounded model, so the metrics are those of
 the file.
@@ -31,6 +33,7 @@ METADATA_FILE = "metadata.json"
 OOD_PREFIX = "ood."
 _TEXT_EMBED_PREFIX = "text_encoder.encoder.embeddings."
 _HALF_PREFIXES = ("text_encoder.", "image_encoder.")  # stored in fp16; heads stay fp32
+DIGEST_KEY = "content_sha256"
 
 
 def round_to_storage(model: FusionModel) -> None:
@@ -82,6 +85,16 @@ def _tensors_to_save(model: FusionModel, ood: dict | None) -> dict[str, torch.Te
     return out
 
 
+def content_digest(tensors: dict[str, torch.Tensor], metadata: dict) -> str:
+    """SHA-256 over the metadata (less this digest) and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in metadata.items() if k != DIGEST_KEY}, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -101,8 +114,10 @@ def save_weights(model: FusionModel, metadata: dict, out_dir: Path, *, ood: dict
     out_dir = Path(out_dir)
     metadata = dict(metadata, model_config=model.config.to_dict(),
                     text_embedding_fingerprint=embedding_fingerprint(model))
-    text = json.dumps(metadata, sort_keys=True)
+    metadata = json.loads(json.dumps(metadata))  # exactly what a load will read back
     tensors = _tensors_to_save(model, ood)
+    metadata[DIGEST_KEY] = content_digest(tensors, metadata)
+    text = json.dumps(metadata, sort_keys=True)
     _atomic_write(out_dir / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"cxr": text}))
 
     def write_json(tmp):
@@ -133,6 +148,10 @@ def load_weights(weights_dir: Path) -> tuple[FusionModel, object, dict, dict]:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:
         raise WeightsError(f"{path} is damaged ({type(exc).__name__}); retrain or restore it") from None
+    expected = metadata.get(DIGEST_KEY)
+    if expected is not None and content_digest(tensors, metadata) != expected:
+        raise WeightsError(f"{path} is damaged or was altered after it was saved (checksum mismatch); "
+                           "retrain or restore it")
     config = ModelConfig.from_dict(metadata["model_config"])
     model, tokenizer = build_model(config, pretrained_text=True, image_weights="none")
     _match_embeddings(model, metadata.get("text_embedding_fingerprint"), config.text_backbone)

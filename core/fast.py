@@ -7,6 +7,8 @@ test split by tests/test_fast_path.py: every finding's AUC within 0.005 of fp32 
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 
@@ -35,8 +37,10 @@ def fold_batchnorm(image_encoder: nn.Module) -> int:
 
 def quantize_text(model: nn.Module) -> None:
     """Dynamic int8 weights for the text encoder's Linear layers (activations stay fp32)."""
-    model.text_encoder.encoder.encoder = torch.ao.quantization.quantize_dynamic(
-        model.text_encoder.encoder.encoder, {nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # torch announces the deprecation of quantised tensors on every call
+        warnings.simplefilter("ignore", UserWarning)
+        model.text_encoder.encoder.encoder = torch.ao.quantization.quantize_dynamic(
+            model.text_encoder.encoder.encoder, {nn.Linear}, dtype=torch.qint8)
 
 
 def optimise_for_inference(model: nn.Module, *, quantize: bool = True) -> nn.Module:

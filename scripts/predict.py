@@ -67,13 +67,19 @@ def main(argv=None) -> int:
     from core.checkpoint import WeightsError
     from core.labels import FINDINGS, TEXT_MODES
     from core.predictor import Predictor
-    try:
-        predictor = Predictor.load(args.weights)
-    except WeightsError as exc:
-        fail(str(exc))
+
+    def load_predictor():
+        # after the inputs are checked: bad input is refused at once, not after a model load
+        try:
+            return Predictor.load(args.weights)
+        except WeightsError as exc:
+            fail(str(exc))
+
     if args.image:
         img = read_image(Path(args.image))
-        pred = predictor.predict(img.gray, clean_text(args.text), args.text_mode, colorfulness=img.colorfulness)
+        text = clean_text(args.text)
+        predictor = load_predictor()
+        pred = predictor.predict(img.gray, text, args.text_mode, colorfulness=img.colorfulness)
         if args.json:
             print(json.dumps(result_json(pred)))
         else:
@@ -100,6 +106,7 @@ def main(argv=None) -> int:
         path = Path(row["image"])
         studies.append((row["image"], read_image(path if path.is_absolute() else batch.parent / path),
                         clean_text(row.get("text") or ""), mode))
+    predictor = load_predictor()
     results = []
     for s in range(0, len(studies), 16):
         chunk = studies[s:s + 16]

@@ -42,7 +42,8 @@ def test_upload_predict_logs_everything(at, app_env, xray):
     assert row["source"] == "predict" and row["image_name"] == name and row["text_mode"] == "report"
     assert row["image_sha256"] == hashlib.sha256(data).hexdigest()
     assert row["text"] == HOSTILE and row["text_sha256"] == hashlib.sha256(HOSTILE.encode()).hexdigest()
-    assert set(row["fusion"]) == set(row["image"]) == set(row["text_probs"]) == set(row["thresholds"])
+    assert set(row["fusion"]) == set(row["image"]) == set(row["text_probs"]) == set(row["thresholds"]["fusion"])
+    assert set(row["thresholds"]) == {"fusion", "image", "text"}  # every head's thresholds are logged
     assert row["discordant"] == result["pred"].discordant
     assert row["image_png"].startswith(b"\x89PNG")
     assert len(at.get("plotly_chart")) >= 2  # fused bars + head comparison
