@@ -158,7 +158,8 @@ def load_weights(weights_dir: Path) -> tuple[FusionModel, object, dict, dict]:
     ood = {k[len(OOD_PREFIX):]: v for k, v in tensors.items() if k.startswith(OOD_PREFIX)}
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if not k.startswith(OOD_PREFIX)}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not m.startswith(_TEXT_EMBED_PREFIX)]
+    # weights from before late fusion have no late_weights: the default is the fusion head alone
+    missing = [m for m in missing if not m.startswith(_TEXT_EMBED_PREFIX) and m != "late_weights"]
     if missing or unexpected:
         raise WeightsError(f"{path} does not match this model ({len(missing)} missing, {len(unexpected)} unexpected tensors)")
     model.eval()

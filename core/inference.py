@@ -73,7 +73,11 @@ def report_probabilities(model: FusionModel, img_feats: torch.Tensor, report_txt
 
 
 def report_logits(model: FusionModel, img_feats, report_txt_feats, report_idx, n_reports, mode) -> dict:
-    """Uncalibrated per-report logits (mean over images), for fitting temperatures."""
+    """Per-report logits before temperature scaling (mean over images; the fusion head's
+    after late fusion), for fitting late fusion and temperatures."""
     txt = report_txt_feats[torch.tensor(report_idx)]
     logits = head_logits(model, img_feats, txt, mode, calibrated=False)
+    m = torch.full((len(img_feats),), TEXT_MODES.index(mode), dtype=torch.long)
+    with torch.inference_mode():
+        logits["fusion"] = model.late_fused(logits, m)
     return {h: per_report(logits[h], report_idx, n_reports) for h in HEAD_NAMES}

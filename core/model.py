@@ -189,6 +189,12 @@ class FusionModel(nn.Module):
         self.aux_head = nn.Linear(ImageEncoder.out_dim, config.num_aux) if config.num_aux else None
         # per head, per text mode, per finding: temperatures fitted on validation
         self.register_buffer("temperature", torch.ones(3, len(TEXT_MODES), n))
+        # late fusion, per text mode and finding: the fused logit is a convex combination of
+        # the fusion-head, image-head and text-head logits, chosen on validation (identity
+        # = the fusion head alone)
+        late = torch.zeros(len(TEXT_MODES), n, 3)
+        late[..., 0] = 1.0
+        self.register_buffer("late_weights", late)
 
     def forward_heads(self, image_feats: torch.Tensor, text_feats: torch.Tensor, mode: torch.Tensor) -> dict:
         """Logits of every head from encoder features. ``mode`` is the index of the
@@ -211,12 +217,15 @@ class FusionModel(nn.Module):
         text_feats = self.text_encoder.forward_features(input_ids, attention_mask)
         return self.forward_heads(image_feats, text_feats, mode)
 
+    def late_fused(self, logits: dict, mode: torch.Tensor) -> torch.Tensor:
+        w = self.late_weights[mode]  # B x findings x 3
+        stacked = torch.stack([logits["fusion"], logits["image"], logits["text"]], -1)
+        return (w * stacked).sum(-1)
+
     def calibrated(self, logits: dict, mode: torch.Tensor) -> dict:
-        """Temperature-scaled logits (AUC unchanged, probabilities calibrated)."""
-        out = {}
-        for h, name in enumerate(("fusion", "image", "text")):
-            out[name] = logits[name] / self.temperature[h, mode]
-        return out
+        """Late-fused, temperature-scaled logits (probabilities calibrated on validation)."""
+        logits = dict(logits, fusion=self.late_fused(logits, mode))
+        return {name: logits[name] / self.temperature[h, mode] for h, name in enumerate(("fusion", "image", "text"))}
 
 
 def build_model(config: ModelConfig, *, pretrained_text: bool = True, image_weights: str = "none"):

@@ -175,7 +175,8 @@ class Predictor:
 
         def from_image(images):
             feats = model.image_encoder.forward_features(images)
-            return model.forward_heads(feats, txt_feat.expand(len(images), -1), mode_idx.expand(len(images)))[head][:, k]
+            m = mode_idx.expand(len(images))
+            return model.calibrated(model.forward_heads(feats, txt_feat.expand(len(images), -1), m), m)[head][:, k]
 
         delta = None
         if method == "gradcam":
@@ -203,7 +204,8 @@ class Predictor:
             def from_text(input_ids):
                 n = len(input_ids)
                 feats = self.attr_text_encoder.forward_features(input_ids, mask.expand(n, -1))
-                return model.forward_heads(img_feat.expand(n, -1), feats, mode_idx.expand(n))[head][:, k]
+                m = mode_idx.expand(n)
+                return model.calibrated(model.forward_heads(img_feat.expand(n, -1), feats, m), m)[head][:, k]
 
             lig = LayerIntegratedGradients(from_text, self.attr_text_encoder.encoder.embeddings.word_embeddings)
             attr = lig.attribute(ids, baselines=baseline, n_steps=ig_steps, internal_batch_size=ig_steps)

@@ -227,7 +227,9 @@ class Trainer:
         mc = ModelConfig(text_backbone=cfg.text_backbone, num_aux=len(self.aux_vocab))
         self.model, self.tokenizer = build_model(mc, image_weights=cfg.image_weights if not self.resume_state else "none")
         if self.resume_state:
-            self.model.load_state_dict(self.resume_state["model"])
+            missing, unexpected = self.model.load_state_dict(self.resume_state["model"], strict=False)
+            if unexpected or set(missing) - {"late_weights"}:  # checkpoints from before late fusion lack it
+                raise RuntimeError(f"{self.state_path} does not match this model; start a new --run-dir")
         # the text embedding tables stay frozen: they are not shipped (see core.checkpoint)
         for p in self.model.text_encoder.encoder.embeddings.parameters():
             p.requires_grad_(False)
@@ -333,6 +335,10 @@ class Trainer:
             sched.load_state_dict(rs["sched"])
             start, best, bad = rs["epoch"] + 1, rs["best"], rs["bad"]
             best_state = rs.get("best_state")
+        else:  # a phase must not end worse than it started: the incoming state is the first candidate
+            best = broadcast_float(eval_fn()[0])
+            best = best if best == best else -1.0  # NaN (a class missing from val) counts as no score
+            best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         steps_per_epoch = math.ceil(math.ceil(n_train / self.world) / cfg.batch_size)
         for epoch in range(start, epochs):
             t0 = time.time()
@@ -516,15 +522,36 @@ class Trainer:
             p.requires_grad_(False)
 
     # ------------------------------------------------------------ calibration
+    def fit_late_fusion(self, logits: dict, Y: np.ndarray, mi: int, mode: str) -> None:
+        """Per finding, the convex combination of fusion/image/text logits (step 0.1) with
+        the lowest validation log loss after temperature scaling. Text gets no weight in
+        mode ``none``. Few parameters (two per finding), so validation can afford them."""
+        grid = [(a / 10, b / 10, (10 - a - b) / 10) for a in range(11) for b in range(11 - a)]
+        if mode == "none":
+            grid = [g for g in grid if g[2] == 0]
+        stacked = np.stack([logits["fusion"], logits["image"], logits["text"]], -1)
+        for k in range(len(FINDINGS)):
+            def loss(w):
+                z = stacked[:, k] @ np.array(w)
+                z = z / fit_temperature(Y[:, k], z)
+                return float(np.mean(np.logaddexp(0, z) - Y[:, k] * z))
+            best = min(grid, key=loss)
+            self.model.late_weights[mi, k] = torch.tensor(best)
+
     def calibrate(self) -> dict:
-        """Temperatures per head/mode/finding and Youden thresholds on validation."""
+        """Late-fusion weights, temperatures per head/mode/finding and Youden thresholds,
+        all on validation."""
         s = self.samples["val"]
         feats = self.img_cache[s.image_rows]
         rows = sorted(set(s.report_idx))
         Y = self.labels[rows].numpy()
         thresholds = {}
         temp = torch.ones_like(self.model.temperature)
+        self.model.late_weights.zero_()
+        self.model.late_weights[..., 0] = 1.0  # start from the fusion head alone
         for mi, mode in enumerate(TEXT_MODES):
+            logits = report_logits(self.model, feats, self.txt_cache[mode], s.report_idx, len(self.reports), mode)
+            self.fit_late_fusion({h: v[rows] for h, v in logits.items()}, Y, mi, mode)
             logits = report_logits(self.model, feats, self.txt_cache[mode], s.report_idx, len(self.reports), mode)
             thresholds[mode] = {}
             for hi, head in enumerate(("fusion", "image", "text")):

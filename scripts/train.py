@@ -90,7 +90,7 @@ def fit_ood(trainer):
 
 def evaluate_all(trainer, metadata: dict, out: Path) -> dict:
     """Test-split metrics of every text mode and head, plus the keyword baseline."""
-    from core.evaluation import keyword_baseline_json, metrics_json, predict_reports
+    from core.evaluation import keyword_baseline_json, metrics_json, predict_reports, write_predictions_csv
     from core.labels import TEXT_MODES
     import numpy as np
     test = [r for r in trainer.reports if r.uid in set(trainer.split["test"])]
@@ -106,6 +106,7 @@ def evaluate_all(trainer, metadata: dict, out: Path) -> dict:
             res = metrics_json(Y, probs[head], thresholds=metadata["thresholds"][mode][head])
             res.update(split="test", text_mode=mode, head=head, model=metadata["version"])
             (out / "eval" / f"test_{mode}_{head}.json").write_text(json.dumps(res, indent=2) + "\n")
+            write_predictions_csv(out / "eval" / f"test_{mode}_{head}.csv", test, probs[head])  # ROC/calibration plots
             summary[f"{mode}/{head}"] = {"macro_auc": res["macro_auc"], "macro_auc_ci": res["macro_auc_ci"],
                                          "auc": res["auc"], "mean_ece": res["mean_ece"]}
     base = keyword_baseline_json(test)
