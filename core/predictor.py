@@ -69,6 +69,17 @@ def _discordant(image: dict, text: dict, thresholds: dict) -> list[str]:
             if (image[f] >= thresholds["image"][f]) != (text[f] >= thresholds["text"][f])]
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by the loader back to the OS (glibc keeps it otherwise)."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 class Predictor:
     def __init__(self, model, tokenizer, metadata: dict, ood_tensors: dict | None = None, *,
                  fast: bool = True) -> None:
@@ -92,7 +103,9 @@ class Predictor:
         """``fast`` folds BatchNorm and quantises the text encoder (see core.fast); False is
         the plain fp32 eager model, the reference the fast path is tested against."""
         model, tokenizer, metadata, ood = load_weights(Path(weights_dir))
-        return cls(model, tokenizer, metadata, ood, fast=fast)
+        predictor = cls(model, tokenizer, metadata, ood, fast=fast)
+        _release_freed_memory()  # loading leaves a few hundred MB of freed fp16/fp32 copies
+        return predictor
 
     # ----------------------------------------------------------------- inputs
     def _check_mode(self, mode: str) -> None:
@@ -117,7 +130,7 @@ class Predictor:
         for m in modes:
             self._check_mode(m)
         modes = [self.effective_mode(t, m) for t, m in zip(texts, modes)]
-        x = torch.cat([self.image_tensor(g) for g in grays])
+        x = torch.cat([self.image_tensor(g) for g in grays]).contiguous(memory_format=torch.channels_last)
         img = self.model.image_encoder.forward_features(x)
         txt = torch.zeros(len(texts), self.model.text_encoder.out_dim)
         with_text = [i for i, m in enumerate(modes) if m != "none"]
