@@ -81,13 +81,15 @@ def model_gflops(weights: str, gray, text) -> float:
 
 def serving_process(weights: str, image: Path, text: str) -> tuple[float, float]:
     """A fresh process serving like the app: (seconds to the first prediction, peak RSS in
-    MB after that prediction, a batch of 16 and one attribution)."""
-    code = ("import sys,time,resource; t=time.perf_counter(); sys.path.insert(0, %r)\n"
+    MB after that prediction, a batch of 16 and one attribution). Peak RSS is the child's
+    VmHWM: getrusage's ru_maxrss survives exec and would report this (parent) process."""
+    code = ("import sys,time; t=time.perf_counter(); sys.path.insert(0, %r)\n"
             "from core.predictor import Predictor; from core.imaging import decode_image\n"
             "p = Predictor.load(%r); g = decode_image(open(%r,'rb').read()).gray\n"
             "p.predict(g, %r, 'report'); first = time.perf_counter()-t\n"
             "p.predict_batch([g]*16, [%r]*16, ['report']*16); p.attribute(g, %r, 'report', finding='Edema')\n"
-            "print(first, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+            "print(first, int(hwm) / 1024)"
             ) % (str(ROOT), weights, str(image), text, text, text)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
