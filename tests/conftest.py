@@ -27,16 +27,16 @@ def iu_xray_dir():
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory, iu_xray_dir):
-    """A tiny trained model (64 px) for tests that need real weights: $CXR_TEST_WEIGHTS, else the
-    development copy in /tmp/smoke/w, else trained once per session (about a minute)."""
+    """A tiny trained model (64 px) for tests that need real weights: $CXR_TEST_WEIGHTS, else
+    trained once per session with the current code (about a minute)."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    for candidate in (os.environ.get("CXR_TEST_WEIGHTS"), "/tmp/smoke/w"):
-        if candidate and (Path(candidate) / "model.safetensors").is_file():
-            return Path(candidate)
+    candidate = os.environ.get("CXR_TEST_WEIGHTS")
+    if candidate and (Path(candidate) / "model.safetensors").is_file():
+        return Path(candidate)
     root = Path(__file__).resolve().parents[1]
     out = tmp_path_factory.mktemp("tiny_weights")
     cmd = [sys.executable, "scripts/train.py", "--data", str(iu_xray_dir), "--out", str(out / "w"),
