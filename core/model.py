@@ -7,7 +7,7 @@ Encoders expose ``forward_features``; the heads run on features alone
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch

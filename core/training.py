@@ -15,12 +15,11 @@ macro AUC in every phase; the best state of a phase is kept.
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np

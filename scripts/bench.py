@@ -120,7 +120,6 @@ def frozen_epoch_speedup(predictor, grays, texts, batch: int = 32) -> dict:
     with the frozen encoders recomputed (forward only) for every batch."""
     import torch
     from core.inference import image_features, text_features
-    from core.labels import TEXT_MODES
     from core.training import HeadsNet
     model = predictor.model
     g = (grays * (batch // len(grays) + 1))[:batch]
