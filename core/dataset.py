@@ -15,13 +15,8 @@ import torch.nn.functional as F
 
 from core.data import Report, auxiliary_labels
 from core.labels import TEXT_MODES
+from core.imaging import load_png_gray
 from core.preprocess import resize_gray
-
-
-def load_gray(path: Path) -> np.ndarray:
-    from PIL import Image
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L"))
 
 
 @dataclass
@@ -33,7 +28,7 @@ class ImageBank:
     @classmethod
     def build(cls, data_dir: Path, image_ids: list[str], size: int) -> "ImageBank":
         png = Path(data_dir) / "NLMCXR_png"
-        arr = np.stack([resize_gray(load_gray(png / f"{i}.png"), size) for i in image_ids])
+        arr = np.stack([resize_gray(load_png_gray(png / f"{i}.png"), size) for i in image_ids])
         return cls(ids=list(image_ids), pixels=torch.from_numpy(arr))
 
     def index(self) -> dict[str, int]:
@@ -93,11 +88,6 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     contrast = rnd(0.8, 1.2).view(b, 1, 1, 1)
     bright = rnd(-0.15, 0.15).view(b, 1, 1, 1)
     return x * contrast + bright
-
-
-def tokenize(tokenizer, texts: list[str], max_len: int) -> dict:
-    """Pad to the longest text of the batch, not to max_len."""
-    return tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
 
 
 def mode_texts(reports: list[Report]) -> dict[str, list[str]]:

@@ -21,6 +21,16 @@ class Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message} (see --help)")
 
 
+def load_predictor(weights):
+    """The Predictor over a weights folder, or one clear line and exit 2."""
+    from core.checkpoint import WeightsError
+    from core.predictor import Predictor
+    try:
+        return Predictor.load(weights)
+    except WeightsError as exc:
+        fail(str(exc))
+
+
 def run_main(main) -> None:
     try:
         code = main()

@@ -22,7 +22,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,10 +157,9 @@ def frozen_epoch_speedup(predictor, grays, texts, batch: int = 32) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.checkpoint import WeightsError, load_weights
+    from core.checkpoint import load_weights
     from core.data import DataLayoutError, load_reports
     from core.imaging import decode_image
-    from core.predictor import Predictor
     try:
         reports = load_reports(Path(args.data))
     except DataLayoutError as exc:
@@ -168,10 +167,7 @@ def main(argv=None) -> int:
     png = Path(args.data) / "NLMCXR_png"
     studies = [(png / f"{r.image_ids[0]}.png", r.text("report")) for r in reports[: args.studies]]
     t0 = time.perf_counter()
-    try:
-        predictor = Predictor.load(args.weights)
-    except WeightsError as exc:
-        fail(str(exc))
+    predictor = load_predictor(args.weights)
     load_s = time.perf_counter() - t0
     grays = [decode_image(p.read_bytes()).gray for p, _ in studies]
     texts = [t for _, t in studies]

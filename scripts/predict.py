@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import csv  # noqa: E402
 import json  # noqa: E402
 
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
 
 MAX_TEXT_CHARS = 20_000
 
@@ -64,21 +64,13 @@ def result_json(pred) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.checkpoint import WeightsError
     from core.labels import FINDINGS, TEXT_MODES
-    from core.predictor import Predictor
 
-    def load_predictor():
-        # after the inputs are checked: bad input is refused at once, not after a model load
-        try:
-            return Predictor.load(args.weights)
-        except WeightsError as exc:
-            fail(str(exc))
 
     if args.image:
         img = read_image(Path(args.image))
         text = clean_text(args.text)
-        predictor = load_predictor()
+        predictor = load_predictor(args.weights)  # after the inputs are checked: bad input is refused at once
         pred = predictor.predict(img.gray, text, args.text_mode, colorfulness=img.colorfulness)
         if args.json:
             print(json.dumps(result_json(pred)))
@@ -106,7 +98,7 @@ def main(argv=None) -> int:
         path = Path(row["image"])
         studies.append((row["image"], read_image(path if path.is_absolute() else batch.parent / path),
                         clean_text(row.get("text") or ""), mode))
-    predictor = load_predictor()
+    predictor = load_predictor(args.weights)
     results = []
     for s in range(0, len(studies), 16):
         chunk = studies[s:s + 16]

@@ -22,7 +22,7 @@ import json  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
 
 TEXTS = [  # (text, mode): short and long, both modes, image only
     ("Cough and fever for three days.", "indication"),
@@ -92,19 +92,14 @@ def main(argv=None) -> int:
 
     import torch
 
-    from core.checkpoint import WeightsError
     from core.imaging import ImageDecodeError, decode_image, encode_png, thumbnail
-    from core.predictor import Predictor
     from core.store import MAX_REVIEW_PX, PredictionStore, StoreError
     from core.textclean import clean_text
 
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    try:
-        predictor = Predictor.load(args.weights)
-    except WeightsError as exc:
-        fail(str(exc))
+    predictor = load_predictor(args.weights)
     load_s = time.perf_counter() - t0
     rss_after_load = rss_mb()
     store = None

@@ -80,11 +80,11 @@ def build_metadata(trainer, result: dict, cfg) -> dict:
 
 def fit_ood(trainer):
     """Out-of-distribution guard fitted on the training images (see core.ood)."""
-    from core.dataset import load_gray
+    from core.imaging import load_png_gray
     from core.ood import fit_ood as fit
     png = Path(trainer.cfg.data) / "NLMCXR_png"
     rows = trainer.samples["train"].image_rows
-    return fit([load_gray(png / f"{trainer.bank.ids[r]}.png") for r in rows])
+    return fit([load_png_gray(png / f"{trainer.bank.ids[r]}.png") for r in rows])
 
 
 def evaluate_all(trainer, metadata: dict, out: Path) -> dict:
