@@ -378,10 +378,10 @@ class Trainer:
                 sched.step()
                 if average is not None:
                     average.update()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
                 seen += len(idx)
                 done = epoch * steps_per_epoch + step
-                self._log_step(phase, epoch, step, float(loss), opt, bar, seen * self.world, t0,
+                self._log_step(phase, epoch, step, loss.item(), opt, bar, seen * self.world, t0,
                                epochs * steps_per_epoch, done)
             seconds = time.time() - t0
             with average.applied() if average is not None else contextlib.nullcontext():
