@@ -3,15 +3,18 @@
 Phases (each resumable from ``<run_dir>/last.pt``):
 
 1. ``image``    - only when the image encoder starts from scratch (``--image-weights none``):
-                  DenseNet-121 + image head + auxiliary MeSH heads on augmented images.
+                  DenseNet-121 + image head + auxiliary MeSH heads on augmented images;
+                  the whole cosine schedule runs, validated on a moving average of the weights.
 2. ``frozen``   - both encoders frozen; their features are computed once and cached, and
-                  the image, text and fusion heads train on the cache (modality dropout,
-                  text mode drawn per sample from report / indication / none).
+                  the text and fusion heads train on the cache (modality dropout, text mode
+                  drawn per sample from report / indication / none); the image head too
+                  when no image phase ran.
 3. ``unfrozen`` - the text encoder (and the image encoder when it was pretrained) trains
                   with lower learning rates than the heads (differential learning rates).
 
-Then temperatures and thresholds are fitted on validation. Early stopping on validation
-macro AUC in every phase; the best state of a phase is kept.
+Then late-fusion weights, temperatures and thresholds are fitted on validation. Early
+stopping on validation macro AUC in the frozen and unfrozen phases; every phase keeps its
+best validated state.
 """
 from __future__ import annotations
 

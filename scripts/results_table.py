@@ -18,6 +18,9 @@ ROWS = [("none", "image", "Image only"), ("none", "fusion", "Fused, no text"),
         ("report", "image", "Image head (report mode)"), ("report", "text", "Report text only"),
         ("report", "fusion", "Image + report (fused)")]
 
+# text that must not hurt: the fused indication-mode model against the image alone
+COMPARE = [(("indication", "fusion", "Image + indication (fused)"), ("none", "image", "image only"))]
+
 
 def fmt(v, ci=None) -> str:
     if v is None or v != v:
@@ -49,7 +52,25 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     print(f"\n{n['n_studies']} test reports; positives: " +
           ", ".join(f"{f} {n['n_positive'][f]}" for f in FINDINGS) + ".")
+    for (ma, ha, la), (mb, hb, lb) in COMPARE:
+        paths = folder / f"test_{ma}_{ha}.csv", folder / f"test_{mb}_{hb}.csv"
+        if all(p.is_file() for p in paths):
+            d, ci = paired_difference(*paths, FINDINGS)
+            print(f"{la} minus {lb}: macro AUC {d:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] (paired bootstrap over reports).")
     return 0
+
+
+def paired_difference(path_a: Path, path_b: Path, findings) -> tuple[float, list[float]]:
+    import numpy as np
+    import pandas as pd
+
+    from core.metrics import paired_macro_auc_difference
+    a, b = pd.read_csv(path_a).set_index("uid"), pd.read_csv(path_b).set_index("uid")
+    b = b.loc[a.index]  # the same reports in the same order
+    Y = a[[f"label_{f}" for f in findings]].to_numpy()
+    if not np.array_equal(Y, b[[f"label_{f}" for f in findings]].to_numpy()):
+        fail(f"{path_a.name} and {path_b.name} disagree on the labels")
+    return paired_macro_auc_difference(Y, a[list(findings)].to_numpy(), b[list(findings)].to_numpy())
 
 
 if __name__ == "__main__":

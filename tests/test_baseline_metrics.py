@@ -5,7 +5,15 @@ import numpy as np
 
 from core.baseline import keyword_scores
 from core.labels import FINDINGS
-from core.metrics import bootstrap_auc_ci, ece, fit_temperature, macro_auc, safe_auc, youden_threshold
+from core.metrics import (
+    bootstrap_auc_ci,
+    ece,
+    fit_temperature,
+    macro_auc,
+    paired_macro_auc_difference,
+    safe_auc,
+    youden_threshold,
+)
 
 
 def score(text, finding):
@@ -40,3 +48,15 @@ def test_temperature_recovers_scale():
     z = rng.normal(0, 2, 5000)
     y = (rng.random(5000) < 1 / (1 + np.exp(-z))).astype(float)
     assert abs(fit_temperature(y, 3 * z) - 3) < 0.4
+
+
+def test_paired_difference_of_macro_auc():
+    rng = np.random.default_rng(1)
+    Y = (rng.random((300, 2)) < 0.3).astype(int)
+    good = Y + rng.normal(0, 0.6, Y.shape)
+    noise = rng.normal(0, 1, Y.shape)
+    d, (lo, hi) = paired_macro_auc_difference(Y, good, noise, n_boot=200)
+    assert d == macro_auc(Y, good) - macro_auc(Y, noise)
+    assert 0 < lo < d < hi  # a clearly better model: the whole interval above zero
+    d_same, ci_same = paired_macro_auc_difference(Y, good, good, n_boot=50)
+    assert d_same == 0 and ci_same == [0.0, 0.0]  # paired: identical models differ by exactly nothing
