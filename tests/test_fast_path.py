@@ -1,6 +1,7 @@
 """The fast inference path (BatchNorm folding + int8 text encoder, core/fast.py) keeps
-every finding's test AUC within 0.005 of the fp32 eager model, on the shipped weights and
-the real test split. Skips when the weights or the data are absent."""
+every finding's test AUC within 0.005 of the fp32 eager model, and changes at most 1% of
+the thresholded decisions, on the shipped weights and the real test split. Skips when the
+weights or the data are absent."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,3 +39,7 @@ def test_fast_path_keeps_auc(both, mode):
         for k, finding in enumerate(FINDINGS):
             a, b = safe_auc(Y[:, k], pf[head][:, k]), safe_auc(Y[:, k], pp[head][:, k])
             assert abs(a - b) <= 0.005, (mode, head, finding, a, b)
+        # the yes/no a user reads: at most 1% of the thresholded decisions may differ
+        th = np.array([plain.metadata["thresholds"][mode][head][f] for f in FINDINGS])
+        flips = float(((pf[head] >= th) != (pp[head] >= th)).mean())
+        assert flips <= 0.01, (mode, head, flips)
