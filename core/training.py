@@ -35,22 +35,9 @@ from tqdm import tqdm
 
 from core.checkpoint import round_to_storage
 from core.data import auxiliary_vocabulary, load_reports, split_reports
-from core.dataset import (
-    ImageBank,
-    Samples,
-    augment,
-    aux_matrix,
-    label_matrix,
-    mode_texts,
-    normalise,
-)
+from core.dataset import ImageBank, Samples, augment, aux_matrix, label_matrix, mode_texts, normalise
 from core.ema import WeightAverage
-from core.inference import (
-    image_features,
-    report_logits,
-    report_probabilities,
-    text_features,
-)
+from core.inference import image_features, report_logits, report_probabilities, text_features
 from core.labels import FINDINGS, TEXT_MODES
 from core.metrics import fit_temperature, macro_auc, safe_auc, youden_threshold
 from core.model import OFFLINE_TEXT_BACKBONE, ModelConfig, build_model
@@ -494,8 +481,8 @@ class Trainer:
         """After the image phase, the image projection and head stay as validation chose
         them there: they were trained with augmentation and auxiliary targets, whereas the
         later phases see one fixed feature vector per image and would only drift (on the
-        shipped run, image-only validation AUC fell 0.816 -> 0.810 while the fused score rose).
-        The fusion head still trains on the fixed projection."""
+        previous shipped run, image-only validation AUC fell 0.816 -> 0.810 while the fused
+        score rose). The fusion head still trains on the fixed projection."""
         fixed = "image" in self.done_phases and not image_encoder_trains
         for p in [*self.model.image_proj.parameters(), *self.model.image_head.parameters()]:
             p.requires_grad_(not fixed)
