@@ -154,16 +154,8 @@ class TextEncoder(nn.Module):
         self.encoder = encoder
         self.out_dim = encoder.config.hidden_size
 
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.encoder.embeddings.word_embeddings(input_ids)
-
-    def forward_features(self, input_ids=None, attention_mask=None, inputs_embeds=None) -> torch.Tensor:
-        kwargs = {"attention_mask": attention_mask}
-        if inputs_embeds is not None:
-            kwargs["inputs_embeds"] = inputs_embeds
-        else:
-            kwargs["input_ids"] = input_ids
-        hidden = self.encoder(**kwargs).last_hidden_state
+    def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 

@@ -60,6 +60,18 @@ def summary(kind: str, latencies_ms: list[float], wall_s: float, rows: int, erro
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
 
 
+def run_sessions(target, timeout_s: float) -> float:
+    """Run target(session) for every session in its own thread; the wall time in seconds."""
+    threads = [threading.Thread(target=target, args=(s,)) for s in range(SESSIONS)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout_s)
+    assert not any(t.is_alive() for t in threads), "a session did not finish in time"
+    return time.perf_counter() - started
+
+
 def study(session: int, i: int) -> tuple[str, bytes, str]:
     name = f"s{session}-{i}.png"
     data = pil_bytes(Image.fromarray(chest_like(320, 288, seed=1000 * session + i)))
@@ -97,14 +109,7 @@ def test_eight_sessions_predict_and_log_concurrently(tiny_weights, tmp_path):
                 continue
             latencies.append((time.perf_counter() - t) * 1000)
 
-    threads = [threading.Thread(target=session, args=(s,)) for s in range(SESSIONS)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=900)
-    wall = time.perf_counter() - started
-    assert not any(t.is_alive() for t in threads)
+    wall = run_sessions(session, timeout_s=900)
 
     rows = store.list_predictions(limit=None)
     result = summary("threads: decode -> predict (MODEL_LOCK) -> log, as pages/predict.py", latencies, wall,
@@ -351,13 +356,7 @@ def test_real_server_eight_websocket_sessions(server):
         finally:
             session.close()
 
-    threads = [threading.Thread(target=client, args=(s,)) for s in range(SESSIONS)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=3600)
-    wall = time.perf_counter() - started
+    wall = run_sessions(client, timeout_s=3600)
     store = PredictionStore(server.db)
     rows = store.list_predictions(limit=None)
     result = summary("real server: streamlit run app.py + websocket sessions (upload, Predict)", latencies, wall,
