@@ -76,11 +76,27 @@ class TrainConfig:
     unfreeze: str = "auto"          # auto | text | both | none
     log_every: int = 10
     fit_ood: bool = True
+    split_file: str = ""            # JSON {"train": [uid...], "val": [...], "test": [...]}; "" = seeded split
 
     def unfreeze_parts(self) -> set[str]:
         if self.unfreeze == "auto":
             return {"text"} if self.image_weights == "none" else {"text", "image"}
         return {"none": set(), "text": {"text"}, "both": {"text", "image"}}[self.unfreeze]
+
+
+def load_split(path: str, reports) -> dict[str, list[str]]:
+    """A split written by scripts/cv.py (or by hand): uids per split, each known, none twice."""
+    import json
+    split = json.loads(Path(path).read_text())
+    known = {r.uid for r in reports}
+    seen: set[str] = set()
+    for name in ("train", "val", "test"):
+        uids = [str(u) for u in split.get(name, [])]
+        if set(uids) - known or seen & set(uids):
+            raise ValueError(f"{path}: split {name!r} names unknown or repeated reports")
+        seen |= set(uids)
+        split[name] = uids
+    return {k: split[k] for k in ("train", "val", "test")}
 
 
 # ------------------------------------------------------------ distributed helpers
@@ -206,7 +222,7 @@ class Trainer:
             self.split = self.resume_state["split"]
             self.aux_vocab = list(self.resume_state["aux_vocab"])
         else:
-            self.split = split_reports(reports, seed=cfg.seed)
+            self.split = load_split(cfg.split_file, reports) if cfg.split_file else split_reports(reports, seed=cfg.seed)
             train_reports = [r for r in reports if r.uid in set(self.split["train"])]
             self.aux_vocab = auxiliary_vocabulary(train_reports, size=cfg.aux_terms,
                                                   min_count=5 if cfg.max_reports else 15)

@@ -1,0 +1,68 @@
+"""Cross-validation results: per-fold AUCs (mean ± sd) and pooled out-of-fold AUCs with CIs.
+
+``scripts/cv.py`` writes ``fold<k>/oof_<mode>_<head>.csv`` (the format of
+``core.evaluation.write_predictions_csv``); ``summarise`` reads them back.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from core.labels import FINDINGS
+from core.metrics import bootstrap_auc_ci, macro_auc, safe_auc
+
+
+def read_predictions_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(uids, probabilities N x F, labels N x F) from a predictions CSV."""
+    with Path(path).open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    P = np.array([[float(r[f]) for f in FINDINGS] for r in rows]).reshape(-1, len(FINDINGS))
+    Y = np.array([[int(r[f"label_{f}"]) for f in FINDINGS] for r in rows], dtype=float).reshape(-1, len(FINDINGS))
+    return [r["uid"] for r in rows], P, Y
+
+
+def _sd(values: list[float]) -> float:
+    v = [x for x in values if x == x]
+    return float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
+
+
+def summarise(root: Path, *, n_boot: int = 1000) -> dict | None:
+    """Everything the finished folds under ``root`` say, or None when none has finished."""
+    root = Path(root)
+    done = sorted(p.parent for p in root.glob("fold*/fold.json"))
+    if not done:
+        return None
+    folds_file = root / "folds.json"
+    n_folds = len(json.loads(folds_file.read_text())["folds"]) if folds_file.is_file() else len(done)
+    keys = sorted({p.stem[len("oof_"):] for d in done for p in d.glob("oof_*.csv")})
+    results = {}
+    for key in keys:
+        per_fold, Ps, Ys = [], [], []
+        for d in done:
+            path = d / f"oof_{key}.csv"
+            if not path.is_file():
+                continue
+            _, P, Y = read_predictions_csv(path)
+            per_fold.append([safe_auc(Y[:, k], P[:, k]) for k in range(len(FINDINGS))])
+            Ps.append(P)
+            Ys.append(Y)
+        P, Y = np.concatenate(Ps), np.concatenate(Ys)
+        ci, macro_ci = bootstrap_auc_ci(Y, P, n_boot=n_boot)
+        arr = np.array(per_fold, dtype=float)
+        macros = np.nanmean(arr, axis=1)
+        mode, head = key.split("_", 1)
+        results[key] = {
+            "text_mode": mode, "head": head, "n_studies": int(len(Y)),
+            "macro_fold_mean": float(np.mean(macros)), "macro_fold_sd": _sd(list(macros)),
+            "macro_pooled": macro_auc(Y, P), "macro_pooled_ci": macro_ci,
+            "findings": {f: {"fold_auc": [float(x) for x in arr[:, k]],
+                             "fold_mean": float(np.nanmean(arr[:, k])), "fold_sd": _sd(list(arr[:, k])),
+                             "pooled_auc": safe_auc(Y[:, k], P[:, k]), "pooled_ci": ci[k],
+                             "positives": int(Y[:, k].sum())}
+                         for k, f in enumerate(FINDINGS)},
+        }
+    return {"n_folds": n_folds, "n_folds_done": len(done), "folds_done": [d.name for d in done],
+            "results": results}
