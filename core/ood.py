@@ -14,6 +14,12 @@ a cat photo, so the guard must not ask it. Instead it models what frontal CXRs l
 These four features are standardised and combined into one Mahalanobis distance whose
 threshold is a quantile (default 97.5%) of out-of-fold real CXRs.
 
+A second stage, fitted when lateral views are given (``fit_ood(frontals, laterals=...)``),
+asks *which view* a chest film is: a multinomial logistic regression on the same thumbnail
+plus the aspect ratio, with three classes — whole frontal, lateral, part of a film (halves
+and centre crops of frontals). A film whose frontal probability falls below the 1% quantile
+of out-of-fold real frontals is flagged, with a message that says what to upload instead.
+
 ``score`` is that distance divided by the threshold: 1.0 is the boundary, above is OOD.
 Measured on the IU X-ray copy (tests/test_ood.py prints the rates): ~3% of unseen real
 CXRs flagged; photos, text, noise, CT/MR/US DICOMs, screenshots, 90° rotations flagged.
@@ -42,6 +48,10 @@ SCORE_CAP = 999.0         # keep scores finite and JSON-friendly
 FEATURES = ("reconstruction", "pca_distance", "edges", "symmetry")
 KEYS = ("pca_mean", "pca_components", "pca_variance", "feat_mean", "feat_std", "feat_precision",
         "threshold", "color_threshold")
+VIEW_KEYS = ("view_coef", "view_intercept", "view_mean", "view_std", "view_threshold")
+VIEWS = ("frontal", "lateral", "partial")
+LATERAL_REASON = "lateral view: upload the frontal view"
+PARTIAL_REASON = "part of a film (cropped or cut off): upload the whole frontal view"
 
 
 @dataclass
@@ -93,14 +103,68 @@ def _distance(g: np.ndarray, feat_mean, feat_std, precision) -> tuple[np.ndarray
     return np.sqrt(np.maximum(d2, 0.0)), u
 
 
-def fit_ood(images: list[np.ndarray], *, n_components: int = 32, seed: int = 0,
-            quantile: float = 0.975, folds: int = 3) -> dict[str, torch.Tensor]:
-    """Fit the guard on real frontal CXRs (grayscale uint8 arrays, any size).
+def fit_ood(images: list[np.ndarray], *, laterals: list[np.ndarray] | None = None, n_components: int = 32,
+            seed: int = 0, quantile: float | None = None, folds: int = 3,
+            view_quantile: float = 0.01) -> dict[str, torch.Tensor]:
+    """Fit the guard on real frontal CXRs (grayscale uint8 arrays, any size), and, with
+    ``laterals``, the view stage (see the module docstring).
 
     The threshold is the ``quantile`` of *out-of-fold* distances (PCA fitted without the
-    image), so it reflects unseen images rather than the ones the basis memorised."""
+    image), so it reflects unseen images rather than the ones the basis memorised. With the
+    view stage the anomaly quantile is 0.99 (the view stage catches laterals and crops, so
+    the first stage need not flag 2.5% of real films to catch them); without it, 0.975."""
+    quantile = quantile if quantile is not None else (0.99 if laterals else 0.975)
     with _one_blas_thread():
-        return _fit(images, n_components=n_components, seed=seed, quantile=quantile, folds=folds)
+        tensors, kept, oof_u = _fit(images, n_components=n_components, seed=seed, quantile=quantile, folds=folds)
+        if laterals:
+            tensors.update(_fit_view([images[i] for i in kept], oof_u, laterals, OODDetector.from_tensors(tensors),
+                                     seed=seed, folds=folds, quantile=view_quantile))
+        return tensors
+
+
+def view_features(gray: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Standardised 32×32 thumbnail, log aspect ratio (crops change it) and the anomaly
+    stage's standardised features ``u`` (reconstruction, PCA distance, edges, symmetry)."""
+    z = _image_features(gray)[0]
+    h, w = np.asarray(gray).shape
+    return np.concatenate([z, [np.log(h / w) * 4.0], u])
+
+
+def partial_views(gray: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Halves and centre crops of a frontal film: what a cut-off upload looks like."""
+    h, w = gray.shape
+    views = [gray[: h // 2], gray[h // 2:], gray[:, : w // 2], gray[:, w // 2:],
+             gray[h // 4: 3 * h // 4, w // 4: 3 * w // 4]]
+    fh, fw = rng.uniform(0.35, 0.7, 2)
+    y0, x0 = int(rng.uniform(0, 1 - fh) * h), int(rng.uniform(0, 1 - fw) * w)
+    views.append(gray[y0: y0 + max(8, int(fh * h)), x0: x0 + max(8, int(fw * w))])
+    return views
+
+
+def _fit_view(frontals, frontal_u, laterals, stage1: "OODDetector", *, seed: int, folds: int,
+              quantile: float) -> dict[str, torch.Tensor]:
+    """Frontals use their out-of-fold anomaly features (as an unseen film would have)."""
+    from sklearn.linear_model import LogisticRegression
+    rng = np.random.default_rng(seed)
+    crops = [v for g in frontals for v in rng.permutation(np.array(partial_views(g, rng), dtype=object))[:2]]
+    others = [view_features(g, stage1._gray_distance(g)[1]) for g in [*laterals, *crops]]
+    X = np.stack([*(view_features(g, u) for g, u in zip(frontals, frontal_u)), *others])
+    y = np.array([0] * len(frontals) + [1] * len(laterals) + [2] * len(crops))
+    mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
+    X = (X - mean) / std
+
+    def fit(idx):
+        return LogisticRegression(C=0.05, max_iter=400).fit(X[idx], y[idx])
+    p_frontal = np.zeros(len(frontals))
+    order = rng.permutation(len(X))
+    for fold in np.array_split(order, folds):
+        clf = fit(np.setdiff1d(order, fold))
+        mine = fold[fold < len(frontals)]
+        p_frontal[mine] = clf.predict_proba(X[mine])[:, 0]
+    clf = fit(np.arange(len(X)))
+    t = _to_tensor
+    return {"view_coef": t(clf.coef_), "view_intercept": t(clf.intercept_), "view_mean": t(mean),
+            "view_std": t(std), "view_threshold": t(np.quantile(p_frontal, quantile))}
 
 
 def _one_blas_thread():
@@ -129,12 +193,13 @@ def _fit(images, *, n_components, seed, quantile, folds):
     feat_mean, feat_std = g.mean(axis=0), g.std(axis=0) + 1e-6
     corr = np.corrcoef(((g - feat_mean) / feat_std).T)
     precision = np.linalg.inv(corr + 1e-3 * np.eye(len(FEATURES)))  # tiny ridge: well-conditioned
-    dist, _ = _distance(g, feat_mean, feat_std, precision)
+    dist, oof_u = _distance(g, feat_mean, feat_std, precision)
     mean, components, variance = _pca(z, n_components)
     t = _to_tensor
-    return {"pca_mean": t(mean), "pca_components": t(components), "pca_variance": t(variance),
-            "feat_mean": t(feat_mean), "feat_std": t(feat_std), "feat_precision": t(precision),
-            "threshold": t(np.quantile(dist, quantile)), "color_threshold": t(COLOR_THRESHOLD)}
+    kept = [i for i, f in enumerate(feats) if f[3] >= FLAT_STD]
+    return ({"pca_mean": t(mean), "pca_components": t(components), "pca_variance": t(variance),
+             "feat_mean": t(feat_mean), "feat_std": t(feat_std), "feat_precision": t(precision),
+             "threshold": t(np.quantile(dist, quantile)), "color_threshold": t(COLOR_THRESHOLD)}, kept, oof_u)
 
 
 def _to_tensor(a) -> torch.Tensor:
@@ -147,20 +212,37 @@ def _to_numpy(x) -> np.ndarray:
 
 class OODDetector:
     def __init__(self, *, pca_mean, pca_components, pca_variance, feat_mean, feat_std,
-                 feat_precision, threshold, color_threshold=COLOR_THRESHOLD):
+                 feat_precision, threshold, color_threshold=COLOR_THRESHOLD, view_coef=None,
+                 view_intercept=None, view_mean=None, view_std=None, view_threshold=None):
         a = _to_numpy
         self.pca_mean, self.pca_components, self.pca_variance = a(pca_mean), a(pca_components), a(pca_variance)
         self.feat_mean, self.feat_std, self.feat_precision = a(feat_mean), a(feat_std), a(feat_precision)
         self.threshold, self.color_threshold = float(a(threshold)), float(a(color_threshold))
         if self.pca_mean.shape != (THUMB * THUMB,) or self.feat_mean.shape != (len(FEATURES),):
             raise ValueError("OOD tensors do not match this version of core.ood; refit with fit_ood")
+        self.view = None
+        if view_coef is not None:
+            self.view = {k: a(v) for k, v in dict(coef=view_coef, intercept=view_intercept, mean=view_mean,
+                                                  std=view_std).items()}
+            self.view_threshold = float(a(view_threshold))
 
     @classmethod
     def from_tensors(cls, d: dict[str, torch.Tensor]) -> "OODDetector":
         missing = [k for k in KEYS if k not in d and k != "color_threshold"]
         if missing:
             raise ValueError(f"OOD tensors lack {', '.join(missing)}; refit with fit_ood")
-        return cls(**{k: d[k] for k in KEYS if k in d})
+        return cls(**{k: d[k] for k in (*KEYS, *VIEW_KEYS) if k in d})
+
+    def view_probabilities(self, gray: np.ndarray, u: np.ndarray | None = None) -> dict[str, float] | None:
+        """P(frontal, lateral, partial) from the view stage, or None when it was not fitted."""
+        if self.view is None:
+            return None
+        if u is None:
+            u = self._gray_distance(gray)[1]
+        x = (view_features(gray, u) - self.view["mean"]) / self.view["std"]
+        z = self.view["coef"] @ x + self.view["intercept"]
+        p = np.exp(z - z.max())
+        return dict(zip(VIEWS, (p / p.sum()).tolist()))
 
     def _gray_distance(self, gray: np.ndarray) -> tuple[float, np.ndarray, float]:
         z, edges, symmetry, std = _image_features(gray)
@@ -181,6 +263,14 @@ class OODDetector:
             return OODResult(True, round(max(score, colour), 4), "colour photograph")
         if std < FLAT_STD:
             return OODResult(True, SCORE_CAP, "blank or uniform image")
+        views = self.view_probabilities(gray, u)
+        if views is not None:
+            # below the view threshold: a ratio above 1, like the anomaly score
+            view_score = (1 - views["frontal"]) / max(1 - self.view_threshold, 1e-6)
+            other = max(("lateral", "partial"), key=views.get)
+            if views["frontal"] < self.view_threshold or (score >= 1.0 and views[other] > views["frontal"]):
+                reason = LATERAL_REASON if other == "lateral" else PARTIAL_REASON
+                return OODResult(True, round(max(score, view_score, 1.0), 4), reason)
         if score < 1.0:
             return OODResult(False, min(round(score, 4), 0.9999), "")   # rounding never crosses 1.0
         return OODResult(True, round(score, 4), _reason(u))

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from core.checkpoint import load_weights
+from core.evidence import evidence_for, image_reliable
 from core.fast import optimise_for_inference
 from core.labels import FINDINGS, TEXT_MODES
+from core.operating import discordance
 from core.preprocess import prepare
 
 HEADS = ("fusion", "image", "text")
@@ -34,7 +36,7 @@ class Prediction:
     text: dict[str, float]
     thresholds: dict[str, float]                 # fused head, for this text mode
     head_thresholds: dict[str, dict[str, float]]  # every head, for this text mode
-    discordant: list[str]
+    discordant: list[str]                        # findings of ``discordance`` (report mode only)
     out_of_distribution: bool
     ood_score: float
     ood_reason: str
@@ -42,6 +44,13 @@ class Prediction:
     has_text: bool
     model: str
     latency_ms: float = 0.0
+    # held-out evidence for the fused number of each finding in this mode (core.evidence)
+    evidence: dict[str, dict] = field(default_factory=dict)
+    head_evidence: dict[str, dict[str, dict]] = field(default_factory=dict)
+    image_reliable: dict[str, bool] = field(default_factory=dict)
+    # report QA: finding, direction, score, margin; strongest first (core.operating)
+    discordance: list[dict] = field(default_factory=list)
+    discordance_score: float = 0.0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -62,11 +71,14 @@ class Attribution:
     seconds: float = 0.0
 
 
-def _discordant(image: dict, text: dict, thresholds: dict) -> list[str]:
-    """Findings where the image head and the text head fall on opposite sides of their
-    thresholds: the report-QA signal (a report that calls a large heart normal...)."""
-    return [f for f in FINDINGS
-            if (image[f] >= thresholds["image"][f]) != (text[f] >= thresholds["text"][f])]
+def _discordance(image: dict, text: dict, thresholds: dict, metadata: dict, mode: str) -> list[dict]:
+    """Report QA (report mode only): findings where the image head disagrees strongly with
+    what the report says, for findings the image supports (core.operating, core.evidence)."""
+    if mode != "report":
+        return []
+    points = (metadata.get("discordance") or {}).get("points") or {}
+    reliable = image_reliable(metadata, points)
+    return discordance(image, text, thresholds["text"], {f: op for f, op in points.items() if reliable[f]})
 
 
 def _release_freed_memory() -> None:
@@ -93,6 +105,8 @@ class Predictor:
         self.size, self.mean, self.std = int(pre["image_size"]), float(pre["mean"]), float(pre["std"])
         self.max_len = int(metadata.get("text_max_len", 160))
         self.version = metadata.get("version", "unknown")
+        self.evidence = {m: {h: evidence_for(metadata, m, h, FINDINGS) for h in HEADS} for m in TEXT_MODES}
+        self.image_reliable = image_reliable(metadata, FINDINGS)
         self.ood = None
         if ood_tensors:
             from core.ood import OODDetector
@@ -146,13 +160,17 @@ class Predictor:
             p = {h: {f: float(probs[h][i, k]) for k, f in enumerate(FINDINGS)} for h in HEADS}
             thr = self.metadata["thresholds"][mode]
             ood = self.ood.check(grays[i], colorfulness[i] if colorfulness else 0.0) if self.ood else None
+            disc = _discordance(p["image"], p["text"], thr, self.metadata, mode)
             out.append(Prediction(
                 fusion=p["fusion"], image=p["image"], text=p["text"], thresholds=dict(thr["fusion"]),
                 head_thresholds={h: dict(thr[h]) for h in HEADS},
-                discordant=_discordant(p["image"], p["text"], thr) if mode != "none" else [],
+                discordant=[d["finding"] for d in disc],
                 out_of_distribution=bool(ood.out_of_distribution) if ood else False,
                 ood_score=float(ood.score) if ood else 0.0, ood_reason=ood.reason if ood else "",
-                text_mode=mode, has_text=mode != "none", model=self.version, latency_ms=ms))
+                text_mode=mode, has_text=mode != "none", model=self.version, latency_ms=ms,
+                evidence=copy.deepcopy(self.evidence[mode]["fusion"]),
+                head_evidence=copy.deepcopy(self.evidence[mode]), image_reliable=dict(self.image_reliable),
+                discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0)))
         return out
 
     def predict(self, gray: np.ndarray, text: str = "", mode: str = "report", *,

@@ -1,0 +1,73 @@
+"""Refit what is chosen after training on existing weights, without retraining the network.
+
+    python scripts/refit_operating_points.py --weights weights --data ../shared/iu-xray \
+        [--cv runs/cv/img15-3fold/summary.json]
+
+On the weights' own splits: operating thresholds (core.operating, on validation), held-out
+evidence per finding (core.evidence, from ``WEIGHTS/eval/test_*.json`` and the optional
+cross-validation summary), report-QA operating points (validation, false-flag budget) and
+the out-of-distribution guard with its view stage (fitted on the training split's frontal
+and lateral films). The sensitivity and specificity at the new thresholds are written into
+the test evaluation files from their per-study CSVs (AUCs do not change). The network's
+tensors are untouched; the weights file is rewritten atomically.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import json  # noqa: E402
+import time  # noqa: E402
+
+from scripts._cli import Parser, fail, run_main  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default="weights")
+    p.add_argument("--data", required=True)
+    p.add_argument("--cv", help="summary.json written by scripts/cv.py (evidence from cross-validation too)")
+    p.add_argument("--keep-guard", action="store_true", help="do not refit the out-of-distribution guard")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from core.checkpoint import WeightsError, load_weights, save_weights
+    from core.data import DataLayoutError, check_layout, load_reports
+    from core.posthoc import fit_guard, refit, rescore_thresholds
+    weights = Path(args.weights)
+    try:
+        check_layout(Path(args.data))
+        model, tokenizer, metadata, ood = load_weights(weights)
+    except (WeightsError, DataLayoutError) as exc:
+        fail(str(exc))
+    cv = None
+    if args.cv:
+        try:
+            cv = json.loads(Path(args.cv).read_text())
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read the cross-validation summary {args.cv}: {exc}")
+    reports = load_reports(Path(args.data), use_automatic="automatic" in metadata.get("label_source", ""))
+    t0 = time.time()
+    meta = refit(model, tokenizer, metadata, reports, Path(args.data), weights / "eval", cv_summary=cv)
+    if not args.keep_guard:
+        ood = fit_guard(Path(args.data), reports, meta["split"]["train"])
+    base = metadata.get("version", "unknown").split("+")[0]
+    meta["version"] = f"{base}+refit{time.strftime('%Y%m%d')}"
+    meta["refit"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "script": "scripts/refit_operating_points.py",
+                     "what": "thresholds, evidence, report-QA operating points" + ("" if args.keep_guard else ", guard")}
+    save_weights(model, meta, weights, ood=ood)
+    rescore_thresholds(weights / "eval", meta)
+    ev = meta["evidence"]["image_reliable"]
+    print(f"refit {weights} in {time.time() - t0:.0f}s; reliable from the image: "
+          f"{', '.join(f for f, ok in ev.items() if ok) or 'none'}; not: {', '.join(f for f, ok in ev.items() if not ok)}")
+    print(f"report QA: budget {meta['discordance']['budget']:.0%}, validation flag rate "
+          f"{meta['discordance']['val_flag_rate']:.1%}, points {json.dumps(meta['discordance']['points'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,151 @@
+"""Does report QA catch what matters? Edit real reports and count the discordance flags.
+
+    python scripts/report_qa.py --weights weights --data ../shared/iu-xray --split test --json qa.json
+
+For every study of the split (its first frontal film, as a user would upload it, and its
+FINDINGS + IMPRESSION) the shipped predictor runs in report mode on:
+
+- the unedited report: how often is a study flagged for any finding (false flags, mostly);
+- for each finding, on its positive studies: **deny** (every sentence about it replaced by a
+  normal statement, e.g. "The heart size is normal.") and **delete** (those sentences
+  removed): how often is the study flagged for that finding (caught);
+- for each finding, on its negative studies: **add** a false positive statement ("The heart
+  is enlarged."): how often is it flagged.
+
+Rates come with 95% Wilson intervals and their counts. Findings the image does not support
+(core.evidence) are never flagged, by design; they are listed with n and no catch.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import json  # noqa: E402
+import re  # noqa: E402
+
+from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
+
+# sentences "about" a finding (what a deny/delete edit touches), a denial and a false assertion
+TOPIC = {
+    "Pneumonia": r"pneumoni|infecti|infiltrat",
+    "Edema": r"edema|congesti|vascula|venous|fluid overload",
+    "Cardiomegaly": r"heart|cardi",
+    "Atelectasis": r"atelecta",
+    "Consolidation": r"consolidat|airspace|air space",
+}
+DENIAL = {
+    "Pneumonia": "No evidence of pneumonia.",
+    "Edema": "No pulmonary edema. Pulmonary vascularity is normal.",
+    "Cardiomegaly": "The heart size is normal.",
+    "Atelectasis": "No atelectasis.",
+    "Consolidation": "No focal consolidation.",
+}
+ASSERTION = {
+    "Pneumonia": "Right lower lobe pneumonia.",
+    "Edema": "There is pulmonary edema.",
+    "Cardiomegaly": "The heart is enlarged.",
+    "Atelectasis": "There is bibasilar atelectasis.",
+    "Consolidation": "There is right lower lobe consolidation.",
+}
+EDITS = ("deny", "delete", "add")
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
+
+
+def edit_report(text: str, finding: str, edit: str) -> str:
+    """The report after one edit (see the module docstring)."""
+    about = re.compile(TOPIC[finding], re.I)
+    parts = sentences(text)
+    if edit == "add":
+        return " ".join([*parts, ASSERTION[finding]])
+    kept = [s for s in parts if not about.search(s)]
+    if edit == "deny":
+        kept.append(DENIAL[finding])
+    return " ".join(kept)
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default="weights")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", choices=["val", "test", "all"], default="test")
+    p.add_argument("--json", dest="json_out")
+    p.add_argument("--batch-size", type=int, default=32)
+    return p.parse_args(argv)
+
+
+def rate(caught: int, n: int) -> dict:
+    from core.posthoc import wilson_ci
+    return {"n": n, "flagged": caught, "rate": (caught / n) if n else None, "ci": wilson_ci(caught, n)}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from core.data import DataLayoutError, check_layout, load_reports
+    from core.evaluation import select_reports
+    from core.imaging import load_png_gray
+    from core.labels import FINDINGS
+    predictor = load_predictor(args.weights)
+    try:
+        check_layout(Path(args.data))
+        reports = select_reports(load_reports(Path(args.data)), args.split, predictor.metadata.get("split"))
+    except (DataLayoutError, ValueError) as exc:
+        fail(str(exc))
+    reports = [r for r in reports if r.text("report").strip()]
+    if not reports:
+        fail(f"no report of the {args.split} split has report text and a frontal image in {args.data}")
+    png = Path(args.data) / "NLMCXR_png"
+    jobs = []   # (study index, finding or None, edit or None, text)
+    for i, r in enumerate(reports):
+        text = r.text("report")
+        jobs.append((i, None, None, text))
+        for k, f in enumerate(FINDINGS):
+            for edit in (("deny", "delete") if r.labels[k] else ("add",)):
+                jobs.append((i, f, edit, edit_report(text, f, edit)))
+    grays = {}
+    flags = []
+    for s in range(0, len(jobs), args.batch_size):
+        chunk = jobs[s:s + args.batch_size]
+        for i, *_ in chunk:
+            if i not in grays:
+                grays[i] = load_png_gray(png / f"{reports[i].image_ids[0]}.png")
+        preds = predictor.predict_batch([grays[i] for i, *_ in chunk], [t for *_, t in chunk], ["report"] * len(chunk))
+        flags += [set(p.discordant) for p in preds]
+        if len(grays) > 2 * args.batch_size:   # keep memory flat
+            done = {i for i, *_ in chunk}
+            grays = {i: g for i, g in grays.items() if i in done}
+    unedited = [fl for (i, f, e, _), fl in zip(jobs, flags) if f is None]
+    out = {"split": args.split, "n_studies": len(reports), "model": predictor.version,
+           "image": "first frontal film of each report", "mode": "report",
+           "supported": (predictor.metadata.get("discordance") or {}).get("supported", []),
+           "budget": (predictor.metadata.get("discordance") or {}).get("budget"),
+           "unedited_any": rate(sum(bool(fl) for fl in unedited), len(unedited)),
+           "unedited_per_finding": {f: rate(sum(f in fl for fl in unedited), len(unedited)) for f in FINDINGS},
+           "edits": {}}
+    for f in FINDINGS:
+        out["edits"][f] = {}
+        for edit in EDITS:
+            hits = [f in fl for (i, g, e, _), fl in zip(jobs, flags) if g == f and e == edit]
+            out["edits"][f][edit] = rate(sum(hits), len(hits))
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
+    u = out["unedited_any"]
+    print(f"{args.split}: {len(reports)} studies; unedited reports flagged for any finding: "
+          f"{u['rate']:.1%} [{u['ci'][0]:.1%}, {u['ci'][1]:.1%}] ({u['flagged']}/{u['n']})")
+    for f in FINDINGS:
+        cells = []
+        for edit in EDITS:
+            c = out["edits"][f][edit]
+            cells.append(f"{edit} {c['rate']:.0%} ({c['flagged']}/{c['n']})" if c["n"] else f"{edit} -")
+        tag = "" if f in out["supported"] else "  [not supported by the image: never flagged]"
+        print(f"  {f:13s} " + "  ".join(cells) + tag)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
