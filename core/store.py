@@ -134,7 +134,20 @@ CREATE TABLE verdicts (
     db["predictions"].enable_fts(["text", "note"], create_triggers=True, tokenize="porter")
 
 
-MIGRATIONS = [_m001_initial]
+def _m002_trust_and_names(db: sqlite_utils.Database) -> None:
+    """Issue 9/10: the report-QA discordance score (sortable), the held-out evidence behind each
+    fused number and whether the image alone is reliable for it, and whether ``image_name`` is the
+    uploaded file's own name (1; every older row) or one made from its hash (0)."""
+    db.execute("ALTER TABLE predictions ADD COLUMN discordance_score REAL NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE predictions ADD COLUMN evidence TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE predictions ADD COLUMN image_reliable TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE predictions ADD COLUMN original_name INTEGER NOT NULL DEFAULT 1")
+    db.execute("CREATE INDEX predictions_discordance ON predictions (discordance_score)")
+
+
+MIGRATIONS = [_m001_initial, _m002_trust_and_names]
+ORDERS = {"newest": "p.created_at DESC, p.id DESC",
+          "discordance": "p.discordance_score DESC, p.created_at DESC, p.id DESC"}
 
 
 def _applied_versions(conn: sqlite3.Connection) -> set[int]:
@@ -195,6 +208,27 @@ def _thresholds(values: Mapping[str, Any]) -> dict[str, Any]:
     return _probs("thresholds", values)
 
 
+def _score(value) -> float:
+    value = float(value or 0.0)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"discordance_score must be a finite number >= 0, not {value}")
+    return value
+
+
+def _evidence(values: Mapping[str, Any] | None) -> dict[str, dict]:
+    """finding -> {auc, ci, positives, reliable, source}: only those keys, JSON-safe."""
+    out = {}
+    for finding, e in (values or {}).items():
+        if finding not in FINDINGS:
+            raise ValueError(f"evidence has unknown finding {finding!r}")
+        e = e or {}
+        auc = e.get("auc")
+        out[finding] = {"auc": None if auc is None or auc != auc else float(auc),
+                        "ci": list(e["ci"]) if e.get("ci") else None, "positives": int(e.get("positives") or 0),
+                        "reliable": bool(e.get("reliable")), "source": str(e.get("source") or "")}
+    return out
+
+
 def _sha256(name: str, value: str | None) -> str | None:
     if value is None:
         return None
@@ -202,6 +236,14 @@ def _sha256(name: str, value: str | None) -> str | None:
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise ValueError(f"{name} must be 64 hex digits")
     return value
+
+
+def hashed_name(name: str | None, data: bytes) -> str:
+    """A stored name that names no one: 'upload-<first 12 hex of the file's SHA-256>' plus the
+    original extension (PACS exports often name files after patients)."""
+    suffix = Path(safe_name(name)).suffix.lower()
+    suffix = suffix if suffix in (".png", ".jpg", ".jpeg", ".dcm", ".dicom") else ""
+    return f"upload-{hashlib.sha256(data).hexdigest()[:12]}{suffix}"
 
 
 def safe_name(name: str | None) -> str:
@@ -279,8 +321,36 @@ class PredictionStore:
                        discordant: list[str] | tuple[str, ...] = (), out_of_distribution: bool = False,
                        ood_score: float | None = None, source: str = "predict",
                        text_sha256: str | None = None,
-                       created_at: datetime | str | None = None) -> int:
+                       created_at: datetime | str | None = None, discordance_score: float = 0.0,
+                       evidence: Mapping[str, Any] | None = None,
+                       image_reliable: Mapping[str, bool] | None = None, original_name: bool = True) -> int:
         """Append one prediction; returns its id."""
+        return self.log_many([dict(
+            model_version=model_version, image_png=image_png, image_name=image_name, image_sha256=image_sha256,
+            text=text, text_mode=text_mode, fusion=fusion, image=image, text_probs=text_probs,
+            thresholds=thresholds, discordant=discordant, out_of_distribution=out_of_distribution,
+            ood_score=ood_score, source=source, text_sha256=text_sha256, created_at=created_at,
+            discordance_score=discordance_score, evidence=evidence, image_reliable=image_reliable,
+            original_name=original_name)])[0]
+
+    def log_many(self, entries: list[Mapping[str, Any]]) -> list[int]:
+        """Append several predictions (keyword arguments of ``log_prediction`` each) in one
+        transaction: all or none. Returns their ids."""
+        rows = [self._validated(**e) for e in entries]
+        with self._connect(write=True) as conn:
+            return [conn.execute(f"INSERT INTO predictions ({', '.join(r)}) VALUES "
+                                 f"({', '.join(':' + c for c in r)})", r).lastrowid for r in rows]
+
+    @staticmethod
+    def _validated(*, model_version: str, image_png: bytes | None, image_name: str | None,
+                   image_sha256: str | None, text: str | None, text_mode: str,
+                   fusion: Mapping[str, float], image: Mapping[str, float],
+                   text_probs: Mapping[str, float | None] | None, thresholds: Mapping[str, float],
+                   discordant: list[str] | tuple[str, ...] = (), out_of_distribution: bool = False,
+                   ood_score: float | None = None, source: str = "predict", text_sha256: str | None = None,
+                   created_at: datetime | str | None = None, discordance_score: float = 0.0,
+                   evidence: Mapping[str, Any] | None = None, image_reliable: Mapping[str, bool] | None = None,
+                   original_name: bool = True) -> dict[str, Any]:
         if text_mode not in TEXT_MODES:
             raise ValueError(f"text_mode must be one of {', '.join(TEXT_MODES)}, not {text_mode!r}")
         if source not in SOURCES:
@@ -318,11 +388,12 @@ class PredictionStore:
             "ood_score": None if ood_score is None else float(ood_score),
             "source": source,
             **{prob_column(f): fusion_p.get(f) for f in FINDINGS},
+            "discordance_score": _score(discordance_score),
+            "evidence": json.dumps(_evidence(evidence)),
+            "image_reliable": json.dumps({f: bool(v) for f, v in (image_reliable or {}).items() if f in FINDINGS}),
+            "original_name": int(bool(original_name)),
         }
-        columns = ", ".join(row)
-        marks = ", ".join(f":{c}" for c in row)
-        with self._connect(write=True) as conn:
-            return conn.execute(f"INSERT INTO predictions ({columns}) VALUES ({marks})", row).lastrowid
+        return row
 
     def set_verdict(self, prediction_id: int, finding: str, verdict: str | None, *,
                     reviewer: str = "", note: str = "") -> None:
@@ -382,8 +453,11 @@ class PredictionStore:
     @staticmethod
     def _row(cursor: sqlite3.Cursor, values: tuple) -> dict[str, Any]:
         row = {d[0]: v for d, v in zip(cursor.description, values)}
-        for key in ("fusion", "image", "text_probs", "thresholds", "discordant"):
-            row[key] = json.loads(row[key])
+        for key in ("fusion", "image", "text_probs", "thresholds", "discordant", "evidence", "image_reliable"):
+            if key in row:
+                row[key] = json.loads(row[key])
+        if "original_name" in row:
+            row["original_name"] = bool(row["original_name"])
         for finding in FINDINGS:
             row.pop(prob_column(finding), None)
         row["out_of_distribution"] = bool(row["out_of_distribution"])
@@ -418,8 +492,11 @@ class PredictionStore:
                          finding: str | None = None, min_prob: float | None = None,
                          discordant: bool | None = None, reviewed: bool | None = None,
                          search: str | None = None, source: str | None = None,
-                         with_images: bool = False, limit: int | None = 500) -> list[dict[str, Any]]:
-        """Newest first; ``since`` inclusive, ``until`` exclusive. ``finding`` alone keeps predictions
+                         out_of_distribution: bool | None = None, order: str = "newest",
+                         with_images: bool = False, with_verdicts: bool = False,
+                         limit: int | None = 500) -> list[dict[str, Any]]:
+        """Newest first (``order="discordance"``: highest discordance score first); ``since``
+        inclusive, ``until`` exclusive. ``with_verdicts`` adds each row's ``verdicts``. ``finding`` alone keeps predictions
         positive at that finding's stored threshold; with ``min_prob`` it keeps fusion probability
         >= min_prob (of any finding when ``finding`` is None). ``search`` is full-text over the text
         and the note; every word must match."""
@@ -446,12 +523,17 @@ class PredictionStore:
         if source is not None:
             where.append("p.source = ?")
             params.append(source)
+        if out_of_distribution is not None:
+            where.append("p.out_of_distribution = ?")
+            params.append(int(bool(out_of_distribution)))
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
         query = fts_query(search or "")
         if query:
             where.append("p.id IN (SELECT rowid FROM predictions_fts WHERE predictions_fts MATCH ?)")
             params.append(query)
         tail = f" WHERE {' AND '.join(where)}" if where else ""
-        tail += " ORDER BY p.created_at DESC, p.id DESC"
+        tail += f" ORDER BY {ORDERS[order]}"
         if limit is not None:
             tail += " LIMIT ?"
             params.append(int(limit))
@@ -460,7 +542,19 @@ class PredictionStore:
                      if with_images or n != "image_png"]
             cur = conn.execute(f"SELECT {', '.join('p.' + n for n in names)}, {_REVIEWED} AS reviewed "
                                f"FROM predictions p{tail}", params)
-            return [self._row(cur, values) for values in cur.fetchall()]
+            rows = [self._row(cur, values) for values in cur.fetchall()]
+            if with_verdicts:
+                by_id = {r["id"]: r for r in rows}
+                for r in rows:
+                    r["verdicts"] = {}
+                ids = list(by_id)
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i:i + 500]
+                    for pid, f, v, who, note, at in conn.execute(
+                            "SELECT prediction_id, finding, verdict, reviewer, note, updated_at FROM verdicts "
+                            f"WHERE prediction_id IN ({', '.join('?' * len(chunk))})", chunk):
+                        by_id[pid]["verdicts"][f] = {"verdict": v, "reviewer": who, "note": note, "updated_at": at}
+            return rows
 
     def search(self, query: str, *, limit: int | None = 100) -> list[dict[str, Any]]:
         """Full-text search over the text and the note; any user input is safe (see ``fts_query``)."""
@@ -497,18 +591,31 @@ class PredictionStore:
         return export_csv(rows)
 
 
+SEARCH_HELP = ("Every word must match; word forms match too (effusions finds effusion). End a word "
+               "with * to match its beginning: pneumon* finds pneumonia and pneumonitis.")
+
+
 def fts_query(text: str) -> str:
-    """Every word of user input as a quoted FTS5 string, so ``"``, ``*``, ``NOT``, ``NEAR(``
-    and friends are searched for, never parsed; words are ANDed."""
-    return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
+    """Every word of user input as a quoted FTS5 string, so ``"``, ``NOT``, ``NEAR(`` and
+    friends are searched for, never parsed; words are ANDed. A trailing ``*`` on a word
+    (``pneumon*``) makes it a prefix search; a ``*`` anywhere else is just a character."""
+    terms = []
+    for word in text.split():
+        prefix = word.endswith("*") and len(word.rstrip("*")) > 0
+        word = word.rstrip("*") if prefix else word
+        terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " ".join(terms)
 
 
 CSV_COLUMNS: list[str] = (
-    ["id", "created_at", "model_version", "source", "image_name", "image_sha256", "text_sha256",
+    ["id", "created_at", "model_version", "source", "image_name", "original_name", "image_sha256", "text_sha256",
      "text_mode", "text", "note"]
     + [f"{head}_{f.lower()}" for head in HEADS for f in FINDINGS]
     + [f"threshold_{f.lower()}" for f in FINDINGS]
-    + ["discordant", "n_discordant", "out_of_distribution", "ood_score", "reviewed"]
+    + ["discordant", "n_discordant", "discordance_score", "out_of_distribution", "ood_score"]
+    + [f"{k}_{f.lower()}" for f in FINDINGS for k in ("reliable_from_image", "evidence_auc", "evidence_ci",
+                                                      "evidence_positives")]
+    + ["reviewed"] + [f"verdict_{f.lower()}" for f in FINDINGS] + ["reviewer", "reviewed_at"]
 )
 _HEAD_KEYS = {"fusion": "fusion", "image": "image", "text": "text_probs"}
 
@@ -524,6 +631,18 @@ def flatten(row: Mapping[str, Any]) -> dict[str, Any]:
     for finding in FINDINGS:
         flat[f"threshold_{finding.lower()}"] = thresholds.get(finding)
     flat["discordant"] = ";".join(row.get("discordant") or [])
+    evidence, reliable = row.get("evidence") or {}, row.get("image_reliable") or {}
+    for finding in FINDINGS:
+        e, low = evidence.get(finding) or {}, finding.lower()
+        flat[f"reliable_from_image_{low}"] = reliable.get(finding) if reliable else None
+        flat[f"evidence_auc_{low}"] = e.get("auc")
+        flat[f"evidence_ci_{low}"] = "–".join(f"{c:.3f}" for c in e["ci"]) if e.get("ci") else None
+        flat[f"evidence_positives_{low}"] = e.get("positives") if e else None
+    verdicts = row.get("verdicts") or {}
+    for finding in FINDINGS:
+        flat[f"verdict_{finding.lower()}"] = (verdicts.get(finding) or {}).get("verdict")
+    flat["reviewer"] = ";".join(sorted({v["reviewer"] for v in verdicts.values() if v.get("reviewer")}))
+    flat["reviewed_at"] = max((v["updated_at"] for v in verdicts.values()), default=None)
     return flat
 
 

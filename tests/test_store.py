@@ -26,6 +26,7 @@ from core.store import (
     StoreReadOnlyError,
     export_csv,
     fts_query,
+    hashed_name,
     prob_column,
 )
 
@@ -69,7 +70,8 @@ def test_migrations_on_fresh_file_and_reopen(tmp_path):
     PredictionStore(path)
     PredictionStore(path)  # idempotent
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version, name FROM migrations").fetchall() == [(1, "m001_initial")]
+    assert conn.execute("SELECT version, name FROM migrations").fetchall() == [(1, "m001_initial"),
+                                                                               (2, "m002_trust_and_names")]
     tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"predictions", "verdicts", "predictions_fts", "migrations"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -355,3 +357,84 @@ def test_sigkill_mid_stream_leaves_only_whole_rows(fresh_db):
     assert sorted(int(r["image_name"][:-4]) for r in rows) == list(range(len(rows)))  # no gaps
     log(store)  # and it takes new writes
     assert json.loads(conn.execute("SELECT fusion FROM predictions ORDER BY id DESC").fetchone()[0])
+
+
+# -- issue 10: names, verdicts in the export, prefix search, discordance order -----------------
+
+def test_version_1_file_migrates_and_keeps_its_rows(tmp_path):
+    """A log written before migration 2 opens, gains the columns, and its rows read as before
+    (their names were the uploads' own: original_name is True)."""
+    from core import store as store_module
+    path = tmp_path / "old.db"
+    saved = store_module.MIGRATIONS
+    store_module.MIGRATIONS = saved[:1]
+    try:
+        PredictionStore(path)
+    finally:
+        store_module.MIGRATIONS = saved
+    row = PredictionStore._validated(model_version="v1", image_png=None, image_name="cxr.png", image_sha256=None,
+                                     text="", text_mode="none", fusion=probs(), image=probs(), text_probs=None,
+                                     thresholds=probs())
+    for new in ("discordance_score", "evidence", "image_reliable", "original_name"):
+        row.pop(new)
+    with sqlite3.connect(path) as conn:
+        old_id = conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                              list(row.values())).lastrowid
+    migrated = PredictionStore(path)
+    row = migrated.get(old_id)
+    assert row["image_name"] == "cxr.png" and row["original_name"] is True
+    assert row["discordance_score"] == 0 and row["evidence"] == {} and row["image_reliable"] == {}
+
+
+def test_hashed_name_names_no_one():
+    data = b"pixels"
+    name = hashed_name("C:\\PACS\\DOE_JANE_chest.DCM", data)
+    assert name.startswith("upload-") and name.endswith(".dcm") and "DOE" not in name
+    assert name == hashed_name("other.dcm", data) and name != hashed_name("x.dcm", b"other")
+    assert hashed_name("evil.exe", data).endswith(tuple("0123456789abcdef"))  # odd suffixes are dropped
+
+
+def test_export_carries_verdicts_reviewer_time_and_evidence(fresh_db):
+    evidence = {f: {"auc": 0.8, "ci": [0.7, 0.9], "positives": 55, "reliable": True, "source": "test"}
+                for f in FINDINGS}
+    pid = log(fresh_db, evidence=evidence, image_reliable={f: f == "Cardiomegaly" for f in FINDINGS},
+              discordance_score=1.5, image_name="upload-abc.png", original_name=False)
+    other = log(fresh_db)
+    fresh_db.set_verdict(pid, "Cardiomegaly", "present", reviewer="jd")
+    fresh_db.set_verdict(pid, "Edema", "absent", reviewer="jd")
+    rows = {int(r["id"]): r for r in csv.DictReader(io.StringIO(
+        fresh_db.export_csv(fresh_db.list_predictions(limit=None, with_verdicts=True))))}
+    r = rows[pid]
+    assert (r["verdict_cardiomegaly"], r["verdict_edema"], r["verdict_pneumonia"]) == ("present", "absent", "")
+    assert r["reviewer"] == "jd" and r["reviewed_at"].startswith("20") and r["reviewed"] == "True"
+    assert r["model_version"] == "test-1" and r["fusion_edema"] and r["discordance_score"] == "1.5"
+    assert r["evidence_auc_edema"] == "0.8" and r["evidence_ci_edema"] == "0.700–0.900"
+    assert r["evidence_positives_edema"] == "55"
+    assert (r["reliable_from_image_cardiomegaly"], r["reliable_from_image_edema"]) == ("True", "False")
+    assert (r["image_name"], r["original_name"]) == ("upload-abc.png", "False")
+    assert rows[other]["verdict_cardiomegaly"] == "" and rows[other]["reviewer"] == ""
+
+
+def test_prefix_search_and_discordance_order(fresh_db):
+    a = log(fresh_db, text="Right lower lobe pneumonia.", discordance_score=0.2)
+    b = log(fresh_db, text="Pneumonitis, no effusion.", discordance_score=2.0)
+    c = log(fresh_db, text="Heart size normal.")
+
+    def ids(**kw):
+        return [r["id"] for r in fresh_db.list_predictions(**kw)]
+
+    assert ids(search="pneumon") == [b]  # a plain word matches word forms (porter: pneumonitis), not pneumonia
+    assert set(ids(search="pneumon*")) == {a, b}
+    assert ids(search="pneumon* effusion") == [b]
+    assert ids(order="discordance") == [b, a, c] and ids() == [c, b, a]
+    with pytest.raises(ValueError, match="order"):
+        fresh_db.list_predictions(order="worst")
+
+
+def test_log_many_is_one_transaction(fresh_db):
+    good = dict(model_version="m", image_png=make_png(), image_name="a.png", image_sha256=None, text="",
+                text_mode="none", fusion=probs(), image=probs(), text_probs=None, thresholds=probs())
+    with pytest.raises(ValueError):
+        fresh_db.log_many([good, {**good, "text_mode": "bogus"}])
+    assert fresh_db.count() == 0
+    assert len(fresh_db.log_many([good, good])) == 2 and fresh_db.count() == 2
