@@ -5,11 +5,15 @@
 Router only: the sidebar shows the loaded model and sharing status; each page lives in pages/.
 The model loads lazily, once per server process (ui.resources), and never over the network.
 """
+from pathlib import Path
+
 import streamlit as st
 
 from ui import router, sidebar
 
-st.set_page_config(page_title="CXR findings — research tool", page_icon=":material/radiology:", layout="wide")
+# a local icon: a Material icon here would make every page fetch its SVG from a public CDN
+st.set_page_config(page_title="CXR findings — research tool", page_icon=str(Path(__file__).parent / "ui" / "favicon.png"),
+                   layout="wide")
 
 page = st.navigation([
     st.Page("pages/predict.py", title="Predict", icon=":material/radiology:", default=True),

@@ -192,6 +192,11 @@ class Predictor:
             raise InputError("unknown attribution method; use gradcam or ig")
         t0 = time.perf_counter()
         mode = self.effective_mode(text, mode)
+        if head == "text" and mode == "none":
+            raise InputError("the text head reads only the text, and there is none: explain the image or fusion head")
+        if head == "text" and method != "ig":
+            raise InputError("Grad-CAM explains image regions and the text head does not look at the image; "
+                             "use Integrated Gradients (per-word scores)")
         k = FINDINGS.index(finding)
         model = self.model
         mode_idx = torch.tensor([TEXT_MODES.index(mode)])
@@ -210,7 +215,9 @@ class Predictor:
             return model.calibrated(model.forward_heads(feats, txt_feat.expand(len(images), -1), m), m)[head][:, k]
 
         delta = None
-        if method == "gradcam":
+        if head == "text":  # no image input reaches this head: no heatmap (Captum would fail on an unused input)
+            heat = torch.zeros(1, 1, self.size, self.size)
+        elif method == "gradcam":
             cam = LayerGradCam(from_image, model.image_encoder.features)
             attr = cam.attribute(x, relu_attributions=True)
             heat = LayerAttribution.interpolate(attr, (self.size, self.size), interpolate_mode="bilinear")

@@ -7,9 +7,10 @@ from core.imaging import ImageDecodeError, decode_image
 from core.labels import FINDINGS
 from core.store import StoreError
 from core.textclean import TextError, clean_text
+from core.textwindow import fit_text
 from ui import attribution_view, notices, prediction_view, router
 from ui.config import MAX_UPLOAD_MB
-from ui.records import log_prediction
+from ui.records import log_prediction, shown_name
 from ui.resources import MODEL_LOCK, metadata, predictor, store
 
 router.require_router("pages/predict.py")
@@ -17,6 +18,8 @@ router.require_router("pages/predict.py")
 TEXT_KINDS = {"indication": "Indication — before the read", "report": "Report — report QA",
               "none": "No text — image only"}
 RESULT = "predict_result"  # session key holding the last successful prediction
+CLEARED = "predict_text_cleared"  # set when a new upload cleared the previous study's text
+MAX_TEXT_CHARS = 200_000  # longer text is refused in one line; anything over the encoder's window is fitted
 
 st.title("Predict")
 st.caption(notices.INTENDED_USE)
@@ -26,14 +29,25 @@ if meta is None:
     notices.no_weights(problem)
     st.stop()
 
+def _new_file() -> None:
+    """A new image must not be scored with the previous study's text: when the box still holds
+    the text of the last prediction, clear it (text typed since is kept)."""
+    last = st.session_state.get(RESULT)
+    if last and st.session_state.get("text") and st.session_state["text"] == last.get("input_text"):
+        st.session_state["text"] = ""
+        st.session_state[CLEARED] = True
+
+
 left, right = st.columns([3, 2])
 with left:
     upload = st.file_uploader("Chest X-ray (frontal view): PNG, JPEG or DICOM",
                               type=["png", "jpg", "jpeg", "dcm", "dicom"], key="upload",
-                              max_upload_size=MAX_UPLOAD_MB)
+                              max_upload_size=MAX_UPLOAD_MB, on_change=_new_file)
     kind = st.radio("The text below is…", list(TEXT_KINDS), format_func=TEXT_KINDS.get, horizontal=True,
                     key="text_kind")
-    text = st.text_area("Indication or report text", key="text", height=140, max_chars=8000,
+    if st.session_state.pop(CLEARED, False):
+        st.info("New image: the text box was cleared (it held the previous study's text).", icon=":material/info:")
+    text = st.text_area("Indication or report text", key="text", height=140,  # no max_chars: long text is fitted
                         disabled=kind == "none",
                         placeholder="e.g. 'Shortness of breath, rule out pneumonia' (indication) or "
                                     "the FINDINGS and IMPRESSION of the report")
@@ -44,12 +58,15 @@ with right:
                 "finding, so this is genuine decision support.  \n"
                 "• *Report QA*: image + the finished report. Look for **discordance** — the image head "
                 "and the text head disagreeing.")
+    keep_name = st.checkbox("Keep the original file name in the log", key="keep_names",
+                            help="Off (default): the log, the history and the export name the file "
+                                 "'upload-<hash>'. PACS exports often name files after patients.")
     with st.expander("What is stored when you press Predict"):
-        st.markdown(notices.STORED)
+        st.markdown(notices.stored(keep_name))
 
 
-def run_prediction(data: bytes, name: str, text: str, mode: str) -> dict | None:
-    """Decode, predict, log. Returns the result for the session, or None after showing why not."""
+def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool) -> dict | None:
+    """Decode, fit the text, predict, log. Returns the result for the session, or None after showing why not."""
     if len(data) > MAX_UPLOAD_MB * 2**20:
         st.error(f"The file is over {MAX_UPLOAD_MB} MB; export the image at a smaller size.")
         return None
@@ -63,16 +80,19 @@ def run_prediction(data: bytes, name: str, text: str, mode: str) -> dict | None:
     except Exception as exc:  # noqa: BLE001 — damaged weights, missing backbone: say it in one line
         st.error(f"The model could not be loaded: {exc}")
         return None
+    window = fit_text(text, model.tokenizer, max_len=model.max_len) if mode != "none" else None
+    read = window.read if window else ""
     with st.spinner("Predicting…"), MODEL_LOCK:
-        pred = model.predict(decoded.gray, text, mode, colorfulness=decoded.colorfulness)
+        pred = model.predict(decoded.gray, read, mode, colorfulness=decoded.colorfulness)
     pid = None
     try:
         pid = log_prediction(store(), pred, gray=decoded.gray, image_bytes=data, image_name=name,
-                             text=text, source="predict")
+                             text=read, source="predict", keep_name=keep_name)
     except StoreError as exc:
         st.error(f"The prediction is shown but was not logged: {exc}")
-    return {"pid": pid, "pred": pred, "gray": decoded.gray, "text": text if pred.has_text else "",
-            "name": name, "notes": list(decoded.notes), "format": decoded.format,
+    return {"pid": pid, "pred": pred, "gray": decoded.gray, "text": read if pred.has_text else "",
+            "name": shown_name(name, data, keep_name), "notes": list(decoded.notes), "format": decoded.format,
+            "window_note": window.note if window else "",
             "key": pid if pid is not None else hashlib.sha256(data).hexdigest()[:12]}
 
 
@@ -81,16 +101,18 @@ if go:
     if upload is None:
         st.warning("Upload an image first.")
     else:
+        raw = text or ""
         try:
-            text = clean_text(text or "")  # the same cleaning as the CLIs: no control characters
+            text = clean_text(raw, max_chars=MAX_TEXT_CHARS)  # the same cleaning as the CLIs: no control characters
         except TextError as exc:
             st.error(f"The text: {exc}.")
             st.stop()
         mode = kind if text else "none"
         if kind != "none" and mode == "none":
             st.caption("No text given: predicting from the image alone.")
-        result = run_prediction(upload.getvalue(), upload.name, text if mode != "none" else "", mode)
+        result = run_prediction(upload.getvalue(), upload.name, text if mode != "none" else "", mode, keep_name)
         if result:
+            result["input_text"] = raw
             st.session_state[RESULT] = result
 
 result = st.session_state.get(RESULT)
@@ -99,31 +121,34 @@ if result:
     st.divider()
     logged = f"logged as #{result['pid']}" if result["pid"] is not None else "not logged"
     st.subheader(f"Result — {result['name']}")
-    st.caption(f"{result['format']} · text mode **{pred.text_mode}** · model {pred.model} · "
+    read = (f"read {len(result['text']):,} characters of {pred.text_mode} text" if pred.has_text
+            else "no text read (image only)")
+    st.caption(f"{result['format']} · text mode **{pred.text_mode}** · {read} · model {pred.model} · "
                f"{pred.latency_ms:.0f} ms · {logged}")
     for note in result["notes"]:
         st.caption(f"Note: {note}")
     img_col, out_col = st.columns([1, 3])
-    img_col.image(result["gray"], caption="As uploaded (grayscale)", width="stretch")
+    img_col.image(result["gray"], width="stretch")
+    img_col.caption("As uploaded (grayscale)")  # below the image, clear of its fullscreen button
     with out_col:
         prediction_view.out_of_distribution(pred.out_of_distribution, pred.ood_score, pred.ood_reason)
         if not pred.out_of_distribution:
             positive = pred.positive("fusion")
             st.markdown("**Above threshold (fused):** " + (", ".join(positive) if positive else "none"))
             prediction_view.discordance(pred.discordant, pred.text_mode, image=pred.image, text=pred.text,
-                                        head_thresholds=pred.head_thresholds)
+                                        head_thresholds=pred.head_thresholds,
+                                        details=getattr(pred, "discordance", None))
         if pred.text_mode != "none":
             st.markdown("**Text the model read**")
+            if result.get("window_note"):
+                st.warning(result["window_note"], icon=":material/content_cut:")
             st.code(result["text"], language=None, wrap_lines=True)  # verbatim, never rendered as markup
-    if pred.out_of_distribution:
-        with st.expander("Show the probabilities anyway (unreliable for this image)"):
-            prediction_view.probabilities(pred.fusion, pred.image, pred.text if pred.has_text else None,
-                                          pred.thresholds, head_thresholds=pred.head_thresholds,
-                                          discordant=pred.discordant, key="predict")
-    else:
-        prediction_view.probabilities(pred.fusion, pred.image, pred.text if pred.has_text else None,
-                                      pred.thresholds, head_thresholds=pred.head_thresholds,
-                                      discordant=pred.discordant, key="predict")
+    prediction_view.probabilities(pred.fusion, pred.image, pred.text if pred.has_text else None,
+                                  pred.thresholds, head_thresholds=pred.head_thresholds,
+                                  discordant=pred.discordant, key="predict",
+                                  evidence=getattr(pred, "evidence", None),
+                                  image_reliable=getattr(pred, "image_reliable", None),
+                                  greyed=pred.out_of_distribution)
 
     st.subheader("Why? (attributions on demand)")
     default = (pred.discordant or pred.positive("fusion") or [max(FINDINGS, key=pred.fusion.get)])[0]

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.store import PredictionStore
+from core.predictor import InputError
+from core.store import PredictionStore, hashed_name
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 HOSTILE = 'Heart is enlarged. <script>alert("x")</script> <b>bold</b> & more'
@@ -39,7 +40,8 @@ def test_upload_predict_logs_everything(at, app_env, xray):
     result = at.session_state["predict_result"]
     pid = result["pid"]
     row = PredictionStore(app_env["CXR_DB_PATH"]).get(pid)
-    assert row["source"] == "predict" and row["image_name"] == name and row["text_mode"] == "report"
+    assert row["source"] == "predict" and row["text_mode"] == "report"
+    assert row["image_name"] == hashed_name(name, data) and row["original_name"] is False  # the default
     assert row["image_sha256"] == hashlib.sha256(data).hexdigest()
     assert row["text"] == HOSTILE and row["text_sha256"] == hashlib.sha256(HOSTILE.encode()).hexdigest()
     assert set(row["fusion"]) == set(row["image"]) == set(row["text_probs"]) == set(row["thresholds"]["fusion"])
@@ -105,7 +107,7 @@ def test_predict_then_review_verdict_in_history(at, app_env, xray):
     assert at.selectbox(key="hist_open").value == pid
 
 
-def test_out_of_distribution_is_a_warning_not_a_confident_result(at, app_env, xray, monkeypatch):
+def test_out_of_distribution_shows_greyed_probabilities_under_the_warning(at, app_env, xray, monkeypatch):
     from core.predictor import Predictor
 
     original = Predictor.predict_batch
@@ -113,14 +115,111 @@ def test_out_of_distribution_is_a_warning_not_a_confident_result(at, app_env, xr
     def flagged(self, *args, **kwargs):
         preds = original(self, *args, **kwargs)
         for p in preds:
-            p.out_of_distribution, p.ood_score, p.ood_reason = True, 3.2, "not a chest X-ray"
+            p.out_of_distribution, p.ood_score, p.ood_reason = True, 3.2, "lateral view: upload the frontal view"
         return preds
 
     monkeypatch.setattr(Predictor, "predict_batch", flagged)
     _predict(at, *xray, "Cough.", kind="indication")
     assert not at.exception
-    assert any("does not look like" in e.value and "not a chest X-ray" in e.value for e in at.error)
+    assert any("does not look like" in e.value and "lateral view" in e.value for e in at.error)
     assert not any(m.value.startswith("**Above threshold") for m in at.markdown)
-    assert any("unreliable" in e.label for e in at.expander)
+    assert not at.expander or not any("unreliable" in e.label for e in at.expander)  # not hidden any more
+    assert len(at.get("plotly_chart")) >= 2  # the probabilities are on the page...
+    assert any(".st-key-probs_predict_greyed" in h.proto.body for h in at.get("html"))  # ...greyed out
     row = PredictionStore(app_env["CXR_DB_PATH"]).list_predictions()[0]
     assert row["out_of_distribution"] is True and row["ood_score"] == 3.2
+
+
+# -- issue 10 --------------------------------------------------------------------------------
+
+def test_every_head_and_method_offered_explains_without_a_traceback(at, xray):
+    """Defect 1: the text head with Grad-CAM or IG crashed with Captum's 'differentiated Tensor
+    ... not used in the graph'. Now every head x method offered works; text gets word scores."""
+    _predict(at, *xray, "Heart size is enlarged. No effusion.")
+    pid = at.session_state["predict_result"]["pid"]
+    for head in ("text", "fusion", "image"):
+        at.radio(key=f"predict_attr_head_{pid}").set_value(head).run(timeout=60)
+        method_key = f"predict_attr_method_{pid}_{'text' if head == 'text' else 'image'}"
+        offered = at.radio(key=method_key).options
+        assert (offered == ["Integrated Gradients (per-word scores)"]) == (head == "text")
+        for label in offered:
+            at.radio(key=method_key).set_value({"Grad-CAM (coarse regions)": "gradcam"}.get(label, "ig")).run()
+            explain = [b for b in at.button if b.label == "Explain"]
+            if explain:
+                explain[0].click()
+                at.run(timeout=120)
+            assert not at.exception and not at.error, (head, label)
+    cache = at.session_state["attributions"]
+    text_result = cache[("predict", pid, "Cardiomegaly", "text", "ig")]
+    assert text_result.tokens and not text_result.heatmap.any()
+    assert len(cache) == 5
+
+
+def test_text_head_with_grad_cam_is_refused_in_one_line(tiny_weights, xray):
+    from core.imaging import decode_image
+    from core.predictor import Predictor
+
+    gray = decode_image(xray[1], filename=xray[0]).gray
+    model = Predictor.load(tiny_weights)
+    with pytest.raises(InputError, match="Integrated Gradients"):
+        model.attribute(gray, "Heart enlarged.", "report", finding="Edema", head="text", method="gradcam")
+    with pytest.raises(InputError, match="no|none"):
+        model.attribute(gray, "", "report", finding="Edema", head="text", method="ig")
+
+
+def test_a_new_upload_clears_the_previous_studys_text(at, iu_xray_dir):
+    """Defect 2: the box kept the last study's report and the next upload was scored with it."""
+    first, second = sorted((iu_xray_dir / "NLMCXR_png").glob("*.png"))[:2]
+    _predict(at, first.name, first.read_bytes(), "Heart is enlarged.", kind="report")
+    at.file_uploader(key="upload").upload(second.name, second.read_bytes(), "image/png")
+    at.run()
+    assert at.text_area(key="text").value == ""
+    assert any("text box was cleared" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Predict").click()
+    at.run(timeout=120)
+    result = at.session_state["predict_result"]
+    assert result["pred"].text_mode == "none" and result["text"] == ""
+    assert any("no text read" in c.value for c in at.caption)  # the header says which text was read
+
+
+def test_text_typed_after_the_last_prediction_is_kept_for_the_new_upload(at, iu_xray_dir):
+    first, second = sorted((iu_xray_dir / "NLMCXR_png").glob("*.png"))[:2]
+    _predict(at, first.name, first.read_bytes(), "Heart is enlarged.", kind="report")
+    at.text_area(key="text").input("Cough and fever.").run()
+    at.file_uploader(key="upload").upload(second.name, second.read_bytes(), "image/png")
+    at.run()
+    assert at.text_area(key="text").value == "Cough and fever."
+
+
+def test_long_report_is_read_with_its_impression_and_the_cut_is_said(at, app_env, xray):
+    """Defect 3: 20,000+ characters were dropped (image-only result) and the encoder's first 160
+    word pieces left the IMPRESSION unread."""
+    text = "FINDINGS: " + "The lungs are clear without focal consolidation. " * 500 + \
+        "IMPRESSION: Cardiomegaly with mild pulmonary edema."
+    assert len(text) > 20_000
+    _predict(at, *xray, text, kind="report")
+    assert not at.exception and not at.error
+    result = at.session_state["predict_result"]
+    assert result["pred"].text_mode == "report"
+    assert result["text"].endswith("IMPRESSION: Cardiomegaly with mild pulmonary edema.")
+    assert result["text"] in [c.value for c in at.code]  # the part that was read is shown
+    assert any("Not read" in w.value and "IMPRESSION was read whole" in w.value for w in at.warning)
+    row = PredictionStore(app_env["CXR_DB_PATH"]).get(result["pid"])
+    assert row["text"] == result["text"]  # the log keeps what the model read
+
+
+def test_patient_file_name_is_not_shown_or_stored_unless_asked(at, app_env, xray):
+    """Defect 4: 'DOE_JANE_chest.png' reached the header, the history, the DB and the export."""
+    data = xray[1]
+    _predict(at, "DOE_JANE_chest.png", data, "Cough.", kind="indication")
+    pid = at.session_state["predict_result"]["pid"]
+    assert not any("DOE" in h.value for h in at.subheader)
+    store = PredictionStore(app_env["CXR_DB_PATH"])
+    assert "DOE" not in store.get(pid)["image_name"]
+    assert "DOE" not in store.export_csv(store.list_predictions(limit=None, with_verdicts=True))
+    assert any("not** the uploaded file's name" in m.value for m in at.markdown)  # 'What is stored' says so
+    at.checkbox(key="keep_names").check().run()
+    assert any("file's **own name**" in m.value for m in at.markdown)
+    _predict(at, "DOE_JANE_chest.png", data, "Cough.", kind="indication")
+    kept = store.get(at.session_state["predict_result"]["pid"])
+    assert kept["image_name"] == "DOE_JANE_chest.png" and kept["original_name"] is True

@@ -26,3 +26,12 @@ def overlay(gray: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45) -> np.nd
     # weight by the heat itself so cold regions keep the X-ray visible
     a = (alpha * heat_full)[..., None]
     return (rgb * (1 - a) + colormap(heat_full).astype(np.float32) * a).round().astype(np.uint8)
+
+
+def colour_bar_css(low: str, high: str) -> str:
+    """A small horizontal colour bar of ``colormap`` as HTML (labels are escaped by the caller's choice:
+    fixed strings only)."""
+    stops = ", ".join(f"rgb({r},{g},{b})" for r, g, b in _ANCHORS.astype(int))
+    return ('<div style="font-size:12px;color:#555">'
+            f'<div style="height:10px;border-radius:3px;background:linear-gradient(to right, {stops})"></div>'
+            f'<div style="display:flex;justify-content:space-between"><span>{low}</span><span>{high}</span></div></div>')

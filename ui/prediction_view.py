@@ -21,8 +21,12 @@ _DISCORDANCE_MEANING = {
 }
 
 
+_DIRECTION = {"image_positive": "the image suggests it, the report does not say so",
+              "text_positive": "the report says so, the image does not support it"}
+
+
 def discordance(discordant: list[str], mode: str, *, image: dict | None = None, text: dict | None = None,
-                head_thresholds: dict | None = None) -> None:
+                head_thresholds: dict | None = None, details: list[dict] | None = None) -> None:
     """Prominent box listing the discordant findings; with per-head probabilities and
     thresholds it also says which head is above its threshold for each."""
     if not discordant:
@@ -34,7 +38,15 @@ def discordance(discordant: list[str], mode: str, *, image: dict | None = None, 
         def side(head: str, probs: dict, f: str) -> str:
             thr = head_thresholds[head][f]
             return f"{head} {probs[f]:.3f} {'≥' if probs[f] >= thr else '<'} {thr:.3f}"
-        lines = "".join(f"- **{f}**: {side('image', image, f)} · {side('text', text, f)}\n" for f in discordant) + "\n"
+        how = {d.get("finding"): d for d in details or []}
+
+        def why(f: str) -> str:
+            d = how.get(f)
+            if not d:
+                return ""
+            return f" — {_DIRECTION.get(d.get('direction'), d.get('direction', ''))}; score {d.get('score', 0):.2f}"
+        lines = "".join(f"- **{f}**: {side('image', image, f)} · {side('text', text, f)}{why(f)}\n"
+                        for f in discordant) + "\n"
     st.warning(f"**Discordance — image and {mode} disagree on: {', '.join(discordant)}.**\n\n" + lines
                + _DISCORDANCE_MEANING.get(mode, _DISCORDANCE_MEANING["report"]), icon=":material/warning:")
 
@@ -43,20 +55,59 @@ def out_of_distribution(flag: bool, score: float | None, reason: str = "") -> No
     if flag:
         st.error("**This image does not look like the frontal chest X-rays the model was trained on**"
                  f"{' (' + reason + ')' if reason else ''}; OOD score {score or 0:.2f} (≥ 1 means outside). "
-                 "The probabilities below are not trustworthy for it.", icon=":material/block:")
+                 "The probabilities below are greyed out: they are not trustworthy for this image.",
+                 icon=":material/block:")
+
+
+def evidence_line(entry: dict | None) -> str:
+    """'AUC 0.67 (95% CI 0.45–0.88), 6 positives' from one evidence entry; '' without one."""
+    if not entry:
+        return ""
+    auc, ci, n = entry.get("auc"), entry.get("ci"), entry.get("positives")
+    text = f"held-out AUC {auc:.2f}" if isinstance(auc, (int, float)) else "no held-out AUC"
+    if ci:
+        text += f" (95% CI {ci[0]:.2f}–{ci[1]:.2f})"
+    return text + (f", {n} positives" if n is not None else "")
+
+
+def unreliable_findings(image_reliable: dict | None, evidence: dict | None) -> dict[str, str]:
+    """finding -> evidence line, for the findings the image alone cannot be trusted on."""
+    if not image_reliable:
+        return {}
+    return {f: evidence_line((evidence or {}).get(f)) for f, ok in image_reliable.items() if not ok}
+
+
+def reliability_caption(unreliable: dict[str, str]) -> None:
+    if unreliable:
+        st.caption("**Not reliable from the image**: " + "; ".join(
+            f"{f}" + (f" ({line})" if line else "") for f, line in unreliable.items())
+            + ". A finding is reliable from the image only when its image-only held-out AUC has a 95% CI "
+              "lower bound of at least 0.60 on at least 10 positives.")
 
 
 def probabilities(fusion: dict, image: dict, text: dict | None, thresholds: dict, *,
-                  head_thresholds: dict | None = None, discordant: list | None = None, key: str = "") -> None:
-    """Fused bars on the left; image vs text heads and a table on the right."""
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(probability_bars(fusion, thresholds), key=f"fused_{key}")
-        st.caption("Bars: fused probability (red = at or above the finding's decision threshold); "
-                   "black tick: the threshold, tuned on the validation split for this text mode.")
-    with right:
-        heads = {"image": image, **({"text": text} if text else {})}
-        st.plotly_chart(head_bars(heads, head_thresholds or {}, fused_thresholds=thresholds), key=f"heads_{key}")
-    st.dataframe(heads_table(fusion, image, text, thresholds, head_thresholds, discordant if text else None),
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("fused", "threshold", "image head", "text head", "image thr.", "text thr.")})
+                  head_thresholds: dict | None = None, discordant: list | None = None, key: str = "",
+                  evidence: dict | None = None, image_reliable: dict | None = None, greyed: bool = False) -> None:
+    """Fused bars on the left; image vs text heads and a table on the right. ``greyed`` draws
+    them faded (an out-of-distribution image: shown, but not to be trusted)."""
+    unreliable = unreliable_findings(image_reliable, evidence)
+    box = st.container(key=f"probs_{key}" + ("_greyed" if greyed else ""))
+    if greyed:
+        st.html(f"<style>.st-key-probs_{key}_greyed {{opacity: .45; filter: grayscale(1);}}</style>")
+    with box:
+        left, right = st.columns(2)
+        with left:
+            st.plotly_chart(probability_bars(fusion, thresholds, unreliable=unreliable), key=f"fused_{key}")
+            st.caption("Bars: fused probability (red = at or above the finding's decision threshold); "
+                       "black tick: the threshold, tuned on the validation split for this text mode.")
+        with right:
+            heads = {"image": image, **({"text": text} if text else {})}
+            st.plotly_chart(head_bars(heads, head_thresholds or {}, fused_thresholds=thresholds), key=f"heads_{key}")
+        table = heads_table(fusion, image, text, thresholds, head_thresholds, discordant if text else None)
+        if image_reliable:
+            table["from the image"] = ["not reliable" if f in unreliable else "reliable" for f in table.index]
+            table["evidence"] = [evidence_line((evidence or {}).get(f)) for f in table.index]
+        st.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                           for c in ("fused", "threshold", "image head", "text head", "image thr.",
+                                                     "text thr.")})
+        reliability_caption(unreliable)

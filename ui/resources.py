@@ -32,7 +32,17 @@ def metadata() -> tuple[dict | None, str | None]:
 @st.cache_resource(show_spinner="Loading the model (once per server process)…")
 def _predictor(path: str, stamp: float | None):
     from core.predictor import Predictor  # torch import only when a page needs the model
-    return Predictor.load(path)
+    model = Predictor.load(path)
+    # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
+    threading.Thread(target=_import_captum, name="captum-import", daemon=True).start()
+    return model
+
+
+def _import_captum() -> None:
+    try:
+        import captum.attr  # noqa: F401
+    except Exception:  # noqa: BLE001 — the Explain button reports a real failure itself
+        pass
 
 
 def predictor():
