@@ -35,6 +35,12 @@ class Report:
     mesh_automatic: list[str]
     image_ids: list[str] = field(default_factory=list)  # frontal images present on disk
     labels: list[int] = field(default_factory=list)
+    # other datasets (core.sources): 0 where the uncertain-label policy says the loss skips a
+    # label (empty = every label counts), the patient, and coded terms other than the five
+    # findings that serve as auxiliary targets (e.g. CheXpert's Pleural Effusion)
+    label_mask: list[int] = field(default_factory=list)
+    patient: str = ""
+    extra_terms: list[str] = field(default_factory=list)
 
     def text(self, mode: str) -> str:
         """The text a model sees for a text mode (see core.labels.TEXT_MODES)."""
@@ -132,12 +138,12 @@ def auxiliary_vocabulary(reports: list[Report], *, size: int = 24, min_count: in
     finding_terms = {d for ds in MESH_MAP.values() for d in ds}
     counts = Counter()
     for r in reports:
-        counts.update({mesh_descriptor(t) for t in r.mesh_major} - finding_terms - {"no indexing"})
+        counts.update({mesh_descriptor(t) for t in r.mesh_major + r.extra_terms} - finding_terms - {"no indexing"})
     return [t for t, c in counts.most_common() if c >= min_count][:size]
 
 
 def auxiliary_labels(report: Report, vocab: list[str]) -> list[int]:
-    descriptors = {mesh_descriptor(t) for t in report.mesh_major}
+    descriptors = {mesh_descriptor(t) for t in report.mesh_major + report.extra_terms}
     return [int(v in descriptors) for v in vocab]
 
 
@@ -162,3 +168,17 @@ def split_reports(reports: list[Report], *, seed: int = 0, fractions=(0.65, 0.15
         split["val"] += uids[n_test:n_test + n_val]
         split["train"] += uids[n_test + n_val:]
     return {k: sorted(v, key=lambda u: (len(u), u)) for k, v in split.items()}
+
+
+def split_by_patient(reports: list[Report], *, seed: int = 0, fractions=(0.65, 0.15, 0.20)) -> dict[str, list[str]]:
+    """Like split_reports, but every study of a patient lands in the same split: patients are
+    stratified by their rarest positive finding over all their studies. Reports without a
+    patient count as their own patient."""
+    by_patient: dict[str, list[Report]] = {}
+    for r in reports:
+        by_patient.setdefault(r.patient or f"study:{r.uid}", []).append(r)
+    merged = [Report(uid=p, sections={}, mesh_major=[], mesh_automatic=[],
+                     labels=[max(r.labels[k] for r in rs) for k in range(len(FINDINGS))])
+              for p, rs in by_patient.items()]
+    split = split_reports(merged, seed=seed, fractions=fractions)
+    return {k: sorted((r.uid for p in v for r in by_patient[p]), key=lambda u: (len(u), u)) for k, v in split.items()}

@@ -31,11 +31,12 @@ def select_reports(reports: list[Report], split: str, split_uids: dict | None) -
 
 
 def predict_reports(model, tokenizer, metadata: dict, reports: list[Report], data_dir: Path, mode: str, *,
-                    bank: ImageBank | None = None) -> dict[str, np.ndarray]:
-    """Per-report calibrated probabilities of every head (rows follow ``reports``)."""
+                    bank: ImageBank | None = None, paths: dict | None = None) -> dict[str, np.ndarray]:
+    """Per-report calibrated probabilities of every head (rows follow ``reports``). ``paths``
+    maps image id -> file for datasets other than Open-I (core.sources)."""
     pre = metadata["preprocessing"]
     ids = [i for r in reports for i in r.image_ids]
-    bank = bank or ImageBank.build(Path(data_dir), ids, pre["image_size"])
+    bank = bank or ImageBank.build(Path(data_dir), ids, pre["image_size"], paths=paths)
     samples = Samples.build(reports, [r.uid for r in reports], bank.index())
     pixels = normalise(bank.pixels[samples.image_rows], pre["mean"], pre["std"])
     img = image_features(model, pixels)

@@ -74,7 +74,8 @@ class ImageEncoder(nn.Module):
 
 def load_image_weights(encoder: ImageEncoder, spec: str) -> None:
     """``imagenet`` (needs the network), ``none`` (from scratch) or a path to a
-    safetensors / state-dict file of DenseNet-121 ``features``."""
+    safetensors / state-dict file of DenseNet-121 ``features``, or a torchxrayvision
+    DenseNet-121 checkpoint (see core.xrv_weights)."""
     if spec == "none":
         return
     if spec == "imagenet":
@@ -90,11 +91,13 @@ def load_image_weights(encoder: ImageEncoder, spec: str) -> None:
         path = Path(spec)
         if not path.is_file():
             raise BackboneUnavailable(f"image weights {spec} not found; use imagenet, none or a file path")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        from core.xrv_weights import is_xrv_state, read_state, to_encoder_state
+        try:
+            state = read_state(path)
+        except Exception as exc:
+            raise BackboneUnavailable(f"image weights {spec} cannot be read ({type(exc).__name__})") from None
+        if is_xrv_state(state):  # torchxrayvision DenseNet-121: one-channel stem, classifier dropped
+            state = to_encoder_state(state)
         state = {k.removeprefix("features."): v for k, v in state.items()}
     # torchvision's old checkpoints name layers "norm.1"; the current module uses "norm1"
     import re
@@ -228,3 +231,26 @@ def build_model(config: ModelConfig, *, pretrained_text: bool = True, image_weig
     model = FusionModel(config, text_encoder)
     load_image_weights(model.image_encoder, image_weights)
     return model, tokenizer
+
+
+def image_weights_info(spec: str, datasets: str = "") -> dict:
+    """What the image encoder starts from: kind, the collections its pretraining saw (a
+    torchxrayvision file says so in its name; ``datasets`` (comma-separated) overrides) and the
+    input scaling it expects (None = fit mean/std on the training images)."""
+    from core.xrv_weights import XRV_MEAN, XRV_STD, datasets_from_name, is_xrv_state, read_state
+    given = [d.strip() for d in datasets.split(",") if d.strip()]
+    if spec == "none":
+        return {"kind": "none", "datasets": given, "mean": None, "std": None}
+    if spec == "imagenet":
+        return {"kind": "imagenet", "datasets": given, "mean": None, "std": None}
+    path = Path(spec)
+    if not path.is_file():
+        raise BackboneUnavailable(f"image weights {spec} not found; use imagenet, none or a file path")
+    try:
+        state = read_state(path)
+    except Exception as exc:
+        raise BackboneUnavailable(f"image weights {spec} cannot be read ({type(exc).__name__})") from None
+    if is_xrv_state(state):
+        return {"kind": "torchxrayvision", "file": path.name, "datasets": given or datasets_from_name(path),
+                "mean": XRV_MEAN, "std": XRV_STD}
+    return {"kind": "file", "file": path.name, "datasets": given, "mean": None, "std": None}

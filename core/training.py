@@ -34,13 +34,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.checkpoint import round_to_storage
-from core.data import auxiliary_vocabulary, load_reports, split_reports
+from core.data import auxiliary_vocabulary, split_reports
 from core.dataset import ImageBank, Samples, augment, aux_matrix, label_matrix, mode_texts, normalise
 from core.ema import WeightAverage
 from core.inference import image_features, report_logits, report_probabilities, text_features
 from core.labels import FINDINGS, TEXT_MODES
 from core.metrics import fit_temperature, macro_auc, safe_auc, youden_threshold
-from core.model import OFFLINE_TEXT_BACKBONE, ModelConfig, build_model
+from core.model import OFFLINE_TEXT_BACKBONE, ModelConfig, build_model, image_weights_info
 from core.runlog import RunLog
 
 NONE_MODE = TEXT_MODES.index("none")
@@ -77,6 +77,10 @@ class TrainConfig:
     log_every: int = 10
     fit_ood: bool = True
     split_file: str = ""            # JSON {"train": [uid...], "val": [...], "test": [...]}; "" = seeded split
+    dataset: str = "openi"          # openi | mimic-cxr | chexpert | csv (core.sources)
+    uncertain_policy: str = "ignore"  # uncertain (-1) labels: ignore | positive | negative (core.sources.policy)
+    image_weights_datasets: str = ""  # comma-separated collections a pretrained image encoder saw ("" = from its name)
+    loader_workers: int = 0         # processes that decode images (0 = in the main process)
 
     def unfreeze_parts(self) -> set[str]:
         if self.unfreeze == "auto":
@@ -141,9 +145,11 @@ def seed_everything(seed: int) -> None:
 
 
 def pos_weights(labels: torch.Tensor) -> torch.Tensor:
-    """Class-imbalance weights: sqrt(neg/pos), capped, so rare findings are not drowned."""
-    pos = labels.sum(0).clamp(min=1)
-    neg = len(labels) - pos
+    """Class-imbalance weights: sqrt(neg/pos), capped, so rare findings are not drowned.
+    Labels the loss ignores (NaN, uncertain-label policy ``ignore``) count on neither side."""
+    known = ~torch.isnan(labels)
+    pos = torch.nan_to_num(labels).sum(0).clamp(min=1)
+    neg = (known.sum(0) - pos).clamp(min=0)
     return (neg / pos).sqrt().clamp(max=10.0)
 
 
@@ -206,39 +212,62 @@ class Trainer:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = {"phase": phase, "epoch": epoch, "done_phases": done_phases, "model": self.model.state_dict(),
-                 "split": self.split, "aux_vocab": self.aux_vocab, "mean": self.mean, "std": self.std, **extra}
+                 "world": self.world, "split": self.split, "aux_vocab": self.aux_vocab, "mean": self.mean, "std": self.std, **extra}
         tmp = self.state_path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.state_path)
 
     # ------------------------------------------------------------------- data
     def _prepare_data(self) -> None:
+        from core.sources import load_collection
         cfg = self.cfg
-        reports = load_reports(Path(cfg.data), use_automatic=cfg.use_automatic)
+        self.collection = load_collection(cfg.dataset, Path(cfg.data), uncertain_policy=cfg.uncertain_policy,
+                                          use_automatic=cfg.use_automatic, seed=cfg.seed)
+        reports = self.collection.reports
         if cfg.max_reports:
             reports = reports[: cfg.max_reports]
         self.reports = reports
+        self.image_prior = image_weights_info(cfg.image_weights, cfg.image_weights_datasets)
         if self.resume_state:
             self.split = self.resume_state["split"]
             self.aux_vocab = list(self.resume_state["aux_vocab"])
         else:
-            self.split = load_split(cfg.split_file, reports) if cfg.split_file else split_reports(reports, seed=cfg.seed)
+            if cfg.split_file:
+                self.split = load_split(cfg.split_file, reports)
+            elif self.collection.split is not None:  # official or by-patient split of the dataset
+                kept = {r.uid for r in reports}
+                self.split = {k: [u for u in self.collection.split.get(k, []) if u in kept]
+                              for k in ("train", "val", "test")}
+            else:
+                self.split = split_reports(reports, seed=cfg.seed)
             train_reports = [r for r in reports if r.uid in set(self.split["train"])]
             self.aux_vocab = auxiliary_vocabulary(train_reports, size=cfg.aux_terms,
                                                   min_count=5 if cfg.max_reports else 15)
         needed = [i for r in reports for i in r.image_ids]
         t0 = time.time()
-        self.bank = ImageBank.build(Path(cfg.data), needed, cfg.image_size)
+        self.bank = ImageBank.build(Path(cfg.data), needed, cfg.image_size, paths=self.collection.image_paths,
+                                    workers=cfg.loader_workers)
         index = self.bank.index()
         self.samples = {s: Samples.build(reports, self.split[s], index) for s in ("train", "val", "test")}
         if self.resume_state:
             self.mean, self.std = self.resume_state["mean"], self.resume_state["std"]
+        elif self.image_prior["mean"] is not None:  # a pretrained encoder's own input scaling
+            self.mean, self.std = self.image_prior["mean"], self.image_prior["std"]
         else:
             self.mean, self.std = self.bank.stats(self.samples["train"].image_rows)
-        self.labels = label_matrix(reports)
+        self.labels = label_matrix(reports)  # 0/1: evaluation, calibration, prevalence
+        # what the loss trains on: the same, with NaN where the uncertain-label policy says
+        # ``ignore`` in the training split (validation and test keep a binary label)
+        self.targets = self.labels.clone()
+        train_idx = {k for k in self.samples["train"].report_idx}
+        for k, r in enumerate(reports):
+            if k in train_idx and r.label_mask:
+                for j, m in enumerate(r.label_mask):
+                    if not m:
+                        self.targets[k, j] = float("nan")
         self.aux = aux_matrix(reports, self.aux_vocab)
         self.texts = mode_texts(reports)
-        self.pos_weight = pos_weights(self.labels[self.samples["train"].report_idx]).to(self.device)
+        self.pos_weight = pos_weights(self.targets[self.samples["train"].report_idx]).to(self.device)
         if self.main:
             n = {s: (len(self.split[s]), len(self.samples[s])) for s in self.split}
             print(f"data: {len(reports)} reports with a frontal image, split (reports, images) {n}, "
@@ -270,6 +299,14 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else torch.autocast("cpu", enabled=False)
 
     def _bce(self, logits, y, mask=None):
+        known = ~torch.isnan(y)
+        if not bool(known.all()):  # labels the uncertain-label policy ignores
+            loss = F.binary_cross_entropy_with_logits(logits.float(), torch.nan_to_num(y), pos_weight=self.pos_weight,
+                                                      reduction="none") * known
+            per_sample = loss.sum(1) / known.sum(1).clamp(min=1)
+            if mask is not None:
+                return (per_sample * mask).sum() / mask.sum().clamp(min=1)
+            return per_sample.mean()
         loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=self.pos_weight, reduction="none")
         if mask is not None:
             return (loss.mean(1) * mask).sum() / mask.sum().clamp(min=1)
@@ -355,10 +392,17 @@ class Trainer:
         opt, sched = make_opt()
         start, best, best_state, bad = 0, -1.0, None, 0
         rs = self.resume_state
+        steps_per_epoch = math.ceil(math.ceil(n_train / self.world) / cfg.batch_size)
         if rs and rs["phase"] == phase:
             opt.load_state_dict(rs["opt"])
             sched.load_state_dict(rs["sched"])
             start, best, bad = rs["epoch"] + 1, rs["best"], rs["bad"]
+            if rs.get("world", 1) != self.world:  # resumed on another number of processes: same point
+                sched.last_epoch = start * steps_per_epoch  # of the schedule, in this run's steps per epoch
+                for group, base, f in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+                    group["lr"] = base * f(sched.last_epoch)
+                if self.main:
+                    print(f"{phase}: checkpoint from {rs.get('world', 1)} process(es), resuming on {self.world}")
             best_state = rs.get("best_state")
             if average is not None and rs.get("average") is not None:
                 average.load_state_dict(rs["average"])
@@ -450,7 +494,7 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits, aux = net(x)
-            loss = self._bce(logits, self.labels[reps].to(self.device))
+            loss = self._bce(logits, self.targets[reps].to(self.device))
             if aux is not None:
                 loss = loss + cfg.aux_weight * F.binary_cross_entropy_with_logits(
                     aux.float(), self.aux[reps].to(self.device))
@@ -489,7 +533,7 @@ class Trainer:
             txt = torch.stack([self.txt_cache[TEXT_MODES[m]][r] for m, r in zip(modes.tolist(), reps)]).to(self.device)
         with self._autocast():
             out = net(img, txt, modes.to(self.device), drop.to(self.device))
-        y = self.labels[reps].to(self.device)
+        y = self.targets[reps].to(self.device)
         has_text = (modes != NONE_MODE).float().to(self.device)
         return self._bce(out["fusion"], y) + self._bce(out["image"], y) + self._bce(out["text"], y, has_text)
 

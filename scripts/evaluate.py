@@ -1,7 +1,15 @@
-"""Evaluate shipped weights on a split of IU X-ray: metrics JSON (+ per-study CSV).
+"""Evaluate weights on a split of IU X-ray or another dataset: metrics JSON (+ per-study CSV).
 
     python scripts/evaluate.py --weights weights --data ../shared/iu-xray --split test \
         --text-mode report --head fusion --json out.json [--predictions out.csv]
+    python scripts/evaluate.py --weights w_mimic --data ../shared/iu-xray --split all \
+        --text-mode indication --head fusion --json ext.json        # external validation on IU
+
+``--dataset`` (openi, mimic-cxr, chexpert, csv) says what ``--data`` is. Refused (one line,
+exit 2): a dataset the image encoder's *pretraining* saw (the weights' metadata lists them,
+e.g. torchxrayvision's ``all`` weights include Open-I) — which of its images were seen is
+unknown, so no split of it is held out; and train/val/test of a dataset the weights were
+not trained on (their split belongs to another dataset: use ``--split all``).
 
 One prediction per report: the mean of the calibrated probabilities of its frontal
 images. ``--split all`` scores every report in DATA that has a frontal image. The JSON
@@ -21,9 +29,11 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
+    from core.sources import DATASETS
     p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", required=True)
     p.add_argument("--data", required=True)
+    p.add_argument("--dataset", default="openi", choices=list(DATASETS), help="layout of --data (core.sources)")
     p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
     p.add_argument("--text-mode", choices=["report", "indication", "none"], default="report")
     p.add_argument("--head", choices=["fusion", "image", "text"], default="fusion")
@@ -33,30 +43,52 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def check_unseen(metadata: dict, dataset: str, split: str) -> str:
+    """The dataset the weights were trained on; refuses data the image encoder's pretraining
+    saw, and a named split of a dataset the weights were not trained on."""
+    trained_on = metadata.get("trained_on", {}).get("dataset", "openi")  # weights from before core.sources: IU
+    pretraining = metadata.get("backbones", {}).get("image_pretraining", {}) or {}
+    if dataset in (pretraining.get("datasets") or []):
+        fail(f"the image encoder was pretrained on {dataset} ({pretraining.get('kind')} weights "
+             f"{pretraining.get('file', '')}); scoring it there is not a validation: use a dataset it has not seen")
+    if dataset != trained_on and split != "all":
+        fail(f"these weights were trained on {trained_on}; their {split} split does not apply to {dataset}: "
+             "use --split all for an external validation")
+    return trained_on
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
     from core.checkpoint import WeightsError, load_weights
-    from core.data import DataLayoutError, load_reports
+    from core.data import DataLayoutError
+    from core.sources import load_collection
     from core.evaluation import (REPORT_MODE_CAVEAT, keyword_baseline_json, metrics_json, predict_reports,
                                  select_reports, write_predictions_csv)
     if args.head == "text" and args.text_mode == "none":
         fail("the text head has nothing to read with --text-mode none; use --head image or fusion")
     try:
         model, tokenizer, metadata, _ = load_weights(Path(args.weights))
-        reports = load_reports(Path(args.data), use_automatic="automatic" in metadata.get("label_source", ""))
-        reports = select_reports(reports, args.split, metadata.get("split"))
+        trained_on = check_unseen(metadata, args.dataset, args.split)
+        coll = load_collection(args.dataset, Path(args.data),
+                               uncertain_policy=metadata.get("training_config", {}).get("uncertain_policy", "ignore"),
+                               use_automatic="automatic" in metadata.get("label_source", ""))
+        if args.text_mode != "none" and not coll.has_text:
+            fail(f"{coll.title} has no report text; use --text-mode none")
+        reports = select_reports(coll.reports, args.split, metadata.get("split"))
     except (WeightsError, DataLayoutError, ValueError) as exc:
         fail(str(exc))
     if not reports:
         fail(f"no report of the {args.split} split has a frontal image in {args.data}")
-    probs = predict_reports(model, tokenizer, metadata, reports, Path(args.data), args.text_mode)[args.head]
+    probs = predict_reports(model, tokenizer, metadata, reports, Path(args.data), args.text_mode,
+                            paths=coll.image_paths)[args.head]
     Y = np.array([r.labels for r in reports], dtype=float)
     result = metrics_json(Y, probs, thresholds=metadata["thresholds"][args.text_mode][args.head],
                           n_boot=args.bootstrap)
     result.update(split=args.split, text_mode=args.text_mode, head=args.head, model=metadata.get("version"),
                   combine="mean of calibrated probabilities over a report's frontal images",
-                  keyword_baseline=keyword_baseline_json(reports, n_boot=args.bootstrap))
+                  keyword_baseline=keyword_baseline_json(reports, n_boot=args.bootstrap),
+                  trained_on=trained_on, validated_on=args.dataset, external=args.dataset != trained_on)
     if args.text_mode == "report" and args.head != "image":
         result["caveat"] = REPORT_MODE_CAVEAT
     out = Path(args.json_out)

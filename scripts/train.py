@@ -1,7 +1,14 @@
-"""Train the late-fusion model on IU X-ray (Open-I) and drop the weights in place.
+"""Train the late-fusion model on IU X-ray (Open-I) or another dataset and drop the weights in place.
 
-    python scripts/train.py --data ../shared/iu-xray --out weights            # CPU default
+    python scripts/train.py --data ../shared/iu-xray --out weights            # CPU default (Open-I)
     torchrun --nproc_per_node 4 scripts/train.py --data DATA --out weights --image-size 224
+    python scripts/train.py --dataset mimic-cxr --data MIMIC --out w --uncertain-policy ignore \
+        --external-data ../shared/iu-xray                                     # + external validation on IU
+    python scripts/train.py --dataset chexpert --data CheXpert-v1.0-small --out w \
+        --image-weights nih-pc-chex-...-densenet121-d121-...-best.pt          # torchxrayvision weights
+
+Datasets (``--dataset``): openi, mimic-cxr, chexpert, csv (see core.sources). Multi-node:
+``torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400 ...``.
 
 Resumable: rerun the same command after an interruption and it continues from
 ``--run-dir``/last.pt. Progress goes to the terminal (tqdm) and to the SQLite run log
@@ -25,6 +32,8 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
+    from core.sources import DATASETS
+    from core.sources.policy import UNCERTAIN_POLICIES
     from core.training import TrainConfig
     p = Parser(description=__doc__.splitlines()[0])
     for f in fields(TrainConfig):
@@ -36,8 +45,14 @@ def parse_args(argv=None):
             kwargs = {"required": True} if f.name == "data" else {"default": f.default}
             if f.name == "unfreeze":
                 kwargs["choices"] = ["auto", "text", "both", "none"]
+            if f.name == "dataset":
+                kwargs["choices"] = list(DATASETS)
+            if f.name == "uncertain_policy":
+                kwargs["choices"] = list(UNCERTAIN_POLICIES)
             p.add_argument(flag, type=kind, **kwargs)
     p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation at the end")
+    p.add_argument("--external-data", help="after training, score every study of this dataset (external validation)")
+    p.add_argument("--external-dataset", default="openi", choices=list(DATASETS))
     return p.parse_args(argv)
 
 
@@ -58,33 +73,71 @@ def build_metadata(trainer, result: dict, cfg) -> dict:
         "git_commit": git_commit(),
         "labels": list(FINDINGS),
         "text_modes": list(TEXT_MODES),
-        "label_source": "MeSH major terms" + (" + automatic terms" if cfg.use_automatic else ""),
+        "label_source": trainer.collection.label_source,
         "aux_vocab": trainer.aux_vocab,
         "thresholds": result["thresholds"],
         "preprocessing": {"image_size": cfg.image_size, "mean": trainer.mean, "std": trainer.std,
                           "color": "grayscale", "resize": "square bilinear"},
         "backbones": {"image": "torchvision densenet121", "image_weights": cfg.image_weights,
-                      "text": cfg.text_backbone},
+                      "text": cfg.text_backbone, "image_pretraining": trainer.image_prior},
+        # every collection whose images the image encoder has seen: its pretraining's and this run's
+        "image_encoder_datasets": encoder_datasets(trainer),
+        "trained_on": trainer.collection.metadata(),
         "text_max_len": cfg.text_max_len,
         "training_config": asdict(cfg),
         "split": trainer.split,
         "val": {"score": result["val_score"], "auc": result["val_auc"]},
         "timings": {k: (float(sum(v) / len(v)) if isinstance(v, list) else v) for k, v in trainer.timings.items()},
-        "data": {"name": "Indiana University Chest X-ray Collection (Open-I)", "license": "CC BY-NC-ND 4.0",
-                 "citation": "Demner-Fushman D, et al. Preparing a collection of radiology examinations for "
-                             "distribution and retrieval. J Am Med Inform Assoc. 2016;23(2):304-310. "
-                             "doi:10.1093/jamia/ocv080",
-                 "n_reports": len(trainer.reports)},
+        "data": {"name": trainer.collection.title, "license": trainer.collection.license,
+                 "citation": trainer.collection.citation, "n_reports": len(trainer.reports)},
     }
 
 
-def fit_ood(trainer):
-    """Out-of-distribution guard fitted on the training images (see core.ood)."""
+def encoder_datasets(trainer) -> list[str]:
+    return sorted(set(trainer.image_prior["datasets"]) | {trainer.cfg.dataset})
+
+
+def fit_ood(trainer, limit: int = 5000):
+    """Out-of-distribution guard fitted on the training images (see core.ood); at most
+    ``limit`` of them (a seeded sample) on large datasets."""
+    import random
     from core.imaging import load_png_gray
     from core.ood import fit_ood as fit
-    png = Path(trainer.cfg.data) / "NLMCXR_png"
     rows = trainer.samples["train"].image_rows
-    return fit([load_png_gray(png / f"{trainer.bank.ids[r]}.png") for r in rows])
+    if len(rows) > limit:
+        rows = sorted(random.Random(trainer.cfg.seed).sample(rows, limit))
+    paths = trainer.collection.image_paths
+    return fit([load_png_gray(paths[trainer.bank.ids[r]]) for r in rows])
+
+
+def external_validation(trainer, metadata: dict, out: Path, dataset: str, data: Path) -> dict:
+    """Score every study of another dataset (split ``all``), every text mode and head: the
+    'trained on X, validated on Y' numbers of the model card."""
+    from core.evaluation import metrics_json, predict_reports, write_predictions_csv
+    from core.labels import TEXT_MODES
+    from core.sources import load_collection
+    import numpy as np
+    coll = load_collection(dataset, data, uncertain_policy=trainer.cfg.uncertain_policy)
+    Y = np.array([r.labels for r in coll.reports], dtype=float)
+    results = {}
+    (out / "eval").mkdir(parents=True, exist_ok=True)
+    for mode in TEXT_MODES:
+        if mode != "none" and not coll.has_text:
+            continue
+        probs = predict_reports(trainer.model, trainer.tokenizer, metadata, coll.reports, data, mode,
+                                paths=coll.image_paths)
+        for head in ("fusion", "image", "text"):
+            if head == "text" and mode == "none":
+                continue
+            res = metrics_json(Y, probs[head], thresholds=metadata["thresholds"][mode][head])
+            res.update(split="all", text_mode=mode, head=head, model=metadata["version"],
+                       trained_on=trainer.cfg.dataset, validated_on=dataset)
+            (out / "eval" / f"external_{dataset}_{mode}_{head}.json").write_text(json.dumps(res, indent=2) + "\n")
+            write_predictions_csv(out / "eval" / f"external_{dataset}_{mode}_{head}.csv", coll.reports, probs[head])
+            results[f"{mode}/{head}"] = {"macro_auc": res["macro_auc"], "macro_auc_ci": res["macro_auc_ci"],
+                                         "auc": res["auc"], "n_studies": res["n_studies"]}
+    return {"trained_on": trainer.cfg.dataset, "validated_on": dataset, "title": coll.title, "split": "all",
+            "n_studies": len(coll.reports), "results": results}
 
 
 def evaluate_all(trainer, metadata: dict, out: Path) -> dict:
@@ -119,12 +172,19 @@ def evaluate_all(trainer, metadata: dict, out: Path) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.checkpoint import save_weights
-    from core.data import DataLayoutError, check_layout
-    from core.model import BackboneUnavailable
+    from core.data import DataLayoutError
+    from core.model import BackboneUnavailable, image_weights_info
+    from core.sources import check_layout
     from core.training import Trainer, TrainConfig
     try:
-        check_layout(Path(args.data))
-    except DataLayoutError as exc:
+        check_layout(args.dataset, Path(args.data))
+        if args.external_data:
+            check_layout(args.external_dataset, Path(args.external_data))
+            seen = set(image_weights_info(args.image_weights, args.image_weights_datasets)["datasets"]) | {args.dataset}
+            if args.external_dataset in seen:
+                fail(f"the image encoder has seen {args.external_dataset} (pretraining or this run): scoring it "
+                     "there is not an external validation")
+    except (DataLayoutError, BackboneUnavailable) as exc:
         fail(str(exc))
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     t0 = time.time()
@@ -140,6 +200,9 @@ def main(argv=None) -> int:
     out = Path(cfg.out)
     if not args.no_eval:
         metadata["test_summary"] = evaluate_all(trainer, metadata, out)
+    if args.external_data:
+        metadata["external_validation"] = [external_validation(trainer, metadata, out, args.external_dataset,
+                                                               Path(args.external_data))]
     metadata["timings"]["wall_s"] = time.time() - t0
     path = save_weights(trainer.model, metadata, out, ood=ood)
     if trainer.log:
@@ -147,6 +210,10 @@ def main(argv=None) -> int:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f}s")
     for k, v in metadata.get("test_summary", {}).items():
         print(f"  test {k:22s} macro AUC {v['macro_auc']:.4f} [{v['macro_auc_ci'][0]:.3f}, {v['macro_auc_ci'][1]:.3f}]")
+    for ext in metadata.get("external_validation", []):
+        for k, v in ext["results"].items():
+            print(f"  external {ext['validated_on']} {k:16s} macro AUC {v['macro_auc']:.4f} "
+                  f"[{v['macro_auc_ci'][0]:.3f}, {v['macro_auc_ci'][1]:.3f}] ({v['n_studies']} studies)")
     return 0
 
 
