@@ -19,9 +19,12 @@ except StoreError as exc:
     st.error(str(exc))
     st.stop()
 
-score_tab, history_tab = st.tabs(["Score studies", "History and review"])
-with score_tab:
-    batch_score.render(model_ready=meta is not None)
-    st.caption(notices.STORED)
-with history_tab:
-    history_view.render(db, model_ready=meta is not None)
+# lazy tabs: only the open tab runs, so scoring never waits on the history's table and charts
+score_tab, history_tab = st.tabs(["Score studies", "History and review"], key="batch_tab", on_change="rerun")
+if score_tab.open:
+    with score_tab:
+        batch_score.render(model_ready=meta is not None)
+        st.caption(notices.stored(bool(st.session_state.get("batch_keep_names"))))
+if history_tab.open:
+    with history_tab:
+        history_view.render(db, model_ready=meta is not None)

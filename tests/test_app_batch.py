@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.store import PredictionStore
+from core.store import PredictionStore, hashed_name
 from ui.batch_inputs import CsvError, expand_uploads, read_text_map
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -71,8 +71,13 @@ def test_batch_page_scores_and_logs_each_study(app_env, tiny_weights, monkeypatc
     at.run(timeout=180)
     assert not at.exception and not at.error
     rows = {r["image_name"]: r for r in PredictionStore(app_env["CXR_DB_PATH"]).list_predictions()}
-    assert set(rows) == {a, b, c}
+    names = {hashed_name(a, da): a, hashed_name(b, db): b, hashed_name(c, dc): c}  # patients' names stay out
+    assert set(rows) == set(names)
+    rows = {names[k]: v for k, v in rows.items()}
     assert {r["source"] for r in rows.values()} == {"batch"}
     assert (rows[a]["text_mode"], rows[a]["text"]) == ("report", "Heart is enlarged.")
     assert (rows[b]["text_mode"], rows[c]["text_mode"]) == ("indication", "none")
     assert any("Skipped 1" in w.value for w in at.warning)
+    # what needs attention comes right after the file name, before the five probabilities
+    table = at.session_state["batch_result"]["rows"][0]
+    assert list(table)[:5] == ["id", "file", "above threshold", "discordant", "OOD"]

@@ -85,6 +85,7 @@ def test_attribution_is_cached_and_tokens_escaped(at, xray):
 def test_predict_then_review_verdict_in_history(at, app_env, xray):
     _predict(at, *xray, "Heart size normal.", kind="report")
     pid = at.session_state["predict_result"]["pid"]
+    at.session_state["batch_tab"] = "History and review"  # tabs are lazy: open the history tab
     at.switch_page("pages/batch_review.py").run()
     assert not at.exception
     assert at.selectbox(key="hist_open").value == pid

@@ -9,11 +9,14 @@ from core.labels import FINDINGS, TEXT_MODES
 from core.store import StoreError
 from ui.batch_inputs import CsvError, Item, Skipped, expand_uploads, read_text_map
 from ui.config import MAX_UPLOAD_MB
-from ui.records import log_prediction
+from core.textwindow import fit_text
+from ui.prediction_view import reliability_caption, unreliable_findings
+from ui.records import log_entry
 from ui.resources import MODEL_LOCK, predictor, store
 
 BATCH_SIZE = 8  # studies per model call: amortises the text encoder without much memory
 RESULT = "batch_result"
+RELIABLE = "batch_reliable"  # (image_reliable, evidence) of the last batch, for the table's headers
 
 
 def _decode_all(items: list[Item]) -> tuple[list[tuple[Item, object]], list[Skipped]]:
@@ -26,32 +29,56 @@ def _decode_all(items: list[Item]) -> tuple[list[tuple[Item, object]], list[Skip
     return ok, skipped
 
 
-def score(items: list[Item], texts: dict[str, tuple[str, str]], progress) -> tuple[list[dict], list[Skipped]]:
-    """Decode, predict in batches of BATCH_SIZE, log each; returns result rows and skips."""
+def score(items: list[Item], texts: dict[str, tuple[str, str]], progress, *,
+          keep_names: bool = False) -> tuple[list[dict], list[Skipped]]:
+    """Decode, fit each text to the encoder's window, predict in batches of BATCH_SIZE, log each
+    batch in one transaction; returns result rows and skips."""
+    n = len(items)
+    progress.progress(0.0, text=f"Reading {n} images…")
     decoded, skipped = _decode_all(items)
+    progress.progress(0.0, text="Loading the model (first use only)…")
     model, db, rows = predictor(), store(), []
     for start in range(0, len(decoded), BATCH_SIZE):
         chunk = decoded[start:start + BATCH_SIZE]
         pairs = [texts.get(item.name, ("", "none")) for item, _ in chunk]
         modes = [mode if text and mode != "none" else "none" for text, mode in pairs]
-        batch_texts = [text if mode != "none" else "" for (text, _), mode in zip(pairs, modes)]
+        windows = [fit_text(text, model.tokenizer, max_len=model.max_len) if mode != "none" else None
+                   for (text, _), mode in zip(pairs, modes)]
+        batch_texts = [w.read if w else "" for w in windows]
         with MODEL_LOCK:
             preds = model.predict_batch([d.gray for _, d in chunk], batch_texts, modes,
                                         colorfulness=[d.colorfulness for _, d in chunk])
-        for (item, dec), text, pred in zip(chunk, batch_texts, preds):
-            try:
-                pid = log_prediction(db, pred, gray=dec.gray, image_bytes=item.data, image_name=item.name,
-                                     text=text, source="batch")
-            except StoreError as exc:
-                skipped.append(Skipped(item.name, f"scored but not logged: {exc}"))
-                pid = None
-            rows.append({"id": pid, "file": item.name, "mode": pred.text_mode,
-                         **{f: pred.fusion[f] for f in FINDINGS},
-                         "above threshold": ", ".join(pred.positive("fusion")),
-                         "discordant": ", ".join(pred.discordant), "OOD": pred.out_of_distribution})
+        entries = [log_entry(pred, gray=dec.gray, image_bytes=item.data, image_name=item.name, text=text,
+                             source="batch", keep_name=keep_names)
+                   for (item, dec), text, pred in zip(chunk, batch_texts, preds)]
+        try:
+            ids = db.log_many(entries)
+        except StoreError as exc:
+            skipped += [Skipped(item.name, f"scored but not logged: {exc}") for item, _ in chunk]
+            ids = [None] * len(chunk)
+        for (item, _), pred, pid, window, entry in zip(chunk, preds, ids, windows, entries):
+            rows.append({"id": pid, "file": entry["image_name"],
+                         "above threshold": ", ".join(pred.positive("fusion")) if not pred.out_of_distribution
+                         else "(out of distribution)",
+                         "discordant": ", ".join(pred.discordant), "OOD": pred.out_of_distribution,
+                         "mode": pred.text_mode, **{f: pred.fusion[f] for f in FINDINGS},
+                         "text cut": "IMPRESSION kept" if window and window.impression_first
+                         else ("end not read" if window and window.truncated else "")})
+            if len(rows) == 1:
+                st.session_state[RELIABLE] = (getattr(pred, "image_reliable", None), getattr(pred, "evidence", None))
         done = min(start + BATCH_SIZE, len(decoded))
-        progress.progress(done / len(decoded), text=f"Scored {done} of {len(decoded)} studies")
+        progress.progress(done / max(len(decoded), 1), text=f"Scored {done} of {len(decoded)} studies")
     return rows, skipped
+
+
+def finding_columns(reliable: dict | None, evidence: dict | None) -> dict:
+    """Column config per finding: 3 decimals; a finding not reliable from the image gets a ⚠
+    in its header and its evidence in the header's tooltip."""
+    unreliable = unreliable_findings(reliable, evidence)
+    return {f: st.column_config.NumberColumn(
+        f + (" ⚠" if f in unreliable else ""), format="%.3f",
+        help=(f"Not reliable from the image: {unreliable[f]}" if f in unreliable else None))
+        for f in FINDINGS}
 
 
 def render(model_ready: bool) -> None:
@@ -64,6 +91,9 @@ def render(model_ready: bool) -> None:
     mapping = st.file_uploader("Text mapping CSV (optional)", type=["csv"], key="batch_csv", max_upload_size=5)
     default_mode = st.radio("Mode for CSV rows without one", [m for m in TEXT_MODES if m != "none"],
                             horizontal=True, key="batch_default_mode")
+    keep_names = st.checkbox("Keep the original file names in the log", key="batch_keep_names",
+                             help="Off (default): the log, the history and the export name each file "
+                                  "'upload-<hash>'. The CSV above is matched on the original names either way.")
     if not model_ready:
         st.caption("Scoring needs a trained model (see above).")
         return
@@ -81,7 +111,8 @@ def render(model_ready: bool) -> None:
             rows = []
         else:
             try:
-                rows, more = score(items, texts, st.progress(0.0, text=f"Scoring {len(items)} studies…"))
+                rows, more = score(items, texts, st.progress(0.0, text=f"Scoring {len(items)} studies…"),
+                                   keep_names=keep_names)
             except Exception as exc:  # noqa: BLE001 — weights that fail to load: one line, no traceback
                 st.error(f"The model could not score the batch: {exc}")
                 return
@@ -91,8 +122,9 @@ def render(model_ready: bool) -> None:
     if result:
         if result["rows"]:
             st.success(f"Scored and logged {len(result['rows'])} studies.")
-            st.dataframe(pd.DataFrame(result["rows"]), hide_index=True,
-                         column_config={f: st.column_config.NumberColumn(format="%.3f") for f in FINDINGS})
+            reliable, evidence = st.session_state.get(RELIABLE) or (None, None)
+            st.dataframe(pd.DataFrame(result["rows"]), hide_index=True, column_config=finding_columns(reliable, evidence))
+            reliability_caption(unreliable_findings(reliable, evidence))
         if result["skipped"]:
             st.warning(f"Skipped {len(result['skipped'])} entries:")
             st.dataframe(pd.DataFrame([vars(s) for s in result["skipped"]]), hide_index=True)

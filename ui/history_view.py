@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.imaging import ImageDecodeError, decode_image
 from core.labels import FINDINGS
-from core.store import VERDICTS, PredictionStore, StoreError
+from core.store import SEARCH_HELP, VERDICTS, PredictionStore, StoreError
 from ui import attribution_view, prediction_view
 from ui.records import history_frame
 
@@ -15,6 +15,7 @@ PERIODS = ("All time", "Last 24 hours", "Last 7 days", "Last 30 days", "Custom r
 ANY = "Any finding"
 NO_VERDICT = "—"
 SHOWN = 500  # rows in the table; the export takes every row that matches
+ORDERS_SHOWN = {"newest": "Newest first", "discordance": "Discordance score (report QA)"}
 
 
 def filters() -> dict:
@@ -36,18 +37,23 @@ def filters() -> dict:
     finding = c2.selectbox("Finding", (ANY, *FINDINGS), key="hist_finding")
     min_prob = c2.slider("Min fused probability", 0.0, 1.0, 0.0, 0.05, key="hist_min_prob")
     discordant = c3.checkbox("Discordant only", key="hist_discordant")
+    hide_ood = c3.checkbox("Hide out-of-distribution images", key="hist_hide_ood")
     reviewed = c3.radio("Review status", ("All", "Unreviewed", "Reviewed"), key="hist_reviewed", horizontal=True)
-    search = c4.text_input("Search text and notes", key="hist_search", placeholder="e.g. cardiomegaly")
+    search = c4.text_input("Search text and notes", key="hist_search", placeholder="e.g. cardiomegaly or pneumon*",
+                           help=SEARCH_HELP)
+    c4.caption("Every word must match; end a word with * for a prefix (pneumon* finds pneumonia).")
+    order = c4.radio("Sort by", list(ORDERS_SHOWN), format_func=ORDERS_SHOWN.get, key="hist_order", horizontal=True)
     return {"since": since, "until": until,
             "finding": None if finding == ANY else finding,
             "min_prob": min_prob if (min_prob > 0 or finding != ANY) else None,
             "discordant": True if discordant else None,
             "reviewed": {"All": None, "Unreviewed": False, "Reviewed": True}[reviewed],
-            "search": search or None}
+            "search": search or None, "out_of_distribution": False if hide_ood else None, "order": order}
 
 
 def _label(row: dict) -> str:
-    return f"#{row['id']} · {row['created_at'][:16].replace('T', ' ')} · {row['image_name'] or '(no name)'}"
+    flag = " · ⚠ out of distribution" if row.get("out_of_distribution") else ""
+    return f"#{row['id']} · {row['created_at'][:16].replace('T', ' ')} · {row['image_name'] or '(no name)'}{flag}"
 
 
 def review_form(db: PredictionStore, entry: dict) -> None:
@@ -103,14 +109,16 @@ def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
         img_col.image(entry["image_png"], caption="Stored review copy (≤ 256 px)", width="stretch")
     with info_col:
         prediction_view.out_of_distribution(entry["out_of_distribution"], entry["ood_score"])
-        if entry["text_mode"] != "none":
+        if entry["text_mode"] != "none" and not entry["out_of_distribution"]:
             prediction_view.discordance(entry["discordant"], entry["text_mode"], image=entry["image"],
                                         text=entry["text_probs"], head_thresholds=per_head)
             st.markdown("**Text the model read**")
             st.code(entry["text"], language=None, wrap_lines=True)  # verbatim: never rendered as markup
     text_probs = entry["text_probs"] if entry["text_mode"] != "none" and entry["text_probs"] else None
     prediction_view.probabilities(entry["fusion"], entry["image"], text_probs, stored["fusion"] if per_head else stored,
-                                  head_thresholds=per_head, discordant=entry["discordant"], key=f"hist_{pid}")
+                                  head_thresholds=per_head, discordant=entry["discordant"], key=f"hist_{pid}",
+                                  evidence=entry.get("evidence"), image_reliable=entry.get("image_reliable"),
+                                  greyed=entry["out_of_distribution"])
     if model_ready and entry["image_png"]:
         with st.expander("Heatmap and text attributions (computed on the stored review copy)"):
             try:
@@ -122,6 +130,11 @@ def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
                                          mode=entry["text_mode"], default_finding=(entry["discordant"] or [None])[0])
     review_form(db, entry)
     delete_control(db, pid)
+
+
+def export_matching(db: PredictionStore, filters: dict) -> str:
+    """The CSV export of every matching entry, with its verdicts, reviewer and time (built on click)."""
+    return db.export_csv(db.list_predictions(**filters, limit=None, with_verdicts=True))
 
 
 def render(db: PredictionStore, model_ready: bool) -> None:
@@ -137,9 +150,11 @@ def render(db: PredictionStore, model_ready: bool) -> None:
     capped = f" (newest {SHOWN} shown; the export has all)" if len(rows) == SHOWN else ""
     st.caption(f"{len(rows)} entries match{capped} · {db.count()} in the log.")
     st.dataframe(history_frame(rows), hide_index=True, key="hist_table",
-                 column_config={f: st.column_config.NumberColumn(format="%.2f") for f in FINDINGS})
-    st.download_button("Export CSV (all matching entries)", db.export_csv(db.list_predictions(**kwargs, limit=None)),
-                       file_name="predictions.csv", mime="text/csv", key="hist_export", icon=":material/download:")
+                 column_config={f: st.column_config.NumberColumn(format="%.2f") for f in FINDINGS}
+                 | {"discordance score": st.column_config.NumberColumn(format="%.2f")})
+    st.download_button("Export CSV (all matching entries, with verdicts)", lambda: export_matching(db, kwargs),
+                       file_name="predictions.csv", mime="text/csv", key="hist_export", icon=":material/download:",
+                       on_click="ignore")
     if not rows:
         return
     by_id = {r["id"]: r for r in rows}

@@ -66,14 +66,18 @@ def heads_table(fusion: dict, image: dict, text: dict | None, thresholds: dict,
 
 
 def history_frame(rows: list[dict]) -> pd.DataFrame:
-    """The review table: one row per logged prediction, fused probabilities as columns."""
+    """The review table: one row per logged prediction; what needs attention (out of
+    distribution, discordance) comes before the probabilities, so it is never off-screen."""
     out = []
     for r in rows:
-        row = {"id": r["id"], "created (UTC)": r["created_at"][:19].replace("T", " "), "file": r["image_name"],
-               "source": r["source"], "mode": r["text_mode"]}
+        flags = (["⚠ out of distribution"] if r["out_of_distribution"] else []) + \
+            (["discordant: " + ", ".join(r["discordant"])] if r["discordant"] else [])
+        row = {"id": r["id"], "created (UTC)": r["created_at"][:19].replace("T", " "), "flags": " · ".join(flags),
+               "file": r["image_name"], "mode": r["text_mode"],
+               "discordance score": r.get("discordance_score") or 0.0}
         row.update({f: r["fusion"].get(f) for f in FINDINGS})
-        row.update({"discordant": ", ".join(r["discordant"]), "OOD": r["out_of_distribution"],
-                    "reviewed": r.get("reviewed", False), "note": r.get("note", "")})
+        row.update({"reviewed": r.get("reviewed", False), "source": r["source"], "note": r.get("note", "")})
         out.append(row)
-    columns = ["id", "created (UTC)", "file", "source", "mode", *FINDINGS, "discordant", "OOD", "reviewed", "note"]
+    columns = ["id", "created (UTC)", "flags", "file", "mode", "discordance score", *FINDINGS, "reviewed", "source",
+               "note"]
     return pd.DataFrame(out, columns=columns)

@@ -1,0 +1,82 @@
+"""History and review: prefix search, out-of-distribution marks, discordance order, export with verdicts."""
+import csv
+import io
+import zlib
+import struct
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core.labels import FINDINGS
+from core.store import PredictionStore
+from ui.history_view import export_matching
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _png() -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\0" + b"\x80" * 4 for _ in range(4))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _seed(path) -> dict[str, int]:
+    store = PredictionStore(path)
+    p = {f: 0.2 for f in FINDINGS}
+
+    def log(name, text, **kw):
+        return store.log_prediction(model_version="m", image_png=_png(), image_name=name, image_sha256=None,
+                                    text=text, text_mode="report" if text else "none", fusion=p, image=p,
+                                    text_probs=p if text else None, thresholds=p, **kw)
+    ids = {"pneumonia": log("a.png", "Right lower lobe pneumonia.", discordant=["Pneumonia"], discordance_score=0.4),
+           "ood": log("b.png", "", out_of_distribution=True, ood_score=3.0),
+           "strong": log("c.png", "Heart size normal.", discordant=["Cardiomegaly"], discordance_score=2.5)}
+    store.set_verdict(ids["strong"], "Cardiomegaly", "present", reviewer="jd")
+    return ids
+
+
+def _history(app_env):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.session_state["batch_tab"] = "History and review"
+    return at.switch_page("pages/batch_review.py").run()
+
+
+def _table_ids(at):
+    return list(at.dataframe[0].value["id"])
+
+
+def test_out_of_distribution_uploads_are_marked_and_can_be_hidden(app_env):
+    ids = _seed(app_env["CXR_DB_PATH"])
+    at = _history(app_env)
+    assert not at.exception
+    frame = at.dataframe[0].value
+    flags = dict(zip(frame["id"], frame["flags"]))
+    assert "out of distribution" in flags[ids["ood"]] and "out of distribution" not in flags[ids["strong"]]
+    assert list(frame.columns)[:3] == ["id", "created (UTC)", "flags"]
+    assert "out of distribution" in at.selectbox(key="hist_open").format_func(ids["ood"])
+    at.checkbox(key="hist_hide_ood").check().run()
+    assert ids["ood"] not in _table_ids(at)
+
+
+def test_prefix_search_is_offered_and_works(app_env):
+    ids = _seed(app_env["CXR_DB_PATH"])
+    at = _history(app_env)
+    assert "pneumon*" in at.text_input(key="hist_search").placeholder
+    at.text_input(key="hist_search").input("pneumon*").run()
+    assert _table_ids(at) == [ids["pneumonia"]]
+
+
+def test_sort_by_discordance_score(app_env):
+    ids = _seed(app_env["CXR_DB_PATH"])
+    at = _history(app_env)
+    at.radio(key="hist_order").set_value("discordance").run()
+    assert _table_ids(at)[:2] == [ids["strong"], ids["pneumonia"]]
+
+
+def test_export_of_the_page_has_the_verdicts(app_env):
+    ids = _seed(app_env["CXR_DB_PATH"])
+    rows = list(csv.DictReader(io.StringIO(export_matching(PredictionStore(app_env["CXR_DB_PATH"]), {}))))
+    strong = next(r for r in rows if int(r["id"]) == ids["strong"])
+    assert strong["verdict_cardiomegaly"] == "present" and strong["reviewer"] == "jd" and strong["reviewed_at"]
