@@ -58,9 +58,37 @@ def test_roc_and_calibration_from_predictions_csv(app_env, tiny_weights, monkeyp
     for k, f in enumerate(FINDINGS):
         frame[f] = np.clip(labels[:, k] * 0.4 + rng.random(60) * 0.6, 0, 1)
         frame[f"label_{f}"] = labels[:, k] if f != "Pneumonia" else 0  # one class only: no curve
+    for old in (weights / "eval").glob("*.csv"):  # training wrote some: this test wants one file only
+        old.unlink()
     frame.to_csv(weights / "eval" / "test_report_fusion.csv", index=False)
     at = _card(app_env, monkeypatch, weights)
     assert not at.exception
     assert at.selectbox(key="card_curves").value == "report/fusion"
     assert len(at.get("plotly_chart")) == 2
     assert any("Pneumonia (only one class" in c.value for c in at.caption)
+
+
+def test_card_leads_with_image_only_and_quotes_one_baseline_number(app_env, tiny_weights, monkeypatch, tmp_path):
+    """Item 8: the card opened on report-mode curves (AUC ~0.99) and listed report mode first; the
+    keyword baseline read 0.99 in one place and 'about 0.98' (a stale note) in the next."""
+    weights = _weights_copy(tiny_weights, tmp_path / "w")
+    (weights / "eval").mkdir(exist_ok=True)
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, size=(40, len(FINDINGS)))
+    frame = pd.DataFrame({"uid": range(40), "image_id": [f"im{i}" for i in range(40)]})
+    for k, f in enumerate(FINDINGS):
+        frame[f], frame[f"label_{f}"] = rng.random(40), labels[:, k]
+    result = {"n_studies": 40, "n_positive": {f: 20 for f in FINDINGS}, "auc": {f: 0.7 for f in FINDINGS},
+              "auc_ci": {f: [0.5, 0.9] for f in FINDINGS}, "macro_auc": 0.7, "macro_auc_ci": [0.55, 0.85]}
+    for mode, head in (("report", "fusion"), ("indication", "fusion"), ("none", "image")):
+        frame.to_csv(weights / "eval" / f"test_{mode}_{head}.csv", index=False)
+        (weights / "eval" / f"test_{mode}_{head}.json").write_text(json.dumps(result))
+    (weights / "eval" / "test_keyword_baseline.json").write_text(json.dumps({
+        **result, "macro_auc": 0.9876, "macro_auc_ci": [0.98, 0.99], "note": "a keyword rule scores about 0.98"}))
+    at = _card(app_env, monkeypatch, weights)
+    assert not at.exception
+    assert at.selectbox(key="card_curves").value == "none/image"
+    modes = list(at.dataframe[0].value["text mode"])
+    assert modes.index("none") < modes.index("indication") < modes.index("report")
+    page = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "0.99 (0.98–0.99)" in page and "about 0.98" not in page

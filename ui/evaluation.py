@@ -9,9 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.labels import FINDINGS, HEADS, TEXT_MODES
+from core.labels import FINDINGS
 
 BASELINE = "test_keyword_baseline"
+# the honest tasks first: image only, then image + indication; report mode (inflated) last
+MODE_ORDER = ("none", "indication", "report")
+HEAD_ORDER = {"none": ("image", "fusion", "text"), "indication": ("fusion", "image", "text"),
+              "report": ("fusion", "image", "text")}
 
 
 def _finite(x) -> bool:
@@ -40,8 +44,8 @@ def load_results(folder: Path) -> dict[str, dict]:
 def metrics_table(results: dict[str, dict]) -> pd.DataFrame:
     """One row per text mode × head: macro AUC, per-finding AUC with 95% CI, mean ECE."""
     rows = []
-    for mode in TEXT_MODES:
-        for head in HEADS:
+    for mode in MODE_ORDER:
+        for head in HEAD_ORDER[mode]:
             r = results.get(f"test_{mode}_{head}")
             if not r:
                 continue
@@ -77,8 +81,8 @@ def positives_table(results: dict[str, dict]) -> pd.DataFrame | None:
 def prediction_files(folder: Path) -> dict[str, Path]:
     """'mode/head' -> test_{mode}_{head}.csv for those present."""
     out = {}
-    for mode in TEXT_MODES:
-        for head in HEADS:
+    for mode in MODE_ORDER:
+        for head in HEAD_ORDER[mode]:
             path = Path(folder) / f"test_{mode}_{head}.csv"
             if path.is_file():
                 out[f"{mode}/{head}"] = path
