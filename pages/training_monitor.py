@@ -4,9 +4,9 @@ import streamlit as st
 
 from core.labels import HEADS, TEXT_MODES
 from core.runlog import read_runs, read_table, runlog_path
-from ui import notices, router
+from ui import notices, router, shipped_training
 from ui.charts import lines_figure, loss_figure
-from ui.config import TRAIN_COMMAND
+from ui.config import TRAIN_COMMAND, weights_dir
 from ui.resources import metadata
 from ui.training_data import (as_float, auc_frame, eta_text, lrs_frame, macro_frame, process_alive, run_label,
                               steps_frame)
@@ -16,8 +16,11 @@ router.require_router("pages/training_monitor.py")
 REFRESH_S = 10  # the trainer logs every few seconds to minutes; faster polling only costs CPU
 
 st.title("Training monitor")
-if metadata()[0] is None:
+meta = metadata()[0]
+if meta is None:
     notices.no_weights()
+shipped_training.render(meta, weights_dir())
+st.subheader("Runs in the run log")
 
 path = runlog_path()
 try:
@@ -26,7 +29,8 @@ except Exception as exc:  # noqa: BLE001 — a damaged or locked file: say so, d
     st.error(f"Cannot read the run log {path}: {exc}")
     st.stop()
 if not runs:
-    st.info(f"No training runs logged in `{path}` yet. Start one (it logs here as it goes):")
+    st.info(f"No training runs logged in `{path}` yet. Start one in its own run folder (it logs here as it "
+            "goes; `--out weights` would overwrite the shipped model):")
     st.code(TRAIN_COMMAND, language="bash")
     st.stop()
 

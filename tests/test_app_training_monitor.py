@@ -62,3 +62,40 @@ def test_interrupted_run_is_not_called_live(app_env):
 def test_no_runs_says_how_to_start(app_env):
     at = _monitor(app_env)
     assert any("No training runs" in i.value for i in at.info)
+
+
+def test_suggests_a_run_folder_never_the_shipped_weights(app_env):
+    """Defect 7: the page suggested `train.py --out weights`, which overwrites the shipped model."""
+    at = _monitor(app_env)
+    codes = [c.value for c in at.code]
+    assert any("train.py" in c for c in codes)
+    assert not any("--out weights" in c.replace("--out weights/", "") and "runs/" not in c for c in codes)
+    assert all("--out weights " not in c + " " for c in codes)
+
+
+def test_shows_how_the_loaded_model_was_trained(app_env, tiny_weights, monkeypatch, tmp_path):
+    """Defect 7: nothing was shown for the shipped model. Without an exported log: the summary
+    its metadata keeps; with one (scripts/export_runlog.py): its curves."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_weights, weights)
+    monkeypatch.setenv("CXR_WEIGHTS", str(weights))
+    at = _monitor(app_env)
+    assert not at.exception
+    assert any(h.value == "The loaded model" for h in at.subheader)
+    assert any("not exported" in c.value for c in at.caption)
+    runlog = tmp_path / "train.db"
+    _write_run(runlog, name="shipped", finish=True)
+    root = Path(APP).parent
+    out = subprocess.run([sys.executable, "scripts/export_runlog.py", "--runlog", str(runlog), "--run", "1",
+                          "--out", str(weights / "training_log.json")], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((weights / "training_log.json").read_text())["run"]["name"] == "shipped"
+    at = _monitor(app_env)
+    assert not at.exception
+    assert any("exported with the weights" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) >= 2

@@ -6,7 +6,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_UPLOAD_MB = 50  # same as server.maxUploadSize in .streamlit/config.toml, checked again in code
-TRAIN_COMMAND = "python scripts/train.py --data ../shared/iu-xray --out weights"
+# a run folder, never weights/: training straight into weights/ would overwrite the shipped model
+TRAIN_COMMAND = ("python scripts/train.py --data ../shared/iu-xray --out runs/my-run/weights "
+                 "--run-dir runs/my-run")
+TRY_COMMAND = "CXR_WEIGHTS=runs/my-run/weights streamlit run app.py"
 EVAL_COMMAND = ("python scripts/evaluate.py --weights weights --data ../shared/iu-xray --split test "
                 "--text-mode report --head fusion --json weights/eval/test_report_fusion.json "
                 "--predictions weights/eval/test_report_fusion.csv")

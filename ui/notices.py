@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.config import TRAIN_COMMAND, weights_dir
+from ui.config import TRAIN_COMMAND, TRY_COMMAND, weights_dir
 
 INTENDED_USE = ("Research tool, not a medical device: it must not be used to diagnose or "
                 "treat anyone. Every output needs a qualified reader.")
@@ -25,8 +25,9 @@ STORED = stored(False)
 
 def no_weights(reason: str | None = None) -> None:
     """Say that no model is loaded and how to train one."""
-    st.info(f"No trained model in `{weights_dir()}` yet. Train one from the repository root "
-            "(or point `CXR_WEIGHTS` at a weights folder):", icon=":material/info:")
+    st.info(f"No trained model in `{weights_dir()}` yet. Train one from the repository root into a run "
+            "folder, then point `CXR_WEIGHTS` at its weights (or copy them to `weights/`):", icon=":material/info:")
     st.code(TRAIN_COMMAND, language="bash")
+    st.code(TRY_COMMAND, language="bash")
     if reason:
         st.caption(reason)
