@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from core.labels import FINDINGS
-from core.store import PredictionStore
+from core.store import PredictionStore, hashed_name
 
 CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))  # same as conftest.py
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install playwright)")
@@ -96,6 +96,9 @@ def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_x
     url, env, log = app_server
     page = browser_page
     image, report_text = _study(iu_xray_dir)
+    stored = hashed_name(image.name, image.read_bytes())  # the default: no patient name from the file
+    outside = []  # defect 6: in a hospital network nothing may leave the machine
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
 
     # -- Predict page: upload, report mode, text, Predict --------------------------------------
     page.goto(url, timeout=LOAD_MS)
@@ -117,7 +120,7 @@ def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_x
     _wait_idle(page)
     page.get_by_role("button", name="Predict", exact=True).click()
 
-    heading = page.get_by_role("heading", name=f"Result — {image.name}")
+    heading = page.get_by_role("heading", name=f"Result — {stored}")
     try:
         expect(heading).to_be_visible(timeout=PREDICT_MS)
     except AssertionError:
@@ -130,7 +133,7 @@ def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_x
     # -- the log holds exactly this one prediction ---------------------------------------------
     with sqlite3.connect(env["CXR_DB_PATH"]) as conn:
         rows = conn.execute("SELECT id, image_name, text_mode FROM predictions").fetchall()
-    assert len(rows) == 1 and rows[0][1] == image.name and rows[0][2] == "report", rows
+    assert len(rows) == 1 and rows[0][1] == stored and rows[0][2] == "report", rows
     pid = rows[0][0]
     expect(page.get_by_text(f"logged as #{pid}")).to_be_visible()
 
@@ -141,7 +144,7 @@ def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_x
     for finding in FINDINGS:
         expect(fused).to_contain_text(finding, timeout=STEP_MS)
     logged_fusion = PredictionStore(env["CXR_DB_PATH"]).get(pid)["fusion"]
-    bar_labels = fused.locator("text.bartext").all_text_contents()
+    bar_labels = fused.locator("g.textpoint text").all_text_contents()  # the value column right of the axis
     assert sorted(bar_labels) == sorted(f"{logged_fusion[f]:.2f}" for f in FINDINGS), (bar_labels, logged_fusion)
 
     # -- Why? request the attribution and wait for the heatmap overlay ---------------------------
@@ -149,16 +152,17 @@ def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_x
     # tiny model's map all zero ("No heatmap"), which would not show that the overlay renders.
     expect(page.get_by_role("heading", name="Why? (attributions on demand)")).to_be_visible()
     images_before = page.get_by_test_id("stImage").count()
-    page.get_by_test_id("stRadio").get_by_text("Integrated Gradients (slower)").click()
+    page.get_by_test_id("stRadio").get_by_text("Integrated Gradients (finer, slower)").click()
     _wait_idle(page)
     page.get_by_role("button", name="Explain", exact=True).click()
-    caption = page.get_by_test_id("stImageCaption").filter(has_text="bright = more influence")
+    caption = page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(r"^Integrated Gradients.*head$"))
     try:
         expect(caption).to_have_count(1, timeout=PREDICT_MS)
     except AssertionError:
         _shot(page, shots_dir, "02_predict_attribution_failed")
         raise AssertionError(f"no heatmap after Explain; server log:\n{_server_log(log)}") from None
     expect(caption).to_contain_text("Integrated Gradients")
+    expect(page.get_by_text("most influence")).to_be_visible()  # the heatmap's colour bar
     _wait_idle(page, PREDICT_MS)
     expect(page.get_by_test_id("stImage")).to_have_count(images_before + 1)
     heat = page.get_by_test_id("stImage").last.locator("img")
@@ -174,17 +178,18 @@ def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_x
     page.get_by_role("tab", name="History and review").click()
     expect(page.get_by_text(re.compile(r"^1 entr\w* match.* 1 in the log"))).to_be_visible(timeout=STEP_MS)
     chooser = page.get_by_role("combobox", name="Open an entry")  # the entry picker shows id · time · file
-    expect(chooser).to_have_value(re.compile(rf"^#{pid} · .+ · {re.escape(image.name)}$"), timeout=STEP_MS)
-    expect(page.get_by_role("heading", name=f"Entry #{pid} — {image.name}")).to_be_visible(timeout=STEP_MS)
+    expect(chooser).to_have_value(re.compile(rf"^#{pid} · .+ · {re.escape(stored)}$"), timeout=STEP_MS)
+    expect(page.get_by_role("heading", name=f"Entry #{pid} — {stored}")).to_be_visible(timeout=STEP_MS)
     _wait_idle(page)
     with page.expect_download(timeout=STEP_MS) as download:
         page.get_by_test_id("stDownloadButton").filter(has_text="Export CSV").locator("button").click()
     exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))
-    assert [r.get("image_name") for r in exported] == [image.name], exported
+    assert [r.get("image_name") for r in exported] == [stored], exported
+    assert "verdict_cardiomegaly" in exported[0] and "reviewer" in exported[0]
     _shot(page, shots_dir, "04_batch_review_history")
 
     with sqlite3.connect(env["CXR_DB_PATH"]) as conn:
-        count = conn.execute("SELECT COUNT(*) FROM predictions WHERE image_name = ?", (image.name,)).fetchone()[0]
+        count = conn.execute("SELECT COUNT(*) FROM predictions WHERE image_name = ?", (stored,)).fetchone()[0]
         total = conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
     assert count == total == 1
 
@@ -193,3 +198,7 @@ def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_x
     _shot(page, shots_dir, "05_model_card")
     _goto(page, "Training monitor")
     _shot(page, shots_dir, "06_training_monitor")
+    for path in ("", "batch_review", "model_card", "training_monitor"):  # fresh loads of every page too
+        page.goto(f"{url}/{path}", timeout=LOAD_MS)
+        _wait_idle(page)
+    assert outside == [], f"requests left the machine: {sorted(set(outside))}"

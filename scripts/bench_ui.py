@@ -1,0 +1,297 @@
+"""Benchmark the app as a user meets it: the real server, driven by Debian's Chromium.
+
+    python scripts/bench_ui.py --json bench/ui_run1.json [--weights weights] [--data ../shared/iu-xray]
+
+Starts `streamlit run app.py` on a free port (a fresh prediction log and run log in a
+temporary folder, the given weights), drives it with Playwright, and writes one JSON object:
+
+- ``first_prediction_s``: server start -> first result on screen (page load, upload, Predict);
+- ``click_to_probabilities_p50_s`` / ``_p95_s`` (and ``_max_s``): Predict click -> the fused
+  probabilities of *that* study drawn, over ``--predictions`` warm predictions of different
+  real IU studies with their reports; ``click_to_idle_*``: click -> the page has finished;
+- ``attribution_s``: "head/method" -> seconds from the Explain click to the drawn result;
+- ``batch_page_studies_per_s``: a zip of ``--batch`` studies (+ a CSV of their reports), Score
+  click -> "Scored and logged N studies";
+- ``page_load_s``: page -> seconds from navigation to the page drawn and idle (warm server);
+- ``external_requests``: every request the browser made to a host other than the app's own.
+
+Needs /usr/bin/chromium (or $CXR_E2E_CHROMIUM) and the playwright package. Exits 2 with
+one line when something it needs is missing.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import io  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+import zipfile  # noqa: E402
+
+from scripts._cli import Parser, fail, run_main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PAGES = {"Predict": "", "Batch review": "batch_review", "Model card": "model_card",
+         "Training monitor": "training_monitor"}
+ATTRIBUTIONS = (("fusion", "gradcam"), ("fusion", "ig"), ("image", "gradcam"), ("image", "ig"), ("text", "ig"))
+TIMEOUT_MS = 120_000
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default=str(ROOT / "weights"))
+    p.add_argument("--data", default=os.environ.get("IU_XRAY_DIR", str(ROOT.parent / "shared" / "iu-xray")))
+    p.add_argument("--json", required=True, dest="json_out")
+    p.add_argument("--predictions", type=int, default=20, help="warm predictions timed")
+    p.add_argument("--batch", type=int, default=50, help="studies in the batch zip")
+    p.add_argument("--shots", default=None, help="folder for a screenshot of each step (optional)")
+    return p.parse_args(argv)
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def studies(data: Path, n: int) -> list[tuple[Path, str]]:
+    """n real studies: (frontal PNG, FINDINGS + IMPRESSION), in a fixed order."""
+    from core.data import parse_report
+    png = data / "NLMCXR_png"
+    out = []
+    for xml in sorted((data / "NLMCXR_reports" / "ecgen-radiology").glob("*.xml"), key=lambda p: (len(p.stem), p.stem)):
+        report = parse_report(xml)
+        images = [png / f"{i}.png" for i in report.image_ids if (png / f"{i}.png").is_file()]
+        text = report.text("report")
+        if images and text:
+            out.append((images[0], text))
+        if len(out) == n:
+            return out
+    fail(f"only {len(out)} studies with an image and a report in {data}; need {n}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+class Bench:
+    def __init__(self, page, url: str, shots: Path | None):
+        self.page, self.url, self.shots = page, url, shots
+
+    def shot(self, name: str) -> None:
+        if self.shots:
+            self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+    def idle(self, timeout: int = TIMEOUT_MS) -> None:
+        """No script run in progress: Streamlit's status widget ('Running…') has gone."""
+        self.page.wait_for_timeout(100)
+        self.page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')",
+                                    timeout=timeout, polling=25)
+
+    def goto(self, path: str) -> float:
+        t = time.perf_counter()
+        self.page.goto(f"{self.url}/{path}", timeout=TIMEOUT_MS)
+        self.page.wait_for_selector("h1", timeout=TIMEOUT_MS)
+        self.idle()
+        return time.perf_counter() - t
+
+    def predict(self, image: Path, text: str) -> tuple[float, float]:
+        """Upload, report mode, text, Predict. Returns (click -> probabilities, click -> idle)."""
+        page = self.page
+        before = page.locator("[data-testid=stCaptionContainer]", has_text="logged as #").all_text_contents()
+        page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(image))
+        self.idle()
+        page.get_by_test_id("stRadio").get_by_text("Report — report QA").click()
+        self.idle()
+        box = page.get_by_test_id("stTextArea").locator("textarea")
+        box.fill(text)
+        box.press("Tab")
+        self.idle()
+        t = time.perf_counter()
+        page.get_by_role("button", name="Predict", exact=True).click()
+        # the new result: a "logged as #n" caption unlike the previous one, then its fused chart's five labels
+        page.wait_for_function(
+            """(before) => {
+                 const caps = [...document.querySelectorAll('[data-testid=stCaptionContainer]')]
+                   .map(e => e.innerText).filter(t => t.includes('logged as #'));
+                 if (!caps.length || caps[0] === before) return false;
+                 const chart = [...document.querySelectorAll('[data-testid=stPlotlyChart]')]
+                   .find(c => !c.closest('[data-stale=true]'));
+                 return chart && chart.querySelectorAll('text.bartext').length === 5;
+               }""", arg=before[0] if before else "", timeout=TIMEOUT_MS, polling=10)
+        shown = time.perf_counter() - t
+        self.idle()
+        return shown, time.perf_counter() - t
+
+    def attribution(self, head: str, method: str) -> float:
+        page = self.page
+        radios = page.get_by_test_id("stRadio")
+        radios.filter(has_text="Head").get_by_text(head, exact=True).click()
+        self.idle()
+        method_radio = radios.filter(has_text="Method")
+        if method_radio.count():
+            method_radio.locator("label").filter(has_text={"gradcam": "Grad-CAM", "ig": "Integrated"}[method]).click()
+            self.idle()
+        t = time.perf_counter()
+        page.get_by_role("button", name="Explain", exact=True).click()
+        done = page.get_by_text("Computed in").or_(page.get_by_test_id("stException"))
+        done.first.wait_for(timeout=TIMEOUT_MS)
+        took = time.perf_counter() - t
+        if page.get_by_test_id("stException").count():
+            return None  # the app showed a traceback
+        self.idle()
+        return took
+
+    def batch(self, items: list[tuple[Path, str]]) -> float:
+        buf, csv_rows = io.BytesIO(), ["file,text,mode"]
+        with zipfile.ZipFile(buf, "w") as zf:
+            for image, text in items:
+                zf.write(image, image.name)
+                csv_rows.append(f'{image.name},"{text.replace(chr(34), chr(39))}",report')
+        page = self.page
+        page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+            files=[{"name": "studies.zip", "mimeType": "application/zip", "buffer": buf.getvalue()}])
+        self.idle()
+        page.get_by_test_id("stFileUploaderDropzoneInput").nth(1).set_input_files(
+            files=[{"name": "reports.csv", "mimeType": "text/csv", "buffer": "\n".join(csv_rows).encode()}])
+        self.idle()
+        t = time.perf_counter()
+        page.get_by_role("button", name="Score", exact=True).click()
+        page.get_by_text(f"Scored and logged {len(items)} studies").wait_for(timeout=300_000)
+        took = time.perf_counter() - t
+        self.idle()
+        return took
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args) -> dict:
+    if not CHROMIUM.is_file():
+        fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CXR_E2E_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        fail("the playwright package is not installed (pip install playwright)")
+    weights, data = Path(args.weights), Path(args.data)
+    if not (weights / "model.safetensors").is_file():
+        fail(f"no model in {weights}")
+    pool = studies(data, max(args.predictions + 1, args.batch))
+    shots = Path(args.shots) if args.shots else None
+    if shots:
+        shots.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ui_"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CXR_WEIGHTS": str(weights.resolve()), "CXR_DB_PATH": str(tmp / "predictions.db"),
+           "CXR_RUNLOG": str(tmp / "runs.db"), "CXR_SHARE_STATUS": str(tmp / "share.json")}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    out: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                             "load_avg_start": os.getloadavg()[0]}}
+    external: list[str] = []
+    log = (tmp / "server.log").open("wb")
+    t_start = time.perf_counter()
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while not healthy(url):
+            if server.poll() is not None:
+                fail(f"the server exited with code {server.returncode}; see {tmp / 'server.log'}")
+            if time.perf_counter() - t_start > 120:
+                fail("the server did not answer within 120 s")
+            time.sleep(0.1)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("request", lambda r: external.append(r.url)
+                    if not r.url.startswith((url, "data:", "blob:", "about:")) else None)
+            b = Bench(page, url, shots)
+            b.goto("")
+            first = b.predict(*pool[0])
+            out["first_prediction_s"] = round(time.perf_counter() - t_start, 3)
+            out["first_click_to_probabilities_s"] = round(first[0], 3)
+            note(f"first prediction {out['first_prediction_s']} s")
+            b.shot("predict_first")
+            shown, idle = [], []
+            for image, text in pool[1:args.predictions + 1]:
+                s, i = b.predict(image, text)
+                shown.append(s)
+                idle.append(i)
+                note(f"prediction {len(shown)}: {s:.2f} s to probabilities, {i:.2f} s to idle")
+            b.shot("predict_last")
+            out.update({"click_to_probabilities_p50_s": round(statistics.median(shown), 3),
+                        "click_to_probabilities_p95_s": round(pct(shown, 95), 3),
+                        "click_to_probabilities_max_s": round(max(shown), 3),
+                        "click_to_idle_p50_s": round(statistics.median(idle), 3),
+                        "click_to_idle_p95_s": round(pct(idle, 95), 3),
+                        "click_to_idle_max_s": round(max(idle), 3),
+                        "predictions": len(shown)})
+            attributions = {}
+            for head, method in ATTRIBUTIONS:
+                took = b.attribution(head, method)
+                attributions[f"{head}/{method}"] = None if took is None else round(took, 3)
+                b.shot(f"attribution_{head}_{method}")
+                note(f"attribution {head}/{method}: {took}")
+            out["attribution_s"] = attributions
+            b.goto(PAGES["Batch review"])
+            try:
+                took = b.batch(pool[:args.batch])
+            except Exception:
+                b.shot("batch_failed")
+                raise
+            note(f"batch: {args.batch} studies in {took:.1f} s")
+            out["batch_studies"] = args.batch
+            out["batch_seconds"] = round(took, 3)
+            out["batch_page_studies_per_s"] = round(args.batch / took, 2)
+            b.shot("batch")
+            loads = {}
+            for name, path in PAGES.items():
+                b.goto(path)  # warm the page's imports once
+                loads[name] = round(statistics.median(b.goto(path) for _ in range(3)), 3)
+                b.shot(f"page_{path or 'predict'}")
+            out["page_load_s"] = loads
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    out["external_requests"] = sorted(set(external))
+    out["machine"]["load_avg_end"] = os.getloadavg()[0]
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
