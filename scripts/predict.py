@@ -2,6 +2,13 @@
 
     python scripts/predict.py --weights weights --image cxr.png --text "Heart is enlarged." --text-mode report --json
     python scripts/predict.py --weights weights --batch studies.csv --out predictions.csv
+    torchrun --nproc_per_node 4 scripts/predict.py --weights weights --batch studies.csv --out predictions.csv
+
+``--batch`` with ``--out`` (and no ``--json``) is sharded and resumable (core.sharded): each
+process predicts its share of the rows into ``OUT.parts/``, rank 0 merges them into OUT in
+input order; after a kill, the same command (on any number of processes) skips the rows
+already done. Files are checked to exist up front; an undecodable image stops the run with
+one line (exit 2) and keeps the parts for a rerun once it is fixed.
 
 A batch CSV has a column ``image`` (path, relative to the CSV's folder or absolute) and
 optional ``text`` and ``text_mode``. ``--json`` prints one object per study: fusion, image,
@@ -90,6 +97,8 @@ def main(argv=None) -> int:
         rows = list(csv.DictReader(fh))
     if not rows or "image" not in rows[0]:
         fail(f"{batch.name} needs a header with an 'image' column")
+    if args.out and not args.json:
+        return predict_sharded(args, batch, rows)
     studies = []
     for row in rows:  # validate everything before predicting anything
         mode = (row.get("text_mode") or args.text_mode).strip()
@@ -114,6 +123,60 @@ def main(argv=None) -> int:
     if args.json or not args.out:
         for (name, *_), p in zip(studies, results):
             print(json.dumps(dict(result_json(p), image=name)))
+    return 0
+
+
+def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
+    """This process's share of the rows into OUT.parts/, then (rank 0) the merge into OUT."""
+    import os
+    from core.labels import FINDINGS, TEXT_MODES
+    from core.sharded import PartsError, PartWriter, batch_fingerprint, done_rows, merge, my_blocks, open_parts
+    for i, row in enumerate(rows):  # cheap checks of every row before any work
+        mode = (row.get("text_mode") or args.text_mode).strip()
+        if mode not in TEXT_MODES:
+            fail(f"{batch.name}: unknown text_mode {mode!r} for {row['image']}")
+        path = Path(row["image"] or "")
+        if not (path if path.is_absolute() else batch.parent / path).is_file():
+            fail(f"{batch.name} line {i + 2}: image {row['image']!r} not found")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        import torch.distributed as dist
+        dist.init_process_group("gloo")  # only for the barrier before the merge
+    predictor = load_predictor(args.weights)
+    out = Path(args.out)
+    try:
+        parts = open_parts(out, batch_fingerprint(batch, predictor.version))
+    except PartsError as exc:
+        fail(str(exc))
+    todo = my_blocks(len(rows), set(done_rows(parts)), rank, world)
+    if world > 1:
+        dist.barrier()  # every rank has read what is done before any rank writes more
+    writer = PartWriter(parts, rank)
+    for chunk in todo:
+        images, texts, modes = [], [], []
+        for r in chunk:
+            path = Path(rows[r]["image"])
+            images.append(read_image(path if path.is_absolute() else batch.parent / path))
+            texts.append(clean_text(rows[r].get("text") or ""))
+            modes.append((rows[r].get("text_mode") or args.text_mode).strip())
+        preds = predictor.predict_batch([im.gray for im in images], texts, modes,
+                                        colorfulness=[im.colorfulness for im in images])
+        writer.write([(r, [rows[r]["image"], *[f"{p.fusion[f]:.6f}" for f in FINDINGS], ";".join(p.discordant),
+                           int(p.out_of_distribution)]) for r, p in zip(chunk, preds)])
+    writer.close()
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        try:
+            n = merge(out, ["image", *FINDINGS, "discordant", "out_of_distribution"], len(rows))
+        except PartsError as exc:
+            fail(str(exc))
+        print(f"wrote {out}: {n} studies ({sum(map(len, todo))} predicted by rank 0 in this run, "
+              f"{world} process(es))")
+    if world > 1:
+        dist.barrier()  # the others exit after the merge
+        dist.destroy_process_group()
     return 0
 
 
