@@ -137,7 +137,7 @@ class Bench:
                  if (!caps.length || caps[0] === before) return false;
                  const chart = [...document.querySelectorAll('[data-testid=stPlotlyChart]')]
                    .find(c => !c.closest('[data-stale=true]'));
-                 return chart && chart.querySelectorAll('text.bartext').length === 5;
+                 return chart && chart.querySelectorAll('g.textpoint text').length === 5;
                }""", arg=before[0] if before else "", timeout=TIMEOUT_MS, polling=10)
         shown = time.perf_counter() - t
         self.idle()
