@@ -88,3 +88,30 @@ def evidence_for(metadata: dict, mode: str, head: str, findings) -> dict[str, di
 def image_reliable(metadata: dict, findings) -> dict[str, bool]:
     block = (metadata.get("evidence") or {}).get("image_reliable", {})
     return {f: bool(block.get(f, False)) for f in findings}
+
+
+def card_rows(metadata: dict, eval_dir: Path, mode: str, head: str, findings) -> list[dict]:
+    """One row per finding for the model card: held-out AUC [CI] and positives, the
+    cross-validation estimate of the recipe, reliability from the image, and sensitivity /
+    specificity at the shipped threshold (from ``eval_dir``'s test file)."""
+    ev = evidence_for(metadata, mode, head, findings)
+    reliable = image_reliable(metadata, findings)
+    path = Path(eval_dir) / f"{eval_name('test', mode, head)}.json"
+    res = json.loads(path.read_text()) if path.is_file() else {}
+    rows = []
+    for f in findings:
+        e = ev[f]
+        cv = e.get("cv")
+        sens, spec = res.get("sensitivity", {}).get(f), res.get("specificity", {}).get(f)
+        rows.append({
+            "finding": f,
+            "held-out AUC [95% CI]": (f"{e['auc']:.3f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]"
+                                      if e["auc"] is not None and e["ci"] else "—"),
+            "positives": e["positives"],
+            "cross-validation AUC (mean ± sd)": (f"{cv['fold_mean']:.3f} ± {cv['fold_sd']:.3f} ({cv['folds']} folds, "
+                                                 f"{cv['positives']} pos.)" if cv else "—"),
+            "threshold": metadata.get("thresholds", {}).get(mode, {}).get(head, {}).get(f),
+            "sensitivity": sens, "specificity": spec,
+            "from the image": "reliable" if reliable[f] else "NOT reliable",
+        })
+    return rows

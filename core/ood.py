@@ -123,11 +123,13 @@ def fit_ood(images: list[np.ndarray], *, laterals: list[np.ndarray] | None = Non
 
 
 def view_features(gray: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Standardised 32×32 thumbnail, log aspect ratio (crops change it) and the anomaly
-    stage's standardised features ``u`` (reconstruction, PCA distance, edges, symmetry)."""
+    """Standardised 32×32 thumbnail, log aspect ratio and its square (a half film is twice as
+    wide or as tall as a whole one, either way) and the anomaly stage's standardised
+    features ``u`` (reconstruction, PCA distance, edges, symmetry)."""
     z = _image_features(gray)[0]
     h, w = np.asarray(gray).shape
-    return np.concatenate([z, [np.log(h / w) * 4.0], u])
+    a = np.log(h / w)
+    return np.concatenate([z, [a * 4.0, a * a * 16.0], u])
 
 
 def partial_views(gray: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:

@@ -65,8 +65,12 @@ def read_image(path: Path):
 
 def result_json(pred) -> dict:
     d = pred.to_json()
-    return {k: d[k] for k in ("fusion", "image", "text", "thresholds", "discordant", "out_of_distribution",
-                              "ood_score", "text_mode", "model")}
+    out = {k: d[k] for k in ("fusion", "image", "text", "thresholds", "discordant", "discordance",
+                             "discordance_score", "out_of_distribution", "ood_score", "ood_reason", "text_mode",
+                             "model", "image_reliable")}
+    # held-out evidence behind each fused probability (core.evidence): auc, ci, positives, reliable
+    out["evidence"] = {f: {k: e[k] for k in ("auc", "ci", "positives", "reliable")} for f, e in d["evidence"].items()}
+    return out
 
 
 def main(argv=None) -> int:
@@ -87,8 +91,12 @@ def main(argv=None) -> int:
                       "the probabilities below are not meaningful")
             for f in FINDINGS:
                 flag = "  DISCORDANT" if f in pred.discordant else ""
+                e = pred.evidence[f]
+                held = (f"held-out AUC {e['auc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], {e['positives']} pos."
+                        if e["auc"] is not None else "no held-out evidence")
+                weak = "" if pred.image_reliable.get(f) else "  (not reliable from the image)"
                 print(f"{f:14s} fused {pred.fusion[f]:.3f} (threshold {pred.thresholds[f]:.3f})  "
-                      f"image {pred.image[f]:.3f}  text {pred.text[f]:.3f}{flag}")
+                      f"image {pred.image[f]:.3f}  text {pred.text[f]:.3f}  {held}{weak}{flag}")
         return 0
     batch = Path(args.batch)
     if not batch.is_file():

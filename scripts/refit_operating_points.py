@@ -30,6 +30,7 @@ def parse_args(argv=None):
     p.add_argument("--data", required=True)
     p.add_argument("--cv", help="summary.json written by scripts/cv.py (evidence from cross-validation too)")
     p.add_argument("--keep-guard", action="store_true", help="do not refit the out-of-distribution guard")
+    p.add_argument("--guard-only", action="store_true", help="refit only the out-of-distribution guard")
     return p.parse_args(argv)
 
 
@@ -52,15 +53,21 @@ def main(argv=None) -> int:
             fail(f"cannot read the cross-validation summary {args.cv}: {exc}")
     reports = load_reports(Path(args.data), use_automatic="automatic" in metadata.get("label_source", ""))
     t0 = time.time()
-    meta = refit(model, tokenizer, metadata, reports, Path(args.data), weights / "eval", cv_summary=cv)
+    meta = dict(metadata) if args.guard_only else refit(model, tokenizer, metadata, reports, Path(args.data),
+                                                        weights / "eval", cv_summary=cv)
     if not args.keep_guard:
         ood = fit_guard(Path(args.data), reports, meta["split"]["train"])
     base = metadata.get("version", "unknown").split("+")[0]
     meta["version"] = f"{base}+refit{time.strftime('%Y%m%d')}"
-    meta["refit"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "script": "scripts/refit_operating_points.py",
-                     "what": "thresholds, evidence, report-QA operating points" + ("" if args.keep_guard else ", guard")}
+    meta.pop("refit", None)
+    meta["refits"] = [*metadata.get("refits", []), {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "script": "scripts/refit_operating_points.py",
+                     "what": "guard" if args.guard_only else
+                     "thresholds, evidence, report-QA operating points" + ("" if args.keep_guard else ", guard")}]
     save_weights(model, meta, weights, ood=ood)
     rescore_thresholds(weights / "eval", meta)
+    if args.guard_only:
+        print(f"refit the guard of {weights} in {time.time() - t0:.0f}s")
+        return 0
     ev = meta["evidence"]["image_reliable"]
     print(f"refit {weights} in {time.time() - t0:.0f}s; reliable from the image: "
           f"{', '.join(f for f, ok in ev.items() if ok) or 'none'}; not: {', '.join(f for f, ok in ev.items() if not ok)}")
