@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from core.labels import FINDINGS
-from core.store import PredictionStore
+from core.store import PredictionStore, hashed_name
 from tests.test_reliability_inputs import (app_errors, app_predict, chest_like, db_healthy, new_app,  # noqa: F401
                                            one_torch_thread, pil_bytes)
 
@@ -313,6 +313,8 @@ def test_predict_page_keeps_working_when_the_log_is_read_only_or_full(app_env, t
     app_predict(at, "third.png", _png(3), "Heart size normal. " * 3000)
     _not_logged(at, "full")
 
+    at.session_state["batch_tab"] = "History and review"  # tabs are lazy
+
     at.switch_page("pages/batch_review.py").run()  # history still reads while writes fail
     assert not at.exception and not app_errors(at)
     assert any("1 entries match" in c.value for c in at.caption)
@@ -322,7 +324,7 @@ def test_predict_page_keeps_working_when_the_log_is_read_only_or_full(app_env, t
     app_predict(at, "fourth.png", _png(4), "Lungs are clear.")
     assert not at.exception and not app_errors(at)
     rows = PredictionStore(db).list_predictions(limit=None)
-    assert [r["image_name"] for r in rows] == ["fourth.png", "first.png"]  # nothing lost, no half rows
+    assert [r["image_name"] for r in rows] == [hashed_name("fourth.png", _png(4)), hashed_name("first.png", _png(1))]  # nothing lost, no half rows
     assert PredictionStore(db).get(first["id"]) == first
     assert db_healthy(db)
 
@@ -334,6 +336,7 @@ def test_unusable_log_path_is_one_line_and_the_app_recovers(app_env, tiny_weight
     at = new_app(app_env, tiny_weights, monkeypatch)
     app_predict(at, "a.png", _png(5), "Cough.")
     _not_logged(at, "folder")
+    at.session_state["batch_tab"] = "History and review"  # tabs are lazy
     at.switch_page("pages/batch_review.py").run()
     assert not at.exception
     errors = app_errors(at)
@@ -381,7 +384,7 @@ def test_real_full_disk_through_the_page(app_env, tiny_weights, monkeypatch, tmp
         app_predict(at, "third.png", _png(9), "Lungs are clear.")
         assert not at.exception and not app_errors(at)
         store = PredictionStore(db)
-        assert [r["image_name"] for r in store.list_predictions(limit=None)] == ["third.png", "first.png"]
+        assert [r["image_name"] for r in store.list_predictions(limit=None)] == [hashed_name("third.png", _png(9)), hashed_name("first.png", _png(7))]
         assert store.get(first["id"]) == first and db_healthy(db)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

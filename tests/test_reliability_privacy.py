@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from core import share
-from core.store import PredictionStore
+from core.store import PredictionStore, hashed_name
 from tests.test_reliability_inputs import (SECRETS, app_errors, app_predict, assert_one_line_error,  # noqa: F401
                                            chest_like, db_file_bytes, db_healthy, fast_load, make_dicom, new_app,
                                            one_torch_thread, pil_bytes, run_cli)
@@ -245,6 +245,7 @@ def test_dicom_identifiers_never_reach_the_log_file_or_the_logs(app_env, tiny_we
         app_predict(at, "study.dcm", dicom, "Cough and fever.", mime="application/dicom")
         assert not at.exception and not app_errors(at)
         pid = at.session_state["predict_result"]["pid"]
+        at.session_state["batch_tab"] = "History and review"  # tabs are lazy
         at.switch_page("pages/batch_review.py").run()  # the entry as a reviewer sees it
         assert not at.exception and at.selectbox(key="hist_open").value == pid
         fd_out, fd_err = capfd.readouterr()  # what the app printed
@@ -259,7 +260,7 @@ def test_dicom_identifiers_never_reach_the_log_file_or_the_logs(app_env, tiny_we
     db = Path(app_env["CXR_DB_PATH"])
     raw = db_file_bytes(db)
     row = PredictionStore(db).get(pid)
-    assert row["image_name"] == "study.dcm" and row["image_png"]
+    assert row["image_name"] == hashed_name("study.dcm", dicom) and row["image_png"]
     shown = page_text(at)
     for secret in SECRETS:
         for encoding in ("utf-8", "utf-16-le"):
@@ -289,6 +290,8 @@ def test_delete_in_the_app_removes_image_and_text_from_the_file(app_env, tiny_we
     probes = [png[k: k + 20] for k in range(64, len(png) - 20, max(1, (len(png) - 84) // 12))]
     raw = db_file_bytes(db)
     assert marker.encode() in raw and sum(p in raw for p in probes) >= len(probes) // 2  # visible before
+
+    at.session_state["batch_tab"] = "History and review"  # tabs are lazy
 
     at.switch_page("pages/batch_review.py").run()
     assert at.selectbox(key="hist_open").value == pid  # newest first
