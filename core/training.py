@@ -39,7 +39,8 @@ from core.dataset import ImageBank, Samples, augment, aux_matrix, label_matrix, 
 from core.ema import WeightAverage
 from core.inference import image_features, report_logits, report_probabilities, text_features
 from core.labels import FINDINGS, TEXT_MODES
-from core.metrics import fit_temperature, macro_auc, safe_auc, youden_threshold
+from core.metrics import fit_temperature, macro_auc, safe_auc
+from core.operating import operating_threshold
 from core.model import OFFLINE_TEXT_BACKBONE, ModelConfig, build_model, image_weights_info
 from core.runlog import RunLog
 
@@ -633,12 +634,13 @@ class Trainer:
             self.model.late_weights[mi, k] = torch.tensor(best)
 
     def calibrate(self) -> dict:
-        """Late-fusion weights, temperatures per head/mode/finding and Youden thresholds,
-        all on validation."""
+        """Late-fusion weights, temperatures per head/mode/finding and thresholds (Youden's J
+        shrunk toward the training prevalence, core.operating), all on validation."""
         s = self.samples["val"]
         feats = self.img_cache[s.image_rows]
         rows = sorted(set(s.report_idx))
         Y = self.labels[rows].numpy()
+        prevalence = self.labels[sorted(set(self.samples["train"].report_idx))].numpy().mean(axis=0)
         thresholds = {}
         temp = torch.ones_like(self.model.temperature)
         self.model.late_weights.zero_()
@@ -656,7 +658,8 @@ class Trainer:
                 for k in range(len(FINDINGS)):
                     temp[hi, mi, k] = fit_temperature(Y[:, k], L[:, k])
                 P = 1 / (1 + np.exp(-L / temp[hi, mi].numpy()))
-                thresholds[mode][head] = {f: youden_threshold(Y[:, k], P[:, k]) for k, f in enumerate(FINDINGS)}
+                thresholds[mode][head] = {f: operating_threshold(Y[:, k], P[:, k], prevalence[k])
+                                          for k, f in enumerate(FINDINGS)}
         self.model.temperature.copy_(temp)
         return thresholds
 
