@@ -21,10 +21,11 @@ def prevalence(reports, split: dict) -> np.ndarray:
     return np.array([r.labels for r in train], dtype=float).mean(axis=0)
 
 
-def val_probabilities(model, tokenizer, metadata: dict, reports, data_dir: Path) -> tuple[dict, np.ndarray]:
-    """({mode: {head: reports x findings}}, labels) on the validation split."""
+def val_probabilities(model, tokenizer, metadata: dict, reports, data_dir: Path, **images) -> tuple[dict, np.ndarray]:
+    """({mode: {head: reports x findings}}, labels) on the validation split. ``images``:
+    ``bank=`` / ``paths=`` as core.evaluation.predict_reports takes them."""
     val = select_reports(reports, "val", metadata["split"])
-    probs = {m: predict_reports(model, tokenizer, metadata, val, Path(data_dir), m) for m in TEXT_MODES}
+    probs = {m: predict_reports(model, tokenizer, metadata, val, Path(data_dir), m, **images) for m in TEXT_MODES}
     return probs, np.array([r.labels for r in val], dtype=float)
 
 
@@ -51,10 +52,11 @@ def report_qa(metadata: dict, probs: dict, Y: np.ndarray, *, budget: float = QA_
 
 
 def refit(model, tokenizer, metadata: dict, reports, data_dir: Path, eval_dir: Path, *,
-          cv_summary: dict | None = None, refit_thresholds: bool = True) -> dict:
-    """A copy of ``metadata`` with thresholds (shrunk rule), evidence and report-QA points."""
+          cv_summary: dict | None = None, refit_thresholds: bool = True, **images) -> dict:
+    """A copy of ``metadata`` with thresholds (shrunk rule; training already fits them so),
+    evidence from ``eval_dir`` and report-QA operating points."""
     meta = dict(metadata)
-    probs, Y = val_probabilities(model, tokenizer, meta, reports, data_dir)
+    probs, Y = val_probabilities(model, tokenizer, meta, reports, data_dir, **images)
     if refit_thresholds:
         meta["thresholds"] = thresholds(probs, Y, prevalence(reports, meta["split"]))
         meta["threshold_rule"] = ("Youden's J on validation shrunk toward the training prevalence in logit space, "
@@ -109,20 +111,23 @@ def _gray(path: Path) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
+def lateral_films(data_dir: Path, uids) -> list[np.ndarray]:
+    """Lateral films of these reports, where an Open-I folder has them (``lateral_manifest.csv``
+    + ``lateral/``, as in ../shared/iu-xray); [] otherwise."""
+    import csv
+    manifest = Path(data_dir) / "lateral_manifest.csv"
+    if not manifest.is_file():
+        return []
+    keep = set(uids)
+    with manifest.open(newline="") as fh:
+        paths = [Path(data_dir) / "lateral" / f"{row['image_id']}.jpg" for row in csv.DictReader(fh) if row["uid"] in keep]
+    return [_gray(p) for p in paths if p.is_file()]
+
+
 def fit_guard(data_dir: Path, reports, train_uids: list[str]) -> dict:
     """The out-of-distribution guard (core.ood) on the training split's frontal films and,
-    where the folder has them (``lateral_manifest.csv``), its lateral films."""
-    import csv
-
+    where the folder has them, its lateral films (the view stage)."""
     from core.ood import fit_ood
-    data_dir = Path(data_dir)
     keep = set(train_uids)
-    frontals = [_gray(data_dir / "NLMCXR_png" / f"{i}.png") for r in reports if r.uid in keep for i in r.image_ids]
-    laterals = []
-    manifest = data_dir / "lateral_manifest.csv"
-    if manifest.is_file():
-        with manifest.open(newline="") as fh:
-            rows = [row for row in csv.DictReader(fh) if row["uid"] in keep]
-        laterals = [_gray(data_dir / "lateral" / f"{row['image_id']}.jpg") for row in rows
-                    if (data_dir / "lateral" / f"{row['image_id']}.jpg").is_file()]
-    return fit_ood(frontals, laterals=laterals or None)
+    frontals = [_gray(Path(data_dir) / "NLMCXR_png" / f"{i}.png") for r in reports if r.uid in keep for i in r.image_ids]
+    return fit_ood(frontals, laterals=lateral_films(data_dir, keep) or None)

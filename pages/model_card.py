@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows, image_reliable
 from core.labels import FINDINGS
 from ui import evaluation, notices, router
 from ui.charts import reliability_figure, roc_figure
@@ -40,10 +41,57 @@ st.markdown(
     "- Estimates the probability of five findings — " + ", ".join(FINDINGS) + " — on a frontal chest "
     "X-ray, alone or with text.\n"
     "- **Before the read**: image + the clinical indication (why the study was ordered).\n"
-    "- **Report QA**: image + the finished report; the signal is the *discordance* between the image "
-    "head and the text head, which points a reviewer at reports worth a second look.\n"
+    "- **Report QA**: image + the finished report; a study is flagged *discordant* when the image head "
+    "disagrees strongly with what the report says, only for findings the image supports, ranked by how "
+    "strongly (report mode only).\n"
     "- Not for: lateral views, children, other body parts, other modalities, or any population unlike "
     "a single US institution's outpatient chest films.")
+
+if meta is not None:
+    st.header("What the image can and cannot support")
+    reliable = image_reliable(meta, FINDINGS)
+    weak = [f for f, ok in reliable.items() if not ok]
+    ev = meta.get("evidence") or {}
+    if not ev:
+        st.warning("These weights carry no held-out evidence: treat every finding as unvalidated.")
+    else:
+        st.markdown(
+            f"A finding is **reliable from the image** only if its image-only AUC on held-out studies has a 95% CI "
+            f"lower bound of at least {MIN_CI_LOWER:.2f} on at least {MIN_POSITIVES} positives"
+            + (" (the test split, and the cross-validation of the recipe)" if ev.get("cv") else " (the test split)")
+            + ". " + (f"**Not reliable from the image: {', '.join(weak)}.** Their probabilities are marked in the "
+                      "app and the CLI and they are never flagged as discordant." if weak else ""))
+        for mode, head, title in (("none", "image", "Image only"), ("indication", "fusion", "Image + indication")):
+            st.subheader(title)
+            rows = pd.DataFrame(card_rows(meta, eval_dir, mode, head, FINDINGS))
+            st.dataframe(rows, hide_index=True, column_config={
+                "threshold": st.column_config.NumberColumn(format="%.3f"),
+                "sensitivity": st.column_config.NumberColumn(format="%.2f"),
+                "specificity": st.column_config.NumberColumn(format="%.2f")})
+        st.caption("Held-out = the test split of the shipped model (no training, threshold or calibration choice "
+                   "saw it). A test AUC on 5–6 positives is not evidence: its CI spans most of the scale. "
+                   "Thresholds: " + meta.get("threshold_rule", "Youden's J on validation") + ".")
+    qa = meta.get("discordance") or {}
+    qa_file = eval_dir / "report_qa_test.json"
+    if qa:
+        st.subheader("Report QA: how often it flags, what it catches")
+        text = (f"Operating points chosen on validation with a false-flag budget of {qa.get('budget', 0):.0%} of "
+                f"unedited reports (validation: {qa.get('val_flag_rate', 0):.1%}); findings: "
+                f"{', '.join(qa.get('supported', [])) or 'none'}.")
+        if qa_file.is_file():
+            q = json.loads(qa_file.read_text())
+            u = q["unedited_any"]
+            text += (f" On the {q['n_studies']} test studies: **{u['rate']:.1%}** of unedited reports flagged "
+                     f"[{u['ci'][0]:.1%}, {u['ci'][1]:.1%}].")
+            st.markdown(text)
+            st.dataframe(pd.DataFrame([
+                {"finding": f, **{f"{e} caught": (f"{c['rate']:.0%} ({c['flagged']}/{c['n']})" if c["n"] else "—")
+                                  for e, c in q["edits"][f].items()}}
+                for f in FINDINGS]), hide_index=True)
+            st.caption("deny: every sentence about the finding replaced by a normal statement; delete: removed; "
+                       "add: a false positive statement added to a negative report (scripts/report_qa.py).")
+        else:
+            st.markdown(text)
 
 st.header("Data")
 data = (meta or {}).get("data", {})
@@ -133,7 +181,7 @@ st.markdown(
     "- **Few positives for Pneumonia and Consolidation** → very wide confidence intervals (or none at all); "
     "treat those findings as unvalidated.\n"
     "- **Resized copy**: trained on downscaled PNG exports, not original DICOM; fine detail is lost.\n"
-    "- **Frontal views only**; lateral views are out of scope.\n"
+    "- **Frontal views only**: the guard flags laterals and cut-off films and says what to upload.\n"
     "- **Single institution** (Indiana University): no evidence it transfers to other scanners or populations.\n"
     "- Labels come from report coding, not from image review: label noise is built in.")
 if meta is not None:

@@ -107,7 +107,11 @@ def fit_ood(trainer, limit: int = 5000):
     if len(rows) > limit:
         rows = sorted(random.Random(trainer.cfg.seed).sample(rows, limit))
     paths = trainer.collection.image_paths
-    return fit([load_png_gray(paths[trainer.bank.ids[r]]) for r in rows])
+    laterals = []
+    if trainer.cfg.dataset == "openi":  # the view stage learns laterals where the folder has them
+        from core.posthoc import lateral_films
+        laterals = lateral_films(Path(trainer.cfg.data), trainer.split["train"])
+    return fit([load_png_gray(paths[trainer.bank.ids[r]]) for r in rows], laterals=laterals or None)
 
 
 def external_validation(trainer, metadata: dict, out: Path, dataset: str, data: Path) -> dict:
@@ -199,7 +203,11 @@ def main(argv=None) -> int:
     ood = fit_ood(trainer) if cfg.fit_ood else None
     out = Path(cfg.out)
     if not args.no_eval:
+        from core.posthoc import refit
         metadata["test_summary"] = evaluate_all(trainer, metadata, out)
+        # held-out evidence per finding and report-QA operating points (core.evidence, core.operating)
+        metadata = refit(trainer.model, trainer.tokenizer, metadata, trainer.reports, Path(cfg.data), out / "eval",
+                         refit_thresholds=False, bank=trainer.bank)
     if args.external_data:
         metadata["external_validation"] = [external_validation(trainer, metadata, out, args.external_dataset,
                                                                Path(args.external_data))]
