@@ -56,8 +56,8 @@ with right:
     st.markdown("**Two honest uses**  \n"
                 "• *Before the read*: image + the clinical indication. The indication rarely names the "
                 "finding, so this is genuine decision support.  \n"
-                "• *Report QA*: image + the finished report. Look for **discordance** — the image head "
-                "and the text head disagreeing.")
+                "• *Report QA*: image + the finished report. A **discordance** flag means the image "
+                "disagrees strongly with what the report says (only for findings the image supports).")
     keep_name = st.checkbox("Keep the original file name in the log", key="keep_names",
                             help="Off (default): the log, the history and the export name the file "
                                  "'upload-<hash>'. PACS exports often name files after patients.")
@@ -148,6 +148,7 @@ if result:
                                   discordant=pred.discordant, key="predict",
                                   evidence=getattr(pred, "evidence", None),
                                   image_reliable=getattr(pred, "image_reliable", None),
+                                  image_evidence=(getattr(pred, "head_evidence", None) or {}).get("image"),
                                   greyed=pred.out_of_distribution)
 
     st.subheader("Why? (attributions on demand)")

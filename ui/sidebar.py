@@ -38,6 +38,12 @@ def model_status() -> dict | None:
     if lines:
         st.markdown("Test macro AUC (95% CI)  \n" + "  \n".join(lines))
         st.caption("Report-mode numbers are inflated: the labels were coded from the report text.")
+    reliable = (meta.get("evidence") or {}).get("image_reliable")
+    if reliable:
+        weak = [f for f, ok in reliable.items() if not ok]
+        if weak:
+            st.markdown("**Not reliable from the image:** " + ", ".join(weak))
+            st.caption("Too few held-out positives or a CI reaching chance; see the Model card.")
     return meta
 
 
