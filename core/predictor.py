@@ -97,8 +97,10 @@ class Predictor:
                  fast: bool = True) -> None:
         model.eval()
         # attribution needs gradients through the text encoder: keep it in fp32 for that
-        self.attr_text_encoder = copy.deepcopy(model.text_encoder) if fast else model.text_encoder
-        self.model = optimise_for_inference(model, quantize=True) if fast else model
+        # the text encoder stays fp32 (see core.fast: int8 made a study's result depend on its
+        # batch-mates), so attribution can use it as it is
+        self.model = optimise_for_inference(model, quantize=False) if fast else model
+        self.attr_text_encoder = self.model.text_encoder
         self.tokenizer = tokenizer
         self.metadata = metadata
         pre = metadata["preprocessing"]

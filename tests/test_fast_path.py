@@ -27,7 +27,7 @@ def both(iu_xray_dir):
     return fast, plain, reports, iu_xray_dir
 
 
-@pytest.mark.parametrize("mode", ["report", "none"])
+@pytest.mark.parametrize("mode", ["report", "indication", "none"])
 def test_fast_path_keeps_auc(both, mode):
     from core.evaluation import predict_reports
     from core.metrics import safe_auc
