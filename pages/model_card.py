@@ -101,6 +101,19 @@ st.markdown(
     f"Labels: the reports' MeSH *major* terms (manual coding), mapped to the five findings in `core/labels.py`."
     + (f" Reports used: {data['n_reports']}." if data.get("n_reports") else ""))
 st.caption("Citation: " + data.get("citation", CITATION))
+trained = (meta or {}).get("trained_on") or {}
+external = (meta or {}).get("external_validation") or []
+if meta is not None and (external or trained):
+    seen = ", ".join(meta.get("image_encoder_datasets") or []) or "?"
+    st.markdown(f"**Trained on {trained.get('name', data.get('name', '?'))}** ({trained.get('n_reports', '?')} "
+                f"studies; the image encoder has seen: {seen}).")
+    for ext in external:
+        st.markdown(f"**Validated on {ext.get('title', ext.get('validated_on', '?'))}** (split `{ext.get('split')}`, "
+                    f"{ext.get('n_studies', '?')} studies, never used in training):")
+        st.dataframe(pd.DataFrame([
+            {"text mode / head": key, "macro AUC [95% CI]": evaluation.fmt_ci(r.get("macro_auc"), r.get("macro_auc_ci")),
+             **{f: r.get("auc", {}).get(f) for f in FINDINGS}}
+            for key, r in ext.get("results", {}).items()]), hide_index=True)
 
 if meta is not None:
     st.header("Model")

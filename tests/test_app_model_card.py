@@ -92,3 +92,23 @@ def test_card_leads_with_image_only_and_quotes_one_baseline_number(app_env, tiny
     assert modes.index("none") < modes.index("indication") < modes.index("report")
     page = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     assert "0.99 (0.98–0.99)" in page and "about 0.98" not in page
+
+
+def test_card_says_trained_on_and_validated_on(app_env, tiny_weights, monkeypatch, tmp_path):
+    """Issue 12: a model trained on one dataset and scored on another says so, with the results."""
+    from core.checkpoint import load_weights, save_weights
+    model, _, meta, ood = load_weights(tiny_weights)
+    meta["trained_on"] = {"name": "MIMIC-CXR-JPG", "n_reports": 40, "dataset": "mimic-cxr"}
+    meta["image_encoder_datasets"] = ["mimic-cxr"]
+    meta["external_validation"] = [{
+        "trained_on": "mimic-cxr", "validated_on": "openi", "split": "all", "n_studies": 3119,
+        "title": "Indiana University Chest X-ray Collection (Open-I)",
+        "results": {"none/image": {"macro_auc": 0.61, "macro_auc_ci": [0.58, 0.64], "n_studies": 3119,
+                                   "auc": {f: 0.61 for f in FINDINGS}}}}]
+    save_weights(model, meta, tmp_path / "w", ood=ood)
+    at = _card(app_env, monkeypatch, tmp_path / "w")
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "Trained on MIMIC-CXR-JPG" in text and "Validated on Indiana University" in text
+    frames = [df.value for df in at.dataframe]
+    assert any("macro AUC [95% CI]" in f.columns and f.iloc[0]["text mode / head"] == "none/image" for f in frames)
