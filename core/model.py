@@ -72,6 +72,18 @@ class ImageEncoder(nn.Module):
     forward = forward_features
 
 
+def _read_image_weights_file(spec: str) -> dict:
+    """The state dict in an image-weights file, or BackboneUnavailable in one line."""
+    from core.xrv_weights import read_state
+    path = Path(spec)
+    if not path.is_file():
+        raise BackboneUnavailable(f"image weights {spec} not found; use imagenet, none or a file path")
+    try:
+        return read_state(path)
+    except Exception as exc:
+        raise BackboneUnavailable(f"image weights {spec} cannot be read ({type(exc).__name__})") from None
+
+
 def load_image_weights(encoder: ImageEncoder, spec: str) -> None:
     """``imagenet`` (needs the network), ``none`` (from scratch) or a path to a
     safetensors / state-dict file of DenseNet-121 ``features``, or a torchxrayvision
@@ -88,14 +100,8 @@ def load_image_weights(encoder: ImageEncoder, spec: str) -> None:
                 "offline, train from scratch with --image-weights none") from None
         state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     else:
-        path = Path(spec)
-        if not path.is_file():
-            raise BackboneUnavailable(f"image weights {spec} not found; use imagenet, none or a file path")
-        from core.xrv_weights import is_xrv_state, read_state, to_encoder_state
-        try:
-            state = read_state(path)
-        except Exception as exc:
-            raise BackboneUnavailable(f"image weights {spec} cannot be read ({type(exc).__name__})") from None
+        from core.xrv_weights import is_xrv_state, to_encoder_state
+        state = _read_image_weights_file(spec)
         if is_xrv_state(state):  # torchxrayvision DenseNet-121: one-channel stem, classifier dropped
             state = to_encoder_state(state)
         state = {k.removeprefix("features."): v for k, v in state.items()}
@@ -237,19 +243,14 @@ def image_weights_info(spec: str, datasets: str = "") -> dict:
     """What the image encoder starts from: kind, the collections its pretraining saw (a
     torchxrayvision file says so in its name; ``datasets`` (comma-separated) overrides) and the
     input scaling it expects (None = fit mean/std on the training images)."""
-    from core.xrv_weights import XRV_MEAN, XRV_STD, datasets_from_name, is_xrv_state, read_state
+    from core.xrv_weights import XRV_MEAN, XRV_STD, datasets_from_name, is_xrv_state
     given = [d.strip() for d in datasets.split(",") if d.strip()]
     if spec == "none":
         return {"kind": "none", "datasets": given, "mean": None, "std": None}
     if spec == "imagenet":
         return {"kind": "imagenet", "datasets": given, "mean": None, "std": None}
     path = Path(spec)
-    if not path.is_file():
-        raise BackboneUnavailable(f"image weights {spec} not found; use imagenet, none or a file path")
-    try:
-        state = read_state(path)
-    except Exception as exc:
-        raise BackboneUnavailable(f"image weights {spec} cannot be read ({type(exc).__name__})") from None
+    state = _read_image_weights_file(spec)
     if is_xrv_state(state):
         return {"kind": "torchxrayvision", "file": path.name, "datasets": given or datasets_from_name(path),
                 "mean": XRV_MEAN, "std": XRV_STD}

@@ -71,14 +71,12 @@ class Attribution:
     seconds: float = 0.0
 
 
-def _discordance(image: dict, text: dict, thresholds: dict, metadata: dict, mode: str) -> list[dict]:
-    """Report QA (report mode only): findings where the image head disagrees strongly with
-    what the report says, for findings the image supports (core.operating, core.evidence)."""
-    if mode != "report":
-        return []
+def qa_points(metadata: dict) -> dict:
+    """Report-QA operating points of the findings the image supports (core.operating,
+    core.evidence); the others are never flagged."""
     points = (metadata.get("discordance") or {}).get("points") or {}
     reliable = image_reliable(metadata, points)
-    return discordance(image, text, thresholds["text"], {f: op for f, op in points.items() if reliable[f]})
+    return {f: op for f, op in points.items() if reliable[f]}
 
 
 def _release_freed_memory() -> None:
@@ -109,6 +107,7 @@ class Predictor:
         self.version = metadata.get("version", "unknown")
         self.evidence = {m: {h: evidence_for(metadata, m, h, FINDINGS) for h in HEADS} for m in TEXT_MODES}
         self.image_reliable = image_reliable(metadata, FINDINGS)
+        self.qa_points = qa_points(metadata)
         self.ood = None
         if ood_tensors:
             from core.ood import OODDetector
@@ -162,7 +161,8 @@ class Predictor:
             p = {h: {f: float(probs[h][i, k]) for k, f in enumerate(FINDINGS)} for h in HEADS}
             thr = self.metadata["thresholds"][mode]
             ood = self.ood.check(grays[i], colorfulness[i] if colorfulness else 0.0) if self.ood else None
-            disc = _discordance(p["image"], p["text"], thr, self.metadata, mode)
+            # report QA exists in report mode only: an indication rarely names the finding
+            disc = discordance(p["image"], p["text"], thr["text"], self.qa_points) if mode == "report" else []
             out.append(Prediction(
                 fusion=p["fusion"], image=p["image"], text=p["text"], thresholds=dict(thr["fusion"]),
                 head_thresholds={h: dict(thr[h]) for h in HEADS},
