@@ -1,0 +1,13 @@
+"""One exception family for everything the tool reports to a user.
+
+Every error a caller should handle derives from ``CxrError``; its message is one sentence
+that says what is wrong and names the fix. The command-line tools turn any ``CxrError``
+into one line on stderr and exit status 2 (scripts/_cli.py); the pages catch this family,
+not ``Exception``. Subclasses keep a built-in base (ValueError, RuntimeError) where older
+callers caught that.
+"""
+from __future__ import annotations
+
+
+class CxrError(Exception):
+    """Base of every error this tool reports to a user as one line."""
