@@ -11,3 +11,21 @@ from __future__ import annotations
 
 class CxrError(Exception):
     """Base of every error this tool reports to a user as one line."""
+
+
+# -- the prediction log (core.store) ------------------------------------------------------------
+
+class StoreError(CxrError, RuntimeError):
+    """The prediction log cannot be read or written."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The database file (or its folder) cannot be written."""
+
+
+class StoreFullError(StoreError):
+    """The disk holding the database is full."""
+
+
+class PredictionNotFound(StoreError):
+    """No prediction has the given id."""

@@ -361,17 +361,14 @@ def test_sigkill_mid_stream_leaves_only_whole_rows(fresh_db):
 
 # -- issue 10: names, verdicts in the export, prefix search, discordance order -----------------
 
-def test_version_1_file_migrates_and_keeps_its_rows(tmp_path):
+def test_version_1_file_migrates_and_keeps_its_rows(tmp_path, monkeypatch):
     """A log written before migration 2 opens, gains the columns, and its rows read as before
     (their names were the uploads' own: original_name is True)."""
-    from core import store as store_module
+    from core.store import schema
     path = tmp_path / "old.db"
-    saved = store_module.MIGRATIONS
-    store_module.MIGRATIONS = saved[:1]
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
         PredictionStore(path)
-    finally:
-        store_module.MIGRATIONS = saved
     row = PredictionStore._validated(model_version="v1", image_png=None, image_name="cxr.png", image_sha256=None,
                                      text="", text_mode="none", fusion=probs(), image=probs(), text_probs=None,
                                      thresholds=probs())

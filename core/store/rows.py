@@ -1,0 +1,148 @@
+"""Validation of one prediction before it is written: every value checked and made JSON-safe,
+names reduced to a base name (or a hash), so a bad row never reaches the file."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from core.labels import FINDINGS, HEADS, TEXT_MODES
+from core.store.schema import prob_column, utc_iso
+
+MAX_REVIEW_PX = 256
+VERDICTS: tuple[str, ...] = ("present", "absent", "uncertain")
+SOURCES: tuple[str, ...] = ("predict", "batch", "cli")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise ValueError("image_png must be PNG bytes")
+    return struct.unpack(">II", data[16:24])
+
+
+def _probs(name: str, values: Mapping[str, float | None] | None) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for finding, value in (values or {}).items():
+        if finding not in FINDINGS:
+            raise ValueError(f"{name} has unknown finding {finding!r}; expected one of {', '.join(FINDINGS)}")
+        if value is not None:
+            value = float(value)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ValueError(f"{name}[{finding!r}] = {value} is not a probability in [0, 1]")
+        out[finding] = value
+    return out
+
+
+def _thresholds(values: Mapping[str, Any]) -> dict[str, Any]:
+    """finding -> threshold (the fused head's), or head -> finding -> threshold (every head's)."""
+    if values and all(isinstance(v, Mapping) for v in values.values()):
+        unknown = [h for h in values if h not in HEADS]
+        if unknown:
+            raise ValueError(f"thresholds has unknown heads {unknown}; expected {', '.join(HEADS)}")
+        return {head: _probs(f"thresholds[{head!r}]", per) for head, per in values.items()}
+    return _probs("thresholds", values)
+
+
+def _score(value) -> float:
+    value = float(value or 0.0)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"discordance_score must be a finite number >= 0, not {value}")
+    return value
+
+
+def _evidence(values: Mapping[str, Any] | None) -> dict[str, dict]:
+    """finding -> {auc, ci, positives, reliable, source}: only those keys, JSON-safe."""
+    out = {}
+    for finding, e in (values or {}).items():
+        if finding not in FINDINGS:
+            raise ValueError(f"evidence has unknown finding {finding!r}")
+        e = e or {}
+        auc = e.get("auc")
+        out[finding] = {"auc": None if auc is None or auc != auc else float(auc),
+                        "ci": list(e["ci"]) if e.get("ci") else None, "positives": int(e.get("positives") or 0),
+                        "reliable": bool(e.get("reliable")), "source": str(e.get("source") or "")}
+    return out
+
+
+def _sha256(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"{name} must be 64 hex digits")
+    return value
+
+
+def hashed_name(name: str | None, data: bytes) -> str:
+    """A stored name that names no one: 'upload-<first 12 hex of the file's SHA-256>' plus the
+    original extension (PACS exports often name files after patients)."""
+    suffix = Path(safe_name(name)).suffix.lower()
+    suffix = suffix if suffix in (".png", ".jpg", ".jpeg", ".dcm", ".dicom") else ""
+    return f"upload-{hashlib.sha256(data).hexdigest()[:12]}{suffix}"
+
+
+def safe_name(name: str | None) -> str:
+    """Base name only: a client may send a full path, which can name a patient or a folder."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c for c in base if c.isprintable())[:255]
+
+
+def validated_row(*, model_version: str, image_png: bytes | None, image_name: str | None,
+                  image_sha256: str | None, text: str | None, text_mode: str,
+                  fusion: Mapping[str, float], image: Mapping[str, float],
+                  text_probs: Mapping[str, float | None] | None, thresholds: Mapping[str, float],
+                  discordant: list[str] | tuple[str, ...] = (), out_of_distribution: bool = False,
+                  ood_score: float | None = None, source: str = "predict", text_sha256: str | None = None,
+                  created_at: datetime | str | None = None, discordance_score: float = 0.0,
+                  evidence: Mapping[str, Any] | None = None, image_reliable: Mapping[str, bool] | None = None,
+                  original_name: bool = True) -> dict[str, Any]:
+    """One prediction as a row of the predictions table; raises on any value it cannot store."""
+    if text_mode not in TEXT_MODES:
+        raise ValueError(f"text_mode must be one of {', '.join(TEXT_MODES)}, not {text_mode!r}")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    if image_png is not None:
+        image_png = bytes(image_png)
+        width, height = _png_size(image_png)
+        if max(width, height) > MAX_REVIEW_PX:
+            raise ValueError(f"image_png must be a review copy of at most {MAX_REVIEW_PX} px a side, "
+                             f"not {width}x{height}")
+    discordant = list(discordant or ())
+    unknown = [f for f in discordant if f not in FINDINGS]
+    if unknown:
+        raise ValueError(f"discordant has unknown findings {unknown}")
+    text = text or ""
+    if text_sha256 is None and text:
+        text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    fusion_p = _probs("fusion", fusion)
+    row: dict[str, Any] = {
+        "created_at": utc_iso(created_at),
+        "model_version": str(model_version),
+        "image_sha256": _sha256("image_sha256", image_sha256),
+        "text_sha256": _sha256("text_sha256", text_sha256),
+        "image_png": image_png,
+        "image_name": safe_name(image_name),
+        "text": text,
+        "text_mode": text_mode,
+        "fusion": json.dumps(fusion_p),
+        "image": json.dumps(_probs("image", image)),
+        "text_probs": json.dumps(_probs("text_probs", text_probs)),
+        "thresholds": json.dumps(_thresholds(thresholds)),
+        "discordant": json.dumps(discordant),
+        "n_discordant": len(discordant),
+        "out_of_distribution": int(bool(out_of_distribution)),
+        "ood_score": None if ood_score is None else float(ood_score),
+        "source": source,
+        **{prob_column(f): fusion_p.get(f) for f in FINDINGS},
+        "discordance_score": _score(discordance_score),
+        "evidence": json.dumps(_evidence(evidence)),
+        "image_reliable": json.dumps({f: bool(v) for f, v in (image_reliable or {}).items() if f in FINDINGS}),
+        "original_name": int(bool(original_name)),
+    }
+    return row

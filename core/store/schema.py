@@ -1,0 +1,117 @@
+"""The prediction log's schema: its tables, the flat probability columns, and the migrations
+that bring any older file up to date (version n is ``MIGRATIONS[n - 1]``; each runs once, in
+one transaction). A schema change is a new function appended to ``MIGRATIONS``."""
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime, timezone
+
+import sqlite_utils
+
+from core.errors import StoreError
+from core.labels import FINDINGS
+
+
+def prob_column(finding: str) -> str:
+    """Flat REAL column holding the fusion probability of a finding (for filtering in SQL)."""
+    return f"fusion_{finding.lower()}"
+
+
+
+def utc_iso(value: datetime | date | str | None = None) -> str:
+    """One timestamp format everywhere, so ISO strings compare correctly in SQL."""
+    if value is None:
+        value = datetime.now(timezone.utc)
+    elif isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO date or time") from None
+    if not isinstance(value, datetime):  # a plain date means its midnight, UTC
+        value = datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    flat = ",\n".join(f"  {prob_column(f)} REAL" for f in FINDINGS)
+    db.execute(f"""
+CREATE TABLE predictions (
+  id INTEGER PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  model_version TEXT NOT NULL,
+  image_sha256 TEXT,
+  text_sha256 TEXT,
+  image_png BLOB,
+  image_name TEXT NOT NULL DEFAULT '',
+  text TEXT NOT NULL DEFAULT '',
+  text_mode TEXT NOT NULL CHECK (text_mode IN ('report', 'indication', 'none')),
+  fusion TEXT NOT NULL,
+  image TEXT NOT NULL,
+  text_probs TEXT NOT NULL,
+{flat},
+  thresholds TEXT NOT NULL,
+  discordant TEXT NOT NULL,
+  n_discordant INTEGER NOT NULL,
+  out_of_distribution INTEGER NOT NULL CHECK (out_of_distribution IN (0, 1)),
+  ood_score REAL,
+  source TEXT NOT NULL CHECK (source IN ('predict', 'batch', 'cli')),
+  note TEXT NOT NULL DEFAULT ''
+)""")
+    db.execute("CREATE INDEX predictions_created_at ON predictions (created_at)")
+    db.execute("""
+CREATE TABLE verdicts (
+  prediction_id INTEGER NOT NULL REFERENCES predictions (id) ON DELETE CASCADE,
+  finding TEXT NOT NULL,
+  verdict TEXT NOT NULL CHECK (verdict IN ('present', 'absent', 'uncertain')),
+  reviewer TEXT NOT NULL DEFAULT '',
+  note TEXT NOT NULL DEFAULT '',
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (prediction_id, finding)
+)""")
+    # Porter stemming: "effusions" finds "effusion"; the triggers keep the index in step.
+    db["predictions"].enable_fts(["text", "note"], create_triggers=True, tokenize="porter")
+
+
+def _m002_trust_and_names(db: sqlite_utils.Database) -> None:
+    """Issue 9/10: the report-QA discordance score (sortable), the held-out evidence behind each
+    fused number and whether the image alone is reliable for it, and whether ``image_name`` is the
+    uploaded file's own name (1; every older row) or one made from its hash (0)."""
+    db.execute("ALTER TABLE predictions ADD COLUMN discordance_score REAL NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE predictions ADD COLUMN evidence TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE predictions ADD COLUMN image_reliable TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE predictions ADD COLUMN original_name INTEGER NOT NULL DEFAULT 1")
+    db.execute("CREATE INDEX predictions_discordance ON predictions (discordance_score)")
+
+
+MIGRATIONS = [_m001_initial, _m002_trust_and_names]
+
+
+def _applied_versions(conn: sqlite3.Connection) -> set[int]:
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone()
+    return {v for (v,) in conn.execute("SELECT version FROM migrations")} if exists else set()
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    wanted = set(range(1, len(MIGRATIONS) + 1))
+    applied = _applied_versions(conn)  # read first: an up-to-date read-only file still opens
+    if applied and max(applied) > len(MIGRATIONS):
+        raise StoreError(f"the prediction log was written by a newer version (schema {max(applied)}); update the tool")
+    if wanted <= applied:
+        return
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")  # persistent; readers never block the writer
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations "
+                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    applied = _applied_versions(conn)  # again under the write lock: another process may have won
+    db = sqlite_utils.Database(conn)
+    for version, migration in enumerate(MIGRATIONS, 1):
+        if version not in applied:
+            migration(db)
+            conn.execute("INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                         (version, migration.__name__.lstrip("_"), utc_iso()))
+    conn.execute("COMMIT")
+

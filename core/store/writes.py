@@ -1,0 +1,94 @@
+"""Writing the prediction log: append predictions, record verdicts and notes, delete for good."""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from core.errors import PredictionNotFound, StoreError
+from core.labels import FINDINGS
+from core.store.connection import BUSY_TIMEOUT_S, Connection
+from core.store.rows import VERDICTS, validated_row
+from core.store.schema import utc_iso
+
+
+class Writes(Connection):
+    """The write half of ``PredictionStore``; each method is one transaction."""
+
+    def log_prediction(self, *, model_version: str, image_png: bytes | None, image_name: str | None,
+                       image_sha256: str | None, text: str | None, text_mode: str,
+                       fusion: Mapping[str, float], image: Mapping[str, float],
+                       text_probs: Mapping[str, float | None] | None, thresholds: Mapping[str, float],
+                       discordant: list[str] | tuple[str, ...] = (), out_of_distribution: bool = False,
+                       ood_score: float | None = None, source: str = "predict",
+                       text_sha256: str | None = None,
+                       created_at: datetime | str | None = None, discordance_score: float = 0.0,
+                       evidence: Mapping[str, Any] | None = None,
+                       image_reliable: Mapping[str, bool] | None = None, original_name: bool = True) -> int:
+        """Append one prediction; returns its id."""
+        return self.log_many([dict(
+            model_version=model_version, image_png=image_png, image_name=image_name, image_sha256=image_sha256,
+            text=text, text_mode=text_mode, fusion=fusion, image=image, text_probs=text_probs,
+            thresholds=thresholds, discordant=discordant, out_of_distribution=out_of_distribution,
+            ood_score=ood_score, source=source, text_sha256=text_sha256, created_at=created_at,
+            discordance_score=discordance_score, evidence=evidence, image_reliable=image_reliable,
+            original_name=original_name)])[0]
+
+    def log_many(self, entries: list[Mapping[str, Any]]) -> list[int]:
+        """Append several predictions (keyword arguments of ``log_prediction`` each) in one
+        transaction: all or none. Returns their ids."""
+        rows = [validated_row(**e) for e in entries]
+        with self._connect(write=True) as conn:
+            return [conn.execute(f"INSERT INTO predictions ({', '.join(r)}) VALUES "
+                                 f"({', '.join(':' + c for c in r)})", r).lastrowid for r in rows]
+
+    _validated = staticmethod(validated_row)  # one row, checked; kept here for callers and tests
+
+    def set_verdict(self, prediction_id: int, finding: str, verdict: str | None, *,
+                    reviewer: str = "", note: str = "") -> None:
+        """Record the reviewer's verdict on one finding (``None`` removes it)."""
+        if finding not in FINDINGS:
+            raise ValueError(f"unknown finding {finding!r}; expected one of {', '.join(FINDINGS)}")
+        if verdict is not None and verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
+        with self._connect(write=True) as conn:
+            self._require(conn, prediction_id)
+            if verdict is None:
+                conn.execute("DELETE FROM verdicts WHERE prediction_id = ? AND finding = ?", (prediction_id, finding))
+                return
+            conn.execute(
+                "INSERT INTO verdicts (prediction_id, finding, verdict, reviewer, note, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (prediction_id, finding) DO UPDATE SET "
+                "verdict = excluded.verdict, reviewer = excluded.reviewer, note = excluded.note, "
+                "updated_at = excluded.updated_at",
+                (prediction_id, finding, verdict, reviewer or "", note or "", utc_iso()))
+
+    def set_note(self, prediction_id: int, note: str) -> None:
+        """Replace the free-text note of a prediction (searchable)."""
+        with self._connect(write=True) as conn:
+            if not conn.execute("UPDATE predictions SET note = ? WHERE id = ?", (note or "", prediction_id)).rowcount:
+                raise PredictionNotFound(f"prediction {prediction_id} does not exist")
+
+    def delete(self, prediction_id: int) -> bool:
+        """Delete a prediction and its verdicts so its image and text leave the file; False if absent."""
+        with self._connect(write=True) as conn:
+            if not conn.execute("DELETE FROM predictions WHERE id = ?", (prediction_id,)).rowcount:
+                return False
+            # FTS5 keeps deleted tokens in old segments until they are merged away
+            conn.execute("INSERT INTO predictions_fts (predictions_fts) VALUES ('optimize')")
+        self._checkpoint()
+        return True
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the file and truncate it, so deleted bytes leave the WAL too."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            with self._connect() as conn:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise StoreError(f"deleted, but readers kept {self.path}-wal busy; "
+                                 "the bytes leave it at the next delete or checkpoint")
+            time.sleep(0.05)
