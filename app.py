@@ -3,13 +3,17 @@
     streamlit run app.py                      # weights from $CXR_WEIGHTS or ./weights
 
 Router only: the sidebar shows the loaded model and sharing status; each page lives in pages/.
-The model loads lazily, once per server process (ui.resources), and never over the network.
+The model loads once per server process, in the background from the first page view
+(ui.resources), and never over the network.
 """
 from pathlib import Path
 
 import streamlit as st
 
-from ui import router, sidebar
+from ui import resources, router, sidebar
+
+# the model's imports and file read take seconds: start them now, while the user picks a file
+resources.start_loading_model()
 
 # a local icon: a Material icon here would make every page fetch its SVG from a public CDN
 st.set_page_config(page_title="CXR findings — research tool", page_icon=str(Path(__file__).parent / "ui" / "favicon.png"),

@@ -27,11 +27,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from core.model import FusionModel, ModelConfig, build_model
+from core.weights_meta import METADATA_FILE, WEIGHTS_FILE, WeightsError, read_metadata  # noqa: F401 (re-exported)
 
-WEIGHTS_FILE = "model.safetensors"
-METADATA_FILE = "metadata.json"
 OOD_PREFIX = "ood."
-_TEXT_EMBED_PREFIX = "text_encoder.encoder.embeddings."
 _HALF_PREFIXES = ("text_encoder.", "image_encoder.")  # stored in fp16; heads stay fp32
 DIGEST_KEY = "content_sha256"
 
@@ -45,36 +43,20 @@ def round_to_storage(model: FusionModel) -> None:
                 t.copy_(t.half().float())
 
 
-class WeightsError(RuntimeError):
-    """The weights folder is missing, truncated or does not match this code."""
-
-
 def embedding_fingerprint(model: FusionModel) -> str:
-    w = model.text_encoder.encoder.embeddings.word_embeddings.weight.detach().float().contiguous()
-    return hashlib.sha256(w.numpy().tobytes()).hexdigest()[:16]
+    return model.text_encoder.fingerprint()
 
 
-def _match_embeddings(model: FusionModel, fingerprint: str | None, backbone: str) -> None:
-    """The embedding tables come from the backbone, not the file. Training evaluates (and
-    fingerprints) the model after rounding to storage precision, so accept the backbone's
-    tables as they are or rounded to fp16, and make them match what was evaluated."""
-    if embedding_fingerprint(model) == fingerprint:
-        return
-    emb = model.text_encoder.encoder.embeddings
-    saved = {k: v.clone() for k, v in emb.state_dict().items()}
-    with torch.no_grad():
-        for t in emb.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(t.half().float())
-    if embedding_fingerprint(model) != fingerprint:
-        emb.load_state_dict(saved)
-        raise WeightsError(f"text backbone {backbone!r} differs from the one these weights were trained on")
+def _backbone_prefixes(model: FusionModel) -> tuple[str, ...]:
+    """State names that come from the text backbone, not the file (core.text_encoders)."""
+    return tuple("text_encoder." + p for p in model.text_encoder.backbone_prefixes)
 
 
 def _tensors_to_save(model: FusionModel, ood: dict | None) -> dict[str, torch.Tensor]:
     out = {}
+    skip = _backbone_prefixes(model)
     for name, t in model.state_dict().items():
-        if name.startswith(_TEXT_EMBED_PREFIX):
+        if skip and name.startswith(skip):
             continue
         t = t.detach().cpu()
         if name.startswith(_HALF_PREFIXES) and t.is_floating_point():
@@ -126,19 +108,6 @@ def save_weights(model: FusionModel, metadata: dict, out_dir: Path, *, ood: dict
     return out_dir / WEIGHTS_FILE
 
 
-def read_metadata(weights_dir: Path) -> dict:
-    path = Path(weights_dir) / WEIGHTS_FILE
-    if not path.is_file():
-        raise WeightsError(f"no trained weights at {path}; train them with: python scripts/train.py --data DIR --out {weights_dir}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        return json.loads(meta["cxr"])
-    except Exception as exc:
-        raise WeightsError(f"{path} is damaged or not a weights file of this tool ({type(exc).__name__}); "
-                           "retrain or restore it") from None
-
-
 def load_weights(weights_dir: Path) -> tuple[FusionModel, object, dict, dict]:
     """(model in eval mode, tokenizer, metadata, OOD tensors)."""
     metadata = read_metadata(weights_dir)
@@ -154,12 +123,17 @@ def load_weights(weights_dir: Path) -> tuple[FusionModel, object, dict, dict]:
                            "retrain or restore it")
     config = ModelConfig.from_dict(metadata["model_config"])
     model, tokenizer = build_model(config, pretrained_text=True, image_weights="none")
-    _match_embeddings(model, metadata.get("text_embedding_fingerprint"), config.text_backbone)
+    # training evaluates (and fingerprints) the model after rounding to storage precision, so the
+    # backbone's tables are accepted as they are or rounded to fp16
+    if not model.text_encoder.match_backbone(metadata.get("text_embedding_fingerprint")):
+        raise WeightsError(f"text backbone {config.text_backbone!r} differs from the one these weights were "
+                           "trained on; install the backbone they name or retrain")
     ood = {k[len(OOD_PREFIX):]: v for k, v in tensors.items() if k.startswith(OOD_PREFIX)}
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if not k.startswith(OOD_PREFIX)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     # weights from before late fusion have no late_weights: the default is the fusion head alone
-    missing = [m for m in missing if not m.startswith(_TEXT_EMBED_PREFIX) and m != "late_weights"]
+    skip = _backbone_prefixes(model)
+    missing = [m for m in missing if not (skip and m.startswith(skip)) and m != "late_weights"]
     if missing or unexpected:
         raise WeightsError(f"{path} does not match this model ({len(missing)} missing, {len(unexpected)} unexpected tensors)")
     model.eval()

@@ -2,7 +2,22 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+
+# sklearn costs ~0.6 s to import and the predictor (the app's first prediction) never needs it
+def roc_auc_score(*args, **kwargs):
+    from sklearn.metrics import roc_auc_score as score
+    return score(*args, **kwargs)
+
+
+def average_precision_score(*args, **kwargs):
+    from sklearn.metrics import average_precision_score as score
+    return score(*args, **kwargs)
+
+
+def roc_curve(*args, **kwargs):
+    from sklearn.metrics import roc_curve as curve
+    return curve(*args, **kwargs)
 
 
 def safe_auc(y: np.ndarray, p: np.ndarray) -> float:

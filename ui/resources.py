@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.checkpoint import WeightsError, read_metadata
+from core.weights_meta import WeightsError, read_metadata
 from core.store import PredictionStore, default_path
 from ui.config import weights_dir, weights_stamp
 
@@ -29,13 +29,63 @@ def metadata() -> tuple[dict | None, str | None]:
         return None, str(exc)
 
 
-@st.cache_resource(show_spinner="Loading the model (once per server process)…")
-def _predictor(path: str, stamp: float | None):
-    from core.predictor import Predictor  # torch import only when a page needs the model
-    model = Predictor.load(path)
-    # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
-    threading.Thread(target=_import_captum, name="captum-import", daemon=True).start()
-    return model
+class _ModelLoads:
+    """The Predictor of each weights file, loaded once per server process on a background
+    thread. ``app.py`` starts the load on the first page view, so the imports (torch,
+    torchvision, transformers: seconds) and the file read overlap with the user choosing a
+    file, instead of all landing on the first Predict click."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._threads: dict[tuple, threading.Thread] = {}
+        self._results: dict[tuple, object] = {}
+        self._errors: dict[tuple, BaseException] = {}
+
+    def start(self, key: tuple) -> threading.Thread:
+        with self._lock:
+            thread = self._threads.get(key)
+            if thread is None:
+                thread = threading.Thread(target=self._load, args=(key,), name="model-load", daemon=True)
+                self._threads[key] = thread
+                thread.start()
+            return thread
+
+    def _load(self, key: tuple) -> None:
+        try:
+            from core.predictor import Predictor  # torch import only when the model is needed
+            self._results[key] = Predictor.load(key[0])
+        except BaseException as exc:  # noqa: BLE001 — handed to the caller of get(), who reports it
+            self._errors[key] = exc
+            return
+        # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
+        _import_captum()
+
+    def ready(self, key: tuple) -> bool:
+        return key in self._results
+
+    def get(self, key: tuple):
+        self.start(key).join()
+        if key in self._results:
+            return self._results[key]
+        with self._lock:  # a failed load is retried on the next call (the folder may be fixed by then)
+            self._threads.pop(key, None)
+            error = self._errors.pop(key)
+        raise error
+
+
+_LOADS = _ModelLoads()
+
+
+def _key() -> tuple:
+    folder = weights_dir()
+    return str(folder), weights_stamp(folder)
+
+
+def start_loading_model() -> None:
+    """Begin loading the model in the background when weights are present (cheap when done)."""
+    key = _key()
+    if key[1] is not None:
+        _LOADS.start(key)
 
 
 def _import_captum() -> None:
@@ -47,8 +97,11 @@ def _import_captum() -> None:
 
 def predictor():
     """The shared Predictor; raises WeightsError (or the backbone's error) when it cannot load."""
-    folder = weights_dir()
-    return _predictor(str(folder), weights_stamp(folder))
+    key = _key()
+    if _LOADS.ready(key):
+        return _LOADS.get(key)
+    with st.spinner("Loading the model (once per server process)…"):
+        return _LOADS.get(key)
 
 
 @st.cache_resource(show_spinner=False)
