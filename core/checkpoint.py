@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from core.facts import ModelFacts, model_facts
 from core.model import FusionModel, ModelConfig, build_model
 from core.weights_meta import METADATA_FILE, WEIGHTS_FILE, WeightsError, read_metadata  # noqa: F401 (re-exported)
 
@@ -45,6 +46,14 @@ def round_to_storage(model: FusionModel) -> None:
 
 def embedding_fingerprint(model: FusionModel) -> str:
     return model.text_encoder.fingerprint()
+
+
+def _facts(metadata: dict, config: ModelConfig, where: Path) -> ModelFacts:
+    facts = model_facts(metadata)
+    if len(facts.findings) != config.num_findings:
+        raise WeightsError(f"{where}: {len(facts.findings)} findings named for a model with {config.num_findings} "
+                           "outputs; give the metadata one label per output")
+    return facts
 
 
 def _backbone_prefixes(model: FusionModel) -> tuple[str, ...]:
@@ -94,7 +103,8 @@ def _atomic_write(path: Path, write) -> None:
 
 def save_weights(model: FusionModel, metadata: dict, out_dir: Path, *, ood: dict | None = None) -> Path:
     out_dir = Path(out_dir)
-    metadata = dict(metadata, model_config=model.config.to_dict(),
+    facts = _facts(metadata, model.config, out_dir)  # the weights carry findings, heads and text modes
+    metadata = dict(metadata, **facts.to_metadata(), model_config=model.config.to_dict(),
                     text_embedding_fingerprint=embedding_fingerprint(model))
     metadata = json.loads(json.dumps(metadata))  # exactly what a load will read back
     tensors = _tensors_to_save(model, ood)
@@ -122,6 +132,7 @@ def load_weights(weights_dir: Path) -> tuple[FusionModel, object, dict, dict]:
         raise WeightsError(f"{path} is damaged or was altered after it was saved (checksum mismatch); "
                            "retrain or restore it")
     config = ModelConfig.from_dict(metadata["model_config"])
+    _facts(metadata, config, weights_dir)
     model, tokenizer = build_model(config, pretrained_text=True, image_weights="none")
     # training evaluates (and fingerprints) the model after rounding to storage precision, so the
     # backbone's tables are accepted as they are or rounded to fp16

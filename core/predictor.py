@@ -18,11 +18,9 @@ import torch.nn.functional as F
 from core.checkpoint import load_weights
 from core.evidence import evidence_for, image_reliable
 from core.fast import optimise_for_inference
-from core.labels import FINDINGS, TEXT_MODES
+from core.facts import model_facts
 from core.operating import discordance
 from core.preprocess import prepare
-
-HEADS = ("fusion", "image", "text")
 
 
 class InputError(ValueError):
@@ -56,8 +54,8 @@ class Prediction:
         return asdict(self)
 
     def positive(self, head: str = "fusion") -> list[str]:
-        probs = getattr(self, head)
-        return [f for f in FINDINGS if probs[f] >= self.head_thresholds[head][f]]
+        probs = getattr(self, head)  # finding -> probability, in the weights' order
+        return [f for f in probs if probs[f] >= self.head_thresholds[head][f]]
 
 
 @dataclass
@@ -67,6 +65,7 @@ class Attribution:
     method: str
     heatmap: np.ndarray                  # H x W in [0, 1], at the model's input size
     tokens: list[tuple[str, float]] = field(default_factory=list)  # (word piece, signed score)
+    words: list[tuple[str, float]] = field(default_factory=list)   # pieces merged into words by the encoder
     convergence_delta: float | None = None
     seconds: float = 0.0
 
@@ -105,8 +104,12 @@ class Predictor:
         self.size, self.mean, self.std = int(pre["image_size"]), float(pre["mean"]), float(pre["std"])
         self.max_len = int(metadata.get("text_max_len", 160))
         self.version = metadata.get("version", "unknown")
-        self.evidence = {m: {h: evidence_for(metadata, m, h, FINDINGS) for h in HEADS} for m in TEXT_MODES}
-        self.image_reliable = image_reliable(metadata, FINDINGS)
+        # what this model predicts comes from its weights (core.facts), not from this code
+        facts = model_facts(metadata)
+        self.findings, self.heads, self.text_modes = facts.findings, facts.heads, facts.text_modes
+        self.evidence = {m: {h: evidence_for(metadata, m, h, self.findings) for h in self.heads}
+                         for m in self.text_modes}
+        self.image_reliable = image_reliable(metadata, self.findings)
         self.qa_points = qa_points(metadata)
         self.ood = None
         if ood_tensors:
@@ -124,8 +127,8 @@ class Predictor:
 
     # ----------------------------------------------------------------- inputs
     def _check_mode(self, mode: str) -> None:
-        if mode not in TEXT_MODES:
-            raise InputError(f"unknown text mode {mode!r}; use one of {', '.join(TEXT_MODES)}")
+        if mode not in self.text_modes:
+            raise InputError(f"unknown text mode {mode!r}; use one of {', '.join(self.text_modes)}")
 
     def image_tensor(self, gray: np.ndarray) -> torch.Tensor:
         return prepare(gray, size=self.size, mean=self.mean, std=self.std).unsqueeze(0)
@@ -152,20 +155,20 @@ class Predictor:
         if with_text:
             enc = self._tokens([texts[i] for i in with_text])
             txt[with_text] = self.model.text_encoder.forward_features(enc["input_ids"], enc["attention_mask"])
-        mode_idx = torch.tensor([TEXT_MODES.index(m) for m in modes])
+        mode_idx = torch.tensor([self.text_modes.index(m) for m in modes])
         logits = self.model.calibrated(self.model.forward_heads(img, txt, mode_idx), mode_idx)
-        probs = {h: torch.sigmoid(logits[h]).numpy() for h in HEADS}
+        probs = {h: torch.sigmoid(logits[h]).numpy() for h in self.heads}
         ms = (time.perf_counter() - t0) * 1000 / len(grays)
         out = []
         for i, mode in enumerate(modes):
-            p = {h: {f: float(probs[h][i, k]) for k, f in enumerate(FINDINGS)} for h in HEADS}
+            p = {h: {f: float(probs[h][i, k]) for k, f in enumerate(self.findings)} for h in self.heads}
             thr = self.metadata["thresholds"][mode]
             ood = self.ood.check(grays[i], colorfulness[i] if colorfulness else 0.0) if self.ood else None
             # report QA exists in report mode only: an indication rarely names the finding
             disc = discordance(p["image"], p["text"], thr["text"], self.qa_points) if mode == "report" else []
             out.append(Prediction(
                 fusion=p["fusion"], image=p["image"], text=p["text"], thresholds=dict(thr["fusion"]),
-                head_thresholds={h: dict(thr[h]) for h in HEADS},
+                head_thresholds={h: dict(thr[h]) for h in self.heads},
                 discordant=[d["finding"] for d in disc],
                 out_of_distribution=bool(ood.out_of_distribution) if ood else False,
                 ood_score=float(ood.score) if ood else 0.0, ood_reason=ood.reason if ood else "",
@@ -186,10 +189,10 @@ class Predictor:
         (Integrated Gradients on the word embeddings) for one finding and head."""
         from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, LayerIntegratedGradients
         self._check_mode(mode)
-        if finding not in FINDINGS:
-            raise InputError(f"unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
-        if head not in HEADS:
-            raise InputError(f"unknown head {head!r}; use one of {', '.join(HEADS)}")
+        if finding not in self.findings:
+            raise InputError(f"unknown finding {finding!r}; use one of {', '.join(self.findings)}")
+        if head not in self.heads:
+            raise InputError(f"unknown head {head!r}; use one of {', '.join(self.heads)}")
         if method not in ("gradcam", "ig"):
             raise InputError("unknown attribution method; use gradcam or ig")
         t0 = time.perf_counter()
@@ -199,9 +202,9 @@ class Predictor:
         if head == "text" and method != "ig":
             raise InputError("Grad-CAM explains image regions and the text head does not look at the image; "
                              "use Integrated Gradients (per-word scores)")
-        k = FINDINGS.index(finding)
+        k = self.findings.index(finding)
         model = self.model
-        mode_idx = torch.tensor([TEXT_MODES.index(mode)])
+        mode_idx = torch.tensor([self.text_modes.index(mode)])
         x = self.image_tensor(gray)
         with torch.no_grad():
             img_feat = model.image_encoder.forward_features(x)
@@ -247,10 +250,10 @@ class Predictor:
                 m = mode_idx.expand(n)
                 return model.calibrated(model.forward_heads(img_feat.expand(n, -1), feats, m), m)[head][:, k]
 
-            lig = LayerIntegratedGradients(from_text, self.attr_text_encoder.encoder.embeddings.word_embeddings)
+            lig = LayerIntegratedGradients(from_text, self.attr_text_encoder.word_embeddings())
             attr = lig.attribute(ids, baselines=baseline, n_steps=ig_steps, internal_batch_size=ig_steps)
             scores = attr.sum(-1)[0].detach().numpy()
             pieces = self.tokenizer.convert_ids_to_tokens(ids[0].tolist())
             tokens = [(p, float(s)) for p, s, sp in zip(pieces, scores, special.tolist()) if not sp]
         return Attribution(finding=finding, head=head, method=method, heatmap=heat.astype(np.float32),
-                           tokens=tokens, convergence_delta=delta, seconds=time.perf_counter() - t0)
+                           tokens=tokens, words=self.attr_text_encoder.merge_pieces(tokens), convergence_delta=delta, seconds=time.perf_counter() - t0)

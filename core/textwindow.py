@@ -4,7 +4,7 @@
     predictor.predict(gray, window.read, "report")   # the model reads window.read
     window.note                                       # one line for the user, "" when nothing was cut
 
-The encoder reads at most ``max_len`` word pieces, two of them special ([CLS], [SEP]). Cut
+The encoder reads at most ``max_len`` word pieces, some of them special (BERT: [CLS], [SEP]). Cut
 at the end, a long FINDINGS section pushes the IMPRESSION — the part that matters — out
 unseen. So when the text has an IMPRESSION heading, the IMPRESSION is kept whole and the
 text before it is cut instead; without one the beginning is kept (what the encoder would
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 _IMPRESSION = re.compile(r"\b(IMPRESSION|CONCLUSION)S?\s*[:\-]", re.IGNORECASE)
-SPECIAL_TOKENS = 2  # [CLS] ... [SEP]
+SPECIAL_TOKENS = 2  # BERT's [CLS] ... [SEP]; a tokenizer that says how many it adds is asked instead
 
 
 @dataclass
@@ -56,7 +56,8 @@ def fit_text(text: str, tokenizer, *, max_len: int) -> TextWindow:
     """The part of ``text`` the encoder can read whole (see the module docstring)."""
     text = text or ""
     offsets = _pieces(tokenizer, text)
-    budget = max(1, max_len - SPECIAL_TOKENS)
+    special = getattr(tokenizer, "num_special_tokens_to_add", None)
+    budget = max(1, max_len - (special() if special else SPECIAL_TOKENS))
     total = len(offsets)
     if total <= budget:
         return TextWindow(read=text, original_chars=len(text), pieces_total=total, pieces_read=total)

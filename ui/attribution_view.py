@@ -76,9 +76,9 @@ def _draw(result, gray: np.ndarray, mode: str) -> None:
             st.caption("No text was read, so there are no token attributions.")
         elif result.head == "image":
             st.caption("The image head does not read the text, so there are no token attributions.")
-        elif result.tokens:
+        elif result.words:
             st.markdown("**Text attributions** (red raises, blue lowers the probability)")
-            st.markdown(tokens_html(result.tokens), unsafe_allow_html=True)  # every word is html.escape'd
+            st.markdown(tokens_html(result.words), unsafe_allow_html=True)  # every word is html.escape'd
         st.caption(f"Computed in {result.seconds:.1f} s.")
         if result.convergence_delta is not None:
             d = result.convergence_delta

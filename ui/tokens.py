@@ -6,21 +6,9 @@ import html
 POSITIVE, NEGATIVE = (214, 39, 40), (31, 119, 180)  # pushes the probability up / down
 
 
-def merge_wordpieces(tokens: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """Join BERT word pieces ('enlarg', '##ed') into words, summing their scores."""
-    words: list[list] = []
-    for piece, score in tokens:
-        if piece.startswith("##") and words:
-            words[-1][0] += piece[2:]
-            words[-1][1] += score
-        else:
-            words.append([piece, score])
-    return [(w, s) for w, s in words]
-
-
-def tokens_html(tokens: list[tuple[str, float]]) -> str:
-    """Words as <span>s whose background shows the sign and size of their attribution."""
-    words = merge_wordpieces(tokens)
+def tokens_html(words: list[tuple[str, float]]) -> str:
+    """Words (``Attribution.words``: the text encoder merged its pieces) as <span>s whose
+    background shows the sign and size of their attribution."""
     top = max((abs(s) for _, s in words), default=0.0) or 1.0
     spans = []
     for word, score in words:
