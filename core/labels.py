@@ -41,6 +41,12 @@ TEXT_MODES: tuple[str, ...] = ("report", "indication", "none")
 HEADS: tuple[str, ...] = ("fusion", "image", "text")
 
 
+def effective_mode(text: str | None, mode: str) -> str:
+    """The no-text rule, decided here only: a study without text (empty or blank) is read in
+    mode ``none``, whatever mode was asked for."""
+    return mode if (text or "").strip() else "none"
+
+
 def mesh_descriptor(term: str) -> str:
     return term.split("/", 1)[0].strip().lower()
 

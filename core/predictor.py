@@ -19,6 +19,7 @@ from core.checkpoint import load_weights
 from core.evidence import evidence_for, image_reliable
 from core.fast import optimise_for_inference
 from core.facts import model_facts
+from core.labels import effective_mode
 from core.operating import discordance
 from core.preprocess import prepare
 
@@ -136,10 +137,6 @@ class Predictor:
     def _tokens(self, texts: list[str]):
         return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
 
-    @staticmethod
-    def effective_mode(text: str, mode: str) -> str:
-        return mode if (text or "").strip() else "none"
-
     # ---------------------------------------------------------------- predict
     @torch.inference_mode()
     def predict_batch(self, grays: list[np.ndarray], texts: list[str], modes: list[str], *,
@@ -147,7 +144,7 @@ class Predictor:
         t0 = time.perf_counter()
         for m in modes:
             self._check_mode(m)
-        modes = [self.effective_mode(t, m) for t, m in zip(texts, modes)]
+        modes = [effective_mode(t, m) for t, m in zip(texts, modes)]
         x = torch.cat([self.image_tensor(g) for g in grays]).contiguous(memory_format=torch.channels_last)
         img = self.model.image_encoder.forward_features(x)
         txt = torch.zeros(len(texts), self.model.text_encoder.out_dim)
@@ -196,7 +193,7 @@ class Predictor:
         if method not in ("gradcam", "ig"):
             raise InputError("unknown attribution method; use gradcam or ig")
         t0 = time.perf_counter()
-        mode = self.effective_mode(text, mode)
+        mode = effective_mode(text, mode)
         if head == "text" and mode == "none":
             raise InputError("the text head reads only the text, and there is none: explain the image or fusion head")
         if head == "text" and method != "ig":

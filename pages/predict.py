@@ -4,13 +4,12 @@ import hashlib
 import streamlit as st
 
 from core.imaging import ImageDecodeError, decode_image
-from core.labels import FINDINGS
+from core.labels import FINDINGS, effective_mode
+from core.records import Study, predict_and_log, shown_name
 from core.store import StoreError
 from core.textclean import TextError, clean_text
-from core.textwindow import fit_text
 from ui import attribution_view, notices, prediction_view, router
 from ui.config import MAX_UPLOAD_MB
-from ui.records import log_prediction, shown_name
 from ui.resources import MODEL_LOCK, metadata, predictor, store
 
 router.require_router("pages/predict.py")
@@ -80,17 +79,18 @@ def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool
     except Exception as exc:  # noqa: BLE001 — damaged weights, missing backbone: say it in one line
         st.error(f"The model could not be loaded: {exc}")
         return None
-    window = fit_text(text, model.tokenizer, max_len=model.max_len) if mode != "none" else None
-    read = window.read if window else ""
-    with st.spinner("Predicting…"), MODEL_LOCK:
-        pred = model.predict(decoded.gray, read, mode, colorfulness=decoded.colorfulness)
-    pid = None
     try:
-        pid = log_prediction(store(), pred, gray=decoded.gray, image_bytes=data, image_name=name,
-                             text=read, source="predict", keep_name=keep_name)
-    except StoreError as exc:
-        st.error(f"The prediction is shown but was not logged: {exc}")
-    return {"pid": pid, "pred": pred, "gray": decoded.gray, "text": read if pred.has_text else "",
+        db, not_logged = store(), None
+    except StoreError as exc:  # an unusable log must not cost the user the prediction
+        db, not_logged = None, exc
+    study = Study(decoded.gray, data, name, text, mode, colorfulness=decoded.colorfulness)
+    with st.spinner("Predicting…"):
+        done = predict_and_log(model, db, study, source="predict", keep_name=keep_name, lock=MODEL_LOCK)
+    pred, pid, window = done.prediction, done.row_id, done.window
+    not_logged = not_logged or done.log_error
+    if not_logged is not None:
+        st.error(f"The prediction is shown but was not logged: {not_logged}")
+    return {"pid": pid, "pred": pred, "gray": decoded.gray, "text": window.read if pred.has_text else "",
             "name": shown_name(name, data, keep_name), "notes": list(decoded.notes), "format": decoded.format,
             "window_note": window.note if window else "",
             "key": pid if pid is not None else hashlib.sha256(data).hexdigest()[:12]}
@@ -107,10 +107,10 @@ if go:
         except TextError as exc:
             st.error(f"The text: {exc}.")
             st.stop()
-        mode = kind if text else "none"
+        mode = effective_mode(text, kind)
         if kind != "none" and mode == "none":
             st.caption("No text given: predicting from the image alone.")
-        result = run_prediction(upload.getvalue(), upload.name, text if mode != "none" else "", mode, keep_name)
+        result = run_prediction(upload.getvalue(), upload.name, text, kind, keep_name)
         if result:
             result["input_text"] = raw
             st.session_state[RESULT] = result

@@ -5,7 +5,8 @@
 
 Cycles through the images under --data (NLMCXR_png/ of an Open-I folder, else every PNG,
 JPEG or DICOM below it) with a rotating set of report texts, doing what the Predict page does
-for each: read the bytes, decode, clean the text, predict (and, with --db, log the row).
+for each: read the bytes, decode, clean the text, then predict (and, with --db, log the row)
+through the page's own path, core.records.predict_and_log.
 Resident memory (VmRSS) is sampled before the model loads, after it loads, after a warm-up and
 every --sample-every predictions. Memory "levels off" when it grows by less than --max-growth-mb
 over the second half of the run. The JSON has the numbers; the script exits 0 whether or not it
@@ -88,12 +89,11 @@ def main(argv=None) -> int:
     images = find_images(data, args.images)
     rss_before_load = rss_mb()
 
-    import hashlib
-
     import torch
 
-    from core.imaging import ImageDecodeError, decode_image, encode_png, thumbnail
-    from core.store import MAX_REVIEW_PX, PredictionStore, StoreError
+    from core.imaging import ImageDecodeError, decode_image
+    from core.records import Study, predict_and_log
+    from core.store import PredictionStore, StoreError
     from core.textclean import clean_text
 
     if args.threads:
@@ -121,15 +121,10 @@ def main(argv=None) -> int:
         try:
             raw = path.read_bytes()
             img = decode_image(raw, filename=path.name)
-            pred = predictor.predict(img.gray, clean_text(text), mode, colorfulness=img.colorfulness)
-            if store is not None:
-                store.log_prediction(
-                    model_version=pred.model, image_png=encode_png(thumbnail(img.gray, MAX_REVIEW_PX)),
-                    image_name=path.name, image_sha256=hashlib.sha256(raw).hexdigest(),
-                    text=text if pred.has_text else "", text_mode=pred.text_mode, fusion=pred.fusion,
-                    image=pred.image, text_probs=pred.text if pred.has_text else None, thresholds=pred.thresholds,
-                    discordant=pred.discordant, out_of_distribution=pred.out_of_distribution,
-                    ood_score=pred.ood_score, source="cli")
+            study = Study(img.gray, raw, path.name, clean_text(text), mode, colorfulness=img.colorfulness)
+            done = predict_and_log(predictor, store, study, source="cli", keep_name=True)
+            if done.log_error is not None:
+                raise done.log_error
         except (ImageDecodeError, StoreError, OSError) as exc:  # counted, not fatal: a soak keeps going
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             continue

@@ -3,7 +3,7 @@ through the app's logging path, and a read-only, full or unusable prediction log
 Predict page.
 
 tests/test_store.py already kills one writer once at store level; here writers log the way the
-pages do (ui.records.log_prediction: review thumbnail, hashes, three heads), two at a time, and
+pages do (core.records.log_entry: review thumbnail, hashes, three heads), two at a time, and
 are killed at random moments, round after round.
 """
 from __future__ import annotations
@@ -180,7 +180,7 @@ sys.path.insert(0, {repo!r})
 from core.labels import FINDINGS
 from core.store import PredictionStore
 from tests.test_reliability_faults import row_image, row_text, row_probs
-from ui.records import log_prediction
+from core.records import log_entry
 store = PredictionStore({db!r})
 print("ready", flush=True)
 i = 0
@@ -191,8 +191,8 @@ while True:
                                  thresholds=thr, head_thresholds={{h: thr for h in ("fusion", "image", "text")}},
                                  discordant=list(FINDINGS[: i % 6]), out_of_distribution=False, ood_score=0.25)
     gray, data = row_image({tag!r}, i)
-    log_prediction(store, pred, gray=gray, image_bytes=data, image_name=f"{tag}-{{i}}.png",
-                   text=row_text({tag!r}, i), source="predict")
+    store.log_prediction(**log_entry(pred, gray=gray, image_bytes=data, image_name=f"{tag}-{{i}}.png",
+                                     text=row_text({tag!r}, i), source="predict"))
     print("logged", i, flush=True)
     i += 1
 """

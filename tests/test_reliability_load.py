@@ -5,8 +5,8 @@ manager, a patched config.get_option), so 8 AppTests in threads would test AppTe
 Instead:
 
 - default run: 8 threads, each a "session" doing exactly what the Predict page does per click
-  (decode the upload -> clean the text -> predict under the page's MODEL_LOCK -> log through
-  ui.records.log_prediction into one shared PredictionStore), 25 predictions each;
+  (decode the upload -> clean the text -> core.records.predict_and_log: predict under the page's
+  MODEL_LOCK, log into one shared PredictionStore), 25 predictions each;
 - slow run (``-m slow``): the real ``streamlit run app.py`` server and 8 websocket clients
   speaking Streamlit's own protocol (upload over HTTP, widget states over the websocket), each
   pressing Predict 25 times on the Predict page.
@@ -81,7 +81,7 @@ def study(session: int, i: int) -> tuple[str, bytes, str]:
 
 def test_eight_sessions_predict_and_log_concurrently(tiny_weights, tmp_path):
     from core.imaging import decode_image
-    from ui.records import log_prediction
+    from core.records import Study, predict_and_log
     from ui.resources import MODEL_LOCK
 
     predictor = cached_predictor(tiny_weights)
@@ -99,11 +99,10 @@ def test_eight_sessions_predict_and_log_concurrently(tiny_weights, tmp_path):
             try:  # pages/predict.py, run_prediction(), step by step
                 decoded = decode_image(data, filename=name)
                 text = clean_text(text)
-                mode = "report" if text else "none"
-                with MODEL_LOCK:
-                    pred = predictor.predict(decoded.gray, text, mode, colorfulness=decoded.colorfulness)
-                log_prediction(store, pred, gray=decoded.gray, image_bytes=data, image_name=name, text=text,
-                               source="predict")
+                study = Study(decoded.gray, data, name, text, "report", colorfulness=decoded.colorfulness)
+                done = predict_and_log(predictor, store, study, source="predict", keep_name=True, lock=MODEL_LOCK)
+                if done.log_error is not None:
+                    raise done.log_error
             except Exception as exc:  # noqa: BLE001 - every failure is a finding, counted and shown
                 errors.append(f"{type(exc).__name__}: {exc}")
                 continue

@@ -6,12 +6,10 @@ import streamlit as st
 
 from core.imaging import ImageDecodeError, decode_image
 from core.labels import FINDINGS, TEXT_MODES
-from core.store import StoreError
+from core.records import Study, predict_and_log_many
 from ui.batch_inputs import CsvError, Item, Skipped, expand_uploads, read_text_map
 from ui.config import MAX_UPLOAD_MB
-from core.textwindow import fit_text
 from ui.prediction_view import reliability_caption, unreliable_findings
-from ui.records import log_entry
 from ui.resources import MODEL_LOCK, predictor, store
 
 BATCH_SIZE = 8  # studies per model call: amortises the text encoder without much memory
@@ -40,24 +38,14 @@ def score(items: list[Item], texts: dict[str, tuple[str, str]], progress, *,
     model, db, rows = predictor(), store(), []
     for start in range(0, len(decoded), BATCH_SIZE):
         chunk = decoded[start:start + BATCH_SIZE]
-        pairs = [texts.get(item.name, ("", "none")) for item, _ in chunk]
-        modes = [mode if text and mode != "none" else "none" for text, mode in pairs]
-        windows = [fit_text(text, model.tokenizer, max_len=model.max_len) if mode != "none" else None
-                   for (text, _), mode in zip(pairs, modes)]
-        batch_texts = [w.read if w else "" for w in windows]
-        with MODEL_LOCK:
-            preds = model.predict_batch([d.gray for _, d in chunk], batch_texts, modes,
-                                        colorfulness=[d.colorfulness for _, d in chunk])
-        entries = [log_entry(pred, gray=dec.gray, image_bytes=item.data, image_name=item.name, text=text,
-                             source="batch", keep_name=keep_names)
-                   for (item, dec), text, pred in zip(chunk, batch_texts, preds)]
-        try:
-            ids = db.log_many(entries)
-        except StoreError as exc:
-            skipped += [Skipped(item.name, f"scored but not logged: {exc}") for item, _ in chunk]
-            ids = [None] * len(chunk)
-        for (item, _), pred, pid, window, entry in zip(chunk, preds, ids, windows, entries):
-            rows.append({"id": pid, "file": entry["image_name"],
+        studies = [Study(dec.gray, item.data, item.name, *texts.get(item.name, ("", "none")),
+                         colorfulness=dec.colorfulness) for item, dec in chunk]
+        results = predict_and_log_many(model, db, studies, source="batch", keep_names=keep_names, lock=MODEL_LOCK)
+        if results[0].log_error is not None:  # one transaction per chunk: all logged or none
+            skipped += [Skipped(item.name, f"scored but not logged: {results[0].log_error}") for item, _ in chunk]
+        for logged in results:
+            pred, pid, window = logged.prediction, logged.row_id, logged.window
+            rows.append({"id": pid, "file": logged.entry["image_name"],
                          "above threshold": ", ".join(pred.positive("fusion")) if not pred.out_of_distribution
                          else "(out of distribution)",
                          "discordant": ", ".join(pred.discordant), "OOD": pred.out_of_distribution,

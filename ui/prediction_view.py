@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.charts import head_bars, probability_bars
-from ui.records import heads_table
+from ui.tables import heads_table
 
 _DISCORDANCE_MEANING = (
     "The image head disagrees **strongly** with what the report says: past an operating point chosen on "

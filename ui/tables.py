@@ -1,48 +1,10 @@
-"""Turn a prediction into a log row and into tables (no Streamlit here)."""
+"""The tables the pages show (st.dataframe) of a prediction and of the log: column names and
+flags are wording for the screen. The log row itself is core.records'."""
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
 import pandas as pd
 
-from core.imaging import encode_png, thumbnail
 from core.labels import FINDINGS
-from core.store import MAX_REVIEW_PX, PredictionStore, hashed_name, safe_name
-
-
-def log_entry(pred, *, gray: np.ndarray, image_bytes: bytes, image_name: str, text: str, source: str,
-              keep_name: bool = True) -> dict:
-    """One successful prediction as keyword arguments of ``PredictionStore.log_prediction``. The
-    text is stored only when the model read it; ``keep_name=False`` stores a name made from the
-    file's hash instead of the uploaded file's own (see core.store.hashed_name)."""
-    read_text = text if pred.has_text else ""
-    return dict(
-        model_version=pred.model,
-        image_png=encode_png(thumbnail(gray, MAX_REVIEW_PX)),
-        image_name=image_name if keep_name else hashed_name(image_name, image_bytes),
-        original_name=keep_name,
-        image_sha256=hashlib.sha256(image_bytes).hexdigest(),
-        text=read_text,
-        text_sha256=hashlib.sha256(read_text.encode("utf-8")).hexdigest() if read_text else None,
-        text_mode=pred.text_mode,
-        fusion=pred.fusion, image=pred.image, text_probs=pred.text if pred.has_text else None,
-        thresholds=pred.head_thresholds, discordant=pred.discordant,
-        out_of_distribution=pred.out_of_distribution, ood_score=pred.ood_score, source=source,
-        discordance_score=getattr(pred, "discordance_score", 0.0) or 0.0,
-        evidence=getattr(pred, "evidence", None), image_reliable=getattr(pred, "image_reliable", None))
-
-
-def log_prediction(store: PredictionStore, pred, *, gray: np.ndarray, image_bytes: bytes, image_name: str,
-                   text: str, source: str, keep_name: bool = True) -> int:
-    """Append one successful prediction to the log; returns its id (see ``log_entry``)."""
-    return store.log_prediction(**log_entry(pred, gray=gray, image_bytes=image_bytes, image_name=image_name,
-                                            text=text, source=source, keep_name=keep_name))
-
-
-def shown_name(image_name: str, data: bytes, keep_name: bool) -> str:
-    """The name the pages show and the log keeps for an upload."""
-    return safe_name(image_name) if keep_name else hashed_name(image_name, data)
 
 
 def heads_table(fusion: dict, image: dict, text: dict | None, thresholds: dict,
