@@ -18,12 +18,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import DataError, OptionError
 from core.labels import FINDINGS, labels_from_mesh, mesh_descriptor
 
 SECTIONS = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
 
 
-class DataLayoutError(ValueError):
+class DataLayoutError(DataError):
     """The data folder does not follow the Open-I layout."""
 
 
@@ -50,7 +51,7 @@ class Report:
             return self.sections.get("INDICATION", "")
         if mode == "none":
             return ""
-        raise ValueError(f"unknown text mode {mode!r}; use report, indication or none")
+        raise OptionError(f"unknown text mode {mode!r}; use report, indication or none")
 
 
 def _clean(text: str | None) -> str:

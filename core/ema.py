@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from core.errors import RunStateError
+
 
 class WeightAverage:
     def __init__(self, model: nn.Module, prefixes: tuple[str, ...], decay: float) -> None:
@@ -54,7 +56,7 @@ class WeightAverage:
 
     def load_state_dict(self, state: dict) -> None:
         if set(state["shadow"]) != set(self.shadow):
-            raise ValueError("weight-average state does not match this model")
+            raise RunStateError("the weight-average state does not match this model; start a new --run-dir")
         self.updates = int(state["updates"])
         for n, t in state["shadow"].items():
             self.shadow[n].copy_(t)

@@ -13,6 +13,22 @@ class CxrError(Exception):
     """Base of every error this tool reports to a user as one line."""
 
 
+# Most errors live next to the code that raises them (WeightsError in core.weights_meta,
+# ImageDecodeError in core.imaging, TextError in core.textclean, ...); the ones below are
+# raised from several modules, so they live here.
+
+class OptionError(CxrError, ValueError):
+    """A setting or argument has a value the tool does not know; the message lists the ones it does."""
+
+
+class DataError(CxrError, ValueError):
+    """The training or evaluation data cannot be used as given (too few images, a bad split file)."""
+
+
+class RunStateError(CxrError, RuntimeError):
+    """A run folder's saved training state does not fit this model; start a new run folder."""
+
+
 # -- the prediction log (core.store) ------------------------------------------------------------
 
 class StoreError(CxrError, RuntimeError):
@@ -29,3 +45,7 @@ class StoreFullError(StoreError):
 
 class PredictionNotFound(StoreError):
     """No prediction has the given id."""
+
+
+class LogEntryError(CxrError, ValueError):
+    """A prediction or verdict handed to the log has a value the log cannot store."""

@@ -12,6 +12,7 @@ import numpy as np
 from core.baseline import keyword_matrix
 from core.data import Report
 from core.dataset import ImageBank, Samples, normalise
+from core.errors import OptionError
 from core.inference import image_features, report_probabilities, text_features
 from core.labels import FINDINGS
 from core.metrics import auprc, bootstrap_auc_ci, ece, macro_auc, safe_auc
@@ -25,7 +26,7 @@ def select_reports(reports: list[Report], split: str, split_uids: dict | None) -
     if split == "all":
         return list(reports)
     if not split_uids or split not in split_uids:
-        raise ValueError(f"the weights carry no {split!r} split; use --split all")
+        raise OptionError(f"the weights carry no {split!r} split; use --split all")
     keep = set(split_uids[split])
     return [r for r in reports if r.uid in keep]
 

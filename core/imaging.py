@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from core.errors import CxrError
+
 MIN_SIDE = 32          # smaller than this cannot be a radiograph (icons, tracking pixels)
 MAX_SIDE = 2048        # longer sides are downscaled: the model works at a few hundred px
 COLOR_EPS = 2.0        # channel spread (0-255) below this is JPEG chroma noise, not colour
@@ -33,7 +35,7 @@ SAFE_DICOM_FIELDS = ("Modality", "BodyPartExamined", "ViewPosition", "Photometri
                      "Rows", "Columns", "BitsStored")
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(CxrError, ValueError):
     """The upload cannot be turned into a grayscale image; the message says what to do."""
 
 

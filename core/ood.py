@@ -40,6 +40,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.errors import DataError
+from core.weights_meta import WeightsError
+
 THUMB = 32                # PCA works on THUMB×THUMB thumbnails
 EDGE_SIDE = 64            # edge density is measured at this size
 COLOR_THRESHOLD = 0.02    # decode_image colorfulness above this is a colour picture (CXRs are 0)
@@ -181,7 +184,8 @@ def _one_blas_thread():
 
 def _fit(images, *, n_components, seed, quantile, folds):
     if len(images) < max(50, 4 * n_components):
-        raise ValueError(f"fit_ood needs at least {max(50, 4 * n_components)} images, got {len(images)}")
+        raise DataError(f"fit_ood needs at least {max(50, 4 * n_components)} images, got {len(images)}; "
+                        "give it more training images")
     feats = [_image_features(g) for g in images]
     keep = [f for f in feats if f[3] >= FLAT_STD]              # a blank frame is not a CXR example
     z = np.stack([f[0] for f in keep])
@@ -221,7 +225,7 @@ class OODDetector:
         self.feat_mean, self.feat_std, self.feat_precision = a(feat_mean), a(feat_std), a(feat_precision)
         self.threshold, self.color_threshold = float(a(threshold)), float(a(color_threshold))
         if self.pca_mean.shape != (THUMB * THUMB,) or self.feat_mean.shape != (len(FEATURES),):
-            raise ValueError("OOD tensors do not match this version of core.ood; refit with fit_ood")
+            raise WeightsError("the weights' OOD tensors do not match this version of the tool; refit them with fit_ood")
         self.view = None
         if view_coef is not None:
             self.view = {k: a(v) for k, v in dict(coef=view_coef, intercept=view_intercept, mean=view_mean,
@@ -232,7 +236,7 @@ class OODDetector:
     def from_tensors(cls, d: dict[str, torch.Tensor]) -> "OODDetector":
         missing = [k for k in KEYS if k not in d and k != "color_threshold"]
         if missing:
-            raise ValueError(f"OOD tensors lack {', '.join(missing)}; refit with fit_ood")
+            raise WeightsError(f"the weights' OOD tensors lack {', '.join(missing)}; refit them with fit_ood")
         return cls(**{k: d[k] for k in (*KEYS, *VIEW_KEYS) if k in d})
 
     def view_probabilities(self, gray: np.ndarray, u: np.ndarray | None = None) -> dict[str, float] | None:

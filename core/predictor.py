@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.checkpoint import load_weights
+from core.errors import CxrError
 from core.evidence import evidence_for, image_reliable
 from core.fast import optimise_for_inference
 from core.facts import model_facts
@@ -24,7 +25,7 @@ from core.operating import discordance
 from core.preprocess import prepare
 
 
-class InputError(ValueError):
+class InputError(CxrError, ValueError):
     """Input the model cannot take (unknown mode, bad finding...)."""
 
 

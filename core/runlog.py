@@ -10,10 +10,14 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlite_utils
+
+from core.errors import CxrError
 
 DEFAULT_RUNLOG = Path(__file__).resolve().parents[1] / "runs" / "runs.db"
 
@@ -76,25 +80,38 @@ class RunLog:
         self.update(status=status, finished_at=_now(), **fields)
 
 
+class RunLogError(CxrError, RuntimeError):
+    """The run log cannot be read (damaged, locked, or not a run log)."""
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[sqlite_utils.Database]:
+    """The run log open for one read; SQLite's failures become one RunLogError."""
+    db = None
+    try:
+        db = _db(path)
+        yield db
+    except sqlite3.Error as exc:
+        raise RunLogError(f"cannot read the run log {path} ({exc}); wait for the trainer's write or move "
+                          "the damaged file aside") from None
+    finally:
+        if db is not None:
+            db.conn.close()
+
+
 def read_runs(path: Path | None = None) -> list[dict]:
     path = Path(path or runlog_path())
     if not path.is_file():
         return []
-    db = _db(path)
-    try:
+    with _reading(path) as db:
         return list(db["runs"].rows_where(order_by="id desc")) if "runs" in db.table_names() else []
-    finally:
-        db.conn.close()
 
 
 def read_table(table: str, run_id: int, path: Path | None = None) -> list[dict]:
     path = Path(path or runlog_path())
     if not path.is_file():
         return []
-    db = _db(path)
-    try:
+    with _reading(path) as db:
         if table not in db.table_names():
             return []
         return list(db[table].rows_where("run_id = ?", [run_id], order_by="rowid"))
-    finally:
-        db.conn.close()

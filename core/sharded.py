@@ -21,8 +21,10 @@ import os
 import zlib
 from pathlib import Path
 
+from core.errors import CxrError
 
-class PartsError(ValueError):
+
+class PartsError(CxrError, ValueError):
     """The parts folder belongs to another batch, or the merge is missing rows."""
 
 

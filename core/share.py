@@ -21,12 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from core.errors import CxrError
+
 REPO = Path(__file__).resolve().parents[1]
 TOKEN_ENV = "NGROK_AUTHTOKEN"
 AUTH_ENV = "CXR_SHARE_AUTH"
 
 
-class ShareError(RuntimeError):
+class ShareError(CxrError, RuntimeError):
     """Sharing failed."""
 
 

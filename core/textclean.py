@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import unicodedata
 
+from core.errors import CxrError
 
-class TextError(ValueError):
+
+class TextError(CxrError, ValueError):
     """Text the tool will not take."""
 
 

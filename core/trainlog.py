@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.errors import OptionError
 from core.runlog import read_runs, read_table
 
 FILE = "training_log.json"
@@ -20,7 +21,7 @@ FILE = "training_log.json"
 def export_run(runlog: Path, run_id: int, *, max_steps: int = 400) -> dict:
     runs = {r["id"]: r for r in read_runs(runlog)}
     if run_id not in runs:
-        raise ValueError(f"run {run_id} is not in {runlog}; runs there: {sorted(runs) or 'none'}")
+        raise OptionError(f"run {run_id} is not in {runlog}; pick one of the runs there: {sorted(runs) or 'none'}")
     steps = read_table("steps", run_id, runlog)
     stride = max(1, -(-len(steps) // max_steps))
     kept = steps[::stride] + ([steps[-1]] if steps and (len(steps) - 1) % stride else [])

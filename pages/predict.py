@@ -3,6 +3,7 @@ import hashlib
 
 import streamlit as st
 
+from core.errors import CxrError
 from core.imaging import ImageDecodeError, decode_image
 from core.labels import FINDINGS, effective_mode
 from core.records import Study, predict_and_log, shown_name
@@ -76,7 +77,7 @@ def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool
         return None
     try:
         model = predictor()
-    except Exception as exc:  # noqa: BLE001 — damaged weights, missing backbone: say it in one line
+    except CxrError as exc:  # damaged weights, a missing backbone package: say it in one line
         st.error(f"The model could not be loaded: {exc}")
         return None
     try:

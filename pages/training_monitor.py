@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from core.labels import HEADS, TEXT_MODES
-from core.runlog import read_runs, read_table, runlog_path
+from core.runlog import RunLogError, read_runs, read_table, runlog_path
 from ui import notices, router, shipped_training
 from ui.charts import lines_figure, loss_figure
 from ui.config import TRAIN_COMMAND, weights_dir
@@ -25,8 +25,8 @@ st.subheader("Runs in the run log")
 path = runlog_path()
 try:
     runs = read_runs(path)
-except Exception as exc:  # noqa: BLE001 — a damaged or locked file: say so, don't crash
-    st.error(f"Cannot read the run log {path}: {exc}")
+except RunLogError as exc:  # a damaged or locked file: say so, don't crash
+    st.error(str(exc))  # names the file and the fix
     st.stop()
 if not runs:
     st.info(f"No training runs logged in `{path}` yet. Start one in its own run folder (it logs here as it "

@@ -1,12 +1,15 @@
-"""Shared command-line conventions: exit 0 on success; bad input prints one line on
-stderr and exits 2, never a traceback."""
+"""Shared command-line conventions: exit 0 on success; bad input, or any other error of the
+tool's family (``core.errors.CxrError``: missing or damaged weights, a missing text-backbone
+package, a locked prediction log...), prints one line on stderr and exits 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
 import sys
 
+from core.errors import CxrError
 
-class CliError(Exception):
+
+class CliError(CxrError):
     """Bad input from the user: reported as one line, exit status 2."""
 
 
@@ -22,20 +25,22 @@ class Parser(argparse.ArgumentParser):
 
 
 def load_predictor(weights):
-    """The Predictor over a weights folder, or one clear line and exit 2."""
-    from core.checkpoint import WeightsError
+    """The Predictor over a weights folder; what stops it loading (WeightsError, BackboneUnavailable)
+    is a CxrError, which ``run_main`` reports as one line and exit 2."""
     from core.predictor import Predictor
-    try:
-        return Predictor.load(weights)
-    except WeightsError as exc:
-        fail(str(exc))
+    return Predictor.load(weights)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (a message never spans lines on a terminal or in a log)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def run_main(main) -> None:
     try:
         code = main()
-    except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except CxrError as exc:  # CliError and every error the tool reports: one line, exit 2
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -38,6 +38,7 @@ from urllib.error import HTTPError, URLError  # noqa: E402
 from urllib.parse import urlparse  # noqa: E402
 from urllib.request import Request, urlopen  # noqa: E402
 
+from core.errors import CxrError  # noqa: E402
 from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +65,7 @@ SHA256: dict[str, str | None] = {"NLMCXR_reports.tgz": None, "NLMCXR_png.tgz": N
 STAMP = ".complete.json"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(CxrError, RuntimeError):
     """A download stopped before the archive was whole (run again to resume)."""
 
 

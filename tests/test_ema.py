@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from core.ema import WeightAverage
+from core.errors import RunStateError
 from core.training import Trainer
 
 
@@ -65,7 +66,7 @@ def test_state_round_trip_and_mismatch():
     other = WeightAverage(small_net(), ("0.",), decay=0.5)
     other.load_state_dict(avg.state_dict())
     assert other.updates == 1 and torch.equal(other.shadow["0.weight"], avg.shadow["0.weight"])
-    with pytest.raises(ValueError):
+    with pytest.raises(RunStateError, match="--run-dir"):
         WeightAverage(small_net(), ("2.",), decay=0.5).load_state_dict(avg.state_dict())
     with pytest.raises(ValueError):
         WeightAverage(small_net(), ("nothing.",), decay=0.5)

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from core.errors import DataError
 from core.imaging import ImageDecodeError, decode_image, load_png_gray
 from core.ood import KEYS, OODDetector, OODResult, fit_ood
+from core.weights_meta import WeightsError
 
 N_FIT = 1500
 
@@ -90,11 +92,11 @@ def test_accepts_any_size_and_dtype(synthetic_detector):
 
 def test_fit_validates_input_and_tensors_validate_keys():
     rng = np.random.default_rng(1)
-    with pytest.raises(ValueError, match="at least"):
+    with pytest.raises(DataError, match="at least"):
         fit_ood([synthetic_chest(rng) for _ in range(10)])
     tensors = fit_ood([synthetic_chest(rng, 64, 64) for _ in range(60)], n_components=4)
     assert set(tensors) == set(KEYS) and tensors["threshold"].ndim == 0
-    with pytest.raises(ValueError, match="pca_mean"):
+    with pytest.raises(WeightsError, match="pca_mean"):
         OODDetector.from_tensors({k: v for k, v in tensors.items() if k != "pca_mean"})
 
 

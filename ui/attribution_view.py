@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.labels import FINDINGS, HEADS
+from core.errors import CxrError
+from core.labels import HEADS
 from ui.overlay import colour_bar_css, overlay
 from ui.resources import MODEL_LOCK, predictor
 from ui.tokens import tokens_html
@@ -32,8 +33,9 @@ def explain(*, scope: str, prediction_id: int, gray: np.ndarray, text: str, mode
     """Controls + result. ``scope`` separates pages that explain the same prediction from
     different pixels (the upload vs the stored review copy). Returns the Attribution or None."""
     c1, c2, c3 = st.columns([2, 2, 3])
-    index = FINDINGS.index(default_finding) if default_finding in FINDINGS else 0
-    finding = c1.selectbox("Finding", FINDINGS, index=index, key=f"{scope}_attr_finding_{prediction_id}")
+    findings = predictor().findings  # the loaded weights' own (core.facts)
+    index = findings.index(default_finding) if default_finding in findings else 0
+    finding = c1.selectbox("Finding", findings, index=index, key=f"{scope}_attr_finding_{prediction_id}")
     heads = HEADS if mode != "none" else ("image",)
     head = c2.radio("Head", heads, horizontal=True, key=f"{scope}_attr_head_{prediction_id}")
     offered = methods_for(head)
@@ -48,7 +50,7 @@ def explain(*, scope: str, prediction_id: int, gray: np.ndarray, text: str, mode
         try:
             with st.spinner(f"Computing {offered[method]} for {finding} ({head} head)…"), MODEL_LOCK:
                 result = predictor().attribute(gray, text, mode, finding=finding, head=head, method=method)
-        except ValueError as exc:  # InputError: a head x method this input cannot have
+        except CxrError as exc:  # InputError: a head x method this input cannot have
             slot.error(f"No explanation: {exc}.")
             return None
         _cache()[key] = result

@@ -8,6 +8,7 @@ import stat
 import zipfile
 from dataclasses import dataclass
 
+from core.errors import CxrError
 from core.labels import TEXT_MODES
 from core.store import safe_name
 from core.textclean import TextError, clean_text
@@ -113,7 +114,7 @@ def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[Item], list[Ski
     return items, skipped
 
 
-class CsvError(ValueError):
+class CsvError(CxrError, ValueError):
     """The mapping CSV cannot be used; the message says how to fix it."""
 
 

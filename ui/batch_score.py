@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.errors import CxrError
 from core.imaging import ImageDecodeError, decode_image
 from core.labels import FINDINGS, TEXT_MODES
 from core.records import Study, predict_and_log_many
@@ -101,7 +102,7 @@ def render(model_ready: bool) -> None:
             try:
                 rows, more = score(items, texts, st.progress(0.0, text=f"Scoring {len(items)} studies…"),
                                    keep_names=keep_names)
-            except Exception as exc:  # noqa: BLE001 — weights that fail to load: one line, no traceback
+            except CxrError as exc:  # weights that fail to load, an unusable log: one line, no traceback
                 st.error(f"The model could not score the batch: {exc}")
                 return
             skipped += more

@@ -5,6 +5,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import streamlit as st
 
+from core.errors import CxrError
 from core.imaging import ImageDecodeError, decode_image
 from core.labels import FINDINGS
 from core.store import SEARCH_HELP, VERDICTS, PredictionStore, StoreError
@@ -144,7 +145,7 @@ def render(db: PredictionStore, model_ready: bool) -> None:
     kwargs = filters()
     try:
         rows = db.list_predictions(**kwargs, limit=SHOWN)
-    except (StoreError, ValueError) as exc:
+    except CxrError as exc:  # an unusable log, a filter it cannot apply
         st.error(str(exc))
         return
     capped = f" (newest {SHOWN} shown; the export has all)" if len(rows) == SHOWN else ""

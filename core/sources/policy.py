@@ -14,6 +14,8 @@ The policy is written into the weights' metadata (``training_config.uncertain_po
 """
 from __future__ import annotations
 
+from core.errors import CxrError, OptionError
+
 UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "positive", "negative")
 POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 
@@ -21,7 +23,7 @@ _CELLS = {"1": POSITIVE, "1.0": POSITIVE, "0": NEGATIVE, "0.0": NEGATIVE, "-1": 
           "": NEGATIVE}
 
 
-class LabelValueError(ValueError):
+class LabelValueError(CxrError, ValueError):
     """A label cell that is none of 1, 0, -1 or blank."""
 
 
@@ -38,7 +40,7 @@ def parse_cell(value: str | None) -> int:
 def apply_policy(values: list[int], policy: str) -> tuple[list[int], list[int]]:
     """(binary labels, mask: 1 = the loss uses this label) for one study's raw values."""
     if policy not in UNCERTAIN_POLICIES:
-        raise ValueError(f"unknown uncertain-label policy {policy!r}; use one of {', '.join(UNCERTAIN_POLICIES)}")
+        raise OptionError(f"unknown uncertain-label policy {policy!r}; use one of {', '.join(UNCERTAIN_POLICIES)}")
     labels, mask = [], []
     for v in values:
         if v == UNCERTAIN:

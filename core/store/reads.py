@@ -6,6 +6,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from core.errors import OptionError
 from core.labels import FINDINGS
 from core.store.connection import Connection
 from core.store.export import CSV_COLUMNS, export_csv, flatten
@@ -91,7 +92,7 @@ class Reads(Connection):
             where.append("p.created_at < ?")
             params.append(utc_iso(until))
         if finding is not None and finding not in FINDINGS:
-            raise ValueError(f"unknown finding {finding!r}; expected one of {', '.join(FINDINGS)}")
+            raise OptionError(f"unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
         if finding is not None and min_prob is None:
             stored = f"json_extract(p.thresholds, '$.{finding}'), json_extract(p.thresholds, '$.fusion.{finding}')"
             where.append(f"p.{prob_column(finding)} >= COALESCE({stored}, 0.5)")
@@ -110,7 +111,7 @@ class Reads(Connection):
             where.append("p.out_of_distribution = ?")
             params.append(int(bool(out_of_distribution)))
         if order not in ORDERS:
-            raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+            raise OptionError(f"order {order!r} is unknown; use one of {', '.join(ORDERS)}")
         query = fts_query(search or "")
         if query:
             where.append("p.id IN (SELECT rowid FROM predictions_fts WHERE predictions_fts MATCH ?)")

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.errors import LogEntryError
 from core.labels import FINDINGS, HEADS, TEXT_MODES
 from core.store.schema import prob_column, utc_iso
 
@@ -22,7 +23,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _png_size(data: bytes) -> tuple[int, int]:
     if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        raise ValueError("image_png must be PNG bytes")
+        raise LogEntryError("image_png must be PNG bytes; pass the review copy core.imaging makes")
     return struct.unpack(">II", data[16:24])
 
 
@@ -30,11 +31,11 @@ def _probs(name: str, values: Mapping[str, float | None] | None) -> dict[str, fl
     out: dict[str, float | None] = {}
     for finding, value in (values or {}).items():
         if finding not in FINDINGS:
-            raise ValueError(f"{name} has unknown finding {finding!r}; expected one of {', '.join(FINDINGS)}")
+            raise LogEntryError(f"{name} has unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
         if value is not None:
             value = float(value)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise ValueError(f"{name}[{finding!r}] = {value} is not a probability in [0, 1]")
+                raise LogEntryError(f"{name}[{finding!r}] = {value} is not a probability; pass a number in [0, 1]")
         out[finding] = value
     return out
 
@@ -44,7 +45,7 @@ def _thresholds(values: Mapping[str, Any]) -> dict[str, Any]:
     if values and all(isinstance(v, Mapping) for v in values.values()):
         unknown = [h for h in values if h not in HEADS]
         if unknown:
-            raise ValueError(f"thresholds has unknown heads {unknown}; expected {', '.join(HEADS)}")
+            raise LogEntryError(f"thresholds has unknown heads {unknown}; use {', '.join(HEADS)}")
         return {head: _probs(f"thresholds[{head!r}]", per) for head, per in values.items()}
     return _probs("thresholds", values)
 
@@ -52,7 +53,7 @@ def _thresholds(values: Mapping[str, Any]) -> dict[str, Any]:
 def _score(value) -> float:
     value = float(value or 0.0)
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"discordance_score must be a finite number >= 0, not {value}")
+        raise LogEntryError(f"discordance_score is {value}; pass a finite number >= 0")
     return value
 
 
@@ -61,7 +62,7 @@ def _evidence(values: Mapping[str, Any] | None) -> dict[str, dict]:
     out = {}
     for finding, e in (values or {}).items():
         if finding not in FINDINGS:
-            raise ValueError(f"evidence has unknown finding {finding!r}")
+            raise LogEntryError(f"evidence has unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
         e = e or {}
         auc = e.get("auc")
         out[finding] = {"auc": None if auc is None or auc != auc else float(auc),
@@ -75,7 +76,7 @@ def _sha256(name: str, value: str | None) -> str | None:
         return None
     value = value.lower()
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise ValueError(f"{name} must be 64 hex digits")
+        raise LogEntryError(f"{name} is not a SHA-256; pass its 64 hex digits")
     return value
 
 
@@ -104,19 +105,18 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
                   original_name: bool = True) -> dict[str, Any]:
     """One prediction as a row of the predictions table; raises on any value it cannot store."""
     if text_mode not in TEXT_MODES:
-        raise ValueError(f"text_mode must be one of {', '.join(TEXT_MODES)}, not {text_mode!r}")
+        raise LogEntryError(f"text_mode {text_mode!r} is unknown; use one of {', '.join(TEXT_MODES)}")
     if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+        raise LogEntryError(f"source {source!r} is unknown; use one of {', '.join(SOURCES)}")
     if image_png is not None:
         image_png = bytes(image_png)
         width, height = _png_size(image_png)
         if max(width, height) > MAX_REVIEW_PX:
-            raise ValueError(f"image_png must be a review copy of at most {MAX_REVIEW_PX} px a side, "
-                             f"not {width}x{height}")
+            raise LogEntryError(f"image_png is {width}x{height}; pass a review copy of at most {MAX_REVIEW_PX} px a side")
     discordant = list(discordant or ())
     unknown = [f for f in discordant if f not in FINDINGS]
     if unknown:
-        raise ValueError(f"discordant has unknown findings {unknown}")
+        raise LogEntryError(f"discordant has unknown findings {unknown}; use names from {', '.join(FINDINGS)}")
     text = text or ""
     if text_sha256 is None and text:
         text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()

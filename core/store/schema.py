@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 
 import sqlite_utils
 
-from core.errors import StoreError
+from core.errors import OptionError, StoreError
 from core.labels import FINDINGS
 
 
@@ -26,7 +26,7 @@ def utc_iso(value: datetime | date | str | None = None) -> str:
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"{value!r} is not an ISO date or time") from None
+            raise OptionError(f"{value!r} is not a date; write it as YYYY-MM-DD or an ISO date and time") from None
     if not isinstance(value, datetime):  # a plain date means its midnight, UTC
         value = datetime(value.year, value.month, value.day)
     if value.tzinfo is None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from core.errors import PredictionNotFound, StoreError
+from core.errors import LogEntryError, PredictionNotFound, StoreError
 from core.labels import FINDINGS
 from core.store.connection import BUSY_TIMEOUT_S, Connection
 from core.store.rows import VERDICTS, validated_row
@@ -49,9 +49,9 @@ class Writes(Connection):
                     reviewer: str = "", note: str = "") -> None:
         """Record the reviewer's verdict on one finding (``None`` removes it)."""
         if finding not in FINDINGS:
-            raise ValueError(f"unknown finding {finding!r}; expected one of {', '.join(FINDINGS)}")
+            raise LogEntryError(f"unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
         if verdict is not None and verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
+            raise LogEntryError(f"verdict {verdict!r} is unknown; use one of {', '.join(VERDICTS)}")
         with self._connect(write=True) as conn:
             self._require(conn, prediction_id)
             if verdict is None:
