@@ -15,15 +15,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.eval_files import eval_name
+
 MIN_CI_LOWER = 0.60
 MIN_POSITIVES = 10
 IMAGE_KEY = ("none", "image")        # the image-only task: text mode none, image head
 RULE = (f"reliable from the image: image-only held-out AUC 95% CI lower bound >= {MIN_CI_LOWER:.2f} "
         f"on >= {MIN_POSITIVES} positives (test split, and cross-validation where available)")
-
-
-def eval_name(split: str, mode: str, head: str) -> str:
-    return f"{split}_{mode}_{head}"
 
 
 def _passes(auc, ci, positives) -> bool:

@@ -8,10 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.labels import TEXT_MODES
+from core.labels import HEADS, TEXT_MODES
 from core.model import FusionModel
-
-HEAD_NAMES = ("fusion", "image", "text")
 
 
 @torch.inference_mode()
@@ -51,7 +49,7 @@ def head_logits(model: FusionModel, img_feats: torch.Tensor, txt_feats: torch.Te
     model.eval()
     m = torch.full((len(img_feats),), TEXT_MODES.index(mode), dtype=torch.long)
     logits = model.forward_heads(img_feats, txt_feats, m)
-    return model.calibrated(logits, m) if calibrated else {h: logits[h] for h in HEAD_NAMES}
+    return model.calibrated(logits, m) if calibrated else {h: logits[h] for h in HEADS}
 
 
 def per_report(values: torch.Tensor, report_idx: list[int], n_reports: int) -> np.ndarray:
@@ -69,7 +67,7 @@ def report_probabilities(model: FusionModel, img_feats: torch.Tensor, report_txt
     ``report_txt_feats`` per report; ``report_idx`` maps samples to reports."""
     txt = report_txt_feats[torch.tensor(report_idx)] if len(report_idx) else report_txt_feats[:0]
     logits = head_logits(model, img_feats, txt, mode, calibrated=calibrated)
-    return {h: per_report(torch.sigmoid(logits[h]), report_idx, n_reports) for h in HEAD_NAMES}
+    return {h: per_report(torch.sigmoid(logits[h]), report_idx, n_reports) for h in HEADS}
 
 
 def report_logits(model: FusionModel, img_feats, report_txt_feats, report_idx, n_reports, mode) -> dict:
@@ -80,4 +78,4 @@ def report_logits(model: FusionModel, img_feats, report_txt_feats, report_idx, n
     m = torch.full((len(img_feats),), TEXT_MODES.index(mode), dtype=torch.long)
     with torch.inference_mode():
         logits["fusion"] = model.late_fused(logits, m)
-    return {h: per_report(logits[h], report_idx, n_reports) for h in HEAD_NAMES}
+    return {h: per_report(logits[h], report_idx, n_reports) for h in HEADS}

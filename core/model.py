@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import torchvision
 
 from core.errors import CxrError
-from core.labels import FINDINGS, TEXT_MODES
+from core.labels import FINDINGS, HEADS, TEXT_MODES
 from core.text_encoders import DEFAULT_FAMILY, TextEncoder
 from core.text_encoders import family as text_family
 
@@ -179,7 +179,7 @@ class FusionModel(nn.Module):
     def calibrated(self, logits: dict, mode: torch.Tensor) -> dict:
         """Late-fused, temperature-scaled logits (probabilities calibrated on validation)."""
         logits = dict(logits, fusion=self.late_fused(logits, mode))
-        return {name: logits[name] / self.temperature[h, mode] for h, name in enumerate(("fusion", "image", "text"))}
+        return {name: logits[name] / self.temperature[h, mode] for h, name in enumerate(HEADS)}
 
 
 def build_model(config: ModelConfig, *, pretrained_text: bool = True, image_weights: str = "none"):

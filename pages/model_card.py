@@ -5,20 +5,24 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import eval_files
 from core.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows, image_reliable
+from core.facts import model_facts
 from core.labels import FINDINGS
-from ui import evaluation, notices, router
+from ui import notices, router, tables
 from ui.charts import reliability_figure, roc_figure
 from ui.config import EVAL_COMMAND, weights_dir
 from ui.resources import metadata
 
 router.require_router("pages/model_card.py")
 
+_NUMBERS = dict(enumerate(("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")))
 CITATION = ("Demner-Fushman D, et al. Preparing a collection of radiology examinations for distribution "
             "and retrieval. J Am Med Inform Assoc. 2016;23(2):304-310. doi:10.1093/jamia/ocv080")
 
 st.title("Model card")
 meta, problem = metadata()
+findings = model_facts(meta).findings if meta is not None else FINDINGS  # the weights' own (core.facts)
 folder = weights_dir()
 eval_dir = folder / "eval"
 
@@ -31,14 +35,15 @@ else:
 @st.cache_data(show_spinner=False)
 def _curves(path: str, mtime: float):
     """ROC and calibration points of one predictions CSV (recomputed only when the file changes)."""
-    return evaluation.curves(Path(path))
+    return eval_files.curves(Path(path))
 
 
 st.header("Intended use")
 st.markdown(
     "- **Research tool, not a medical device.** It must not be used for diagnosis, triage or any "
     "decision about a patient.\n"
-    "- Estimates the probability of five findings — " + ", ".join(FINDINGS) + " — on a frontal chest "
+    f"- Estimates the probability of {_NUMBERS.get(len(findings), len(findings))} findings — "
+    + ", ".join(findings) + " — on a frontal chest "
     "X-ray, alone or with text.\n"
     "- **Before the read**: image + the clinical indication (why the study was ordered).\n"
     "- **Report QA**: image + the finished report; a study is flagged *discordant* when the image head "
@@ -49,7 +54,7 @@ st.markdown(
 
 if meta is not None:
     st.header("What the image can and cannot support")
-    reliable = image_reliable(meta, FINDINGS)
+    reliable = image_reliable(meta, findings)
     weak = [f for f, ok in reliable.items() if not ok]
     ev = meta.get("evidence") or {}
     if not ev:
@@ -63,7 +68,7 @@ if meta is not None:
                       "app and the CLI and they are never flagged as discordant." if weak else ""))
         for mode, head, title in (("none", "image", "Image only"), ("indication", "fusion", "Image + indication")):
             st.subheader(title)
-            rows = pd.DataFrame(card_rows(meta, eval_dir, mode, head, FINDINGS))
+            rows = pd.DataFrame(card_rows(meta, eval_dir, mode, head, findings))
             st.dataframe(rows, hide_index=True, column_config={
                 "threshold": st.column_config.NumberColumn(format="%.3f"),
                 "sensitivity": st.column_config.NumberColumn(format="%.2f"),
@@ -90,7 +95,7 @@ if meta is not None:
             st.dataframe(pd.DataFrame([
                 {"finding": f, **{f"{e} caught": (f"{c['rate']:.0%} ({c['flagged']}/{c['n']})" if c["n"] else "—")
                                   for e, c in q["edits"][f].items()}}
-                for f in FINDINGS]), hide_index=True)
+                for f in q["edits"]]), hide_index=True)
             st.caption("deny: every sentence about the finding replaced by a normal statement; delete: removed; "
                        "add: a false positive statement added to a negative report (scripts/report_qa.py).")
         else:
@@ -114,8 +119,8 @@ if meta is not None and (external or trained):
         st.markdown(f"**Validated on {ext.get('title', ext.get('validated_on', '?'))}** (split `{ext.get('split')}`, "
                     f"{ext.get('n_studies', '?')} studies, never used in training):")
         st.dataframe(pd.DataFrame([
-            {"text mode / head": key, "macro AUC [95% CI]": evaluation.fmt_ci(r.get("macro_auc"), r.get("macro_auc_ci")),
-             **{f: r.get("auc", {}).get(f) for f in FINDINGS}}
+            {"text mode / head": key, "macro AUC [95% CI]": tables.fmt_ci(r.get("macro_auc"), r.get("macro_auc_ci")),
+             **r.get("auc", {})}
             for key, r in ext.get("results", {}).items()]), hide_index=True)
 
 if meta is not None:
@@ -136,26 +141,26 @@ if meta is not None:
                 expanded=False)
 
 st.header("Test metrics")
-results = evaluation.load_results(eval_dir) if eval_dir.is_dir() else {}
-table = evaluation.metrics_table(results)
+results = eval_files.load_results(eval_dir) if eval_dir.is_dir() else {}
+table = tables.metrics_table(results)
 if not table.empty:
     st.markdown("AUC per finding with 95% bootstrap CI, per text mode and head, the honest tasks first: "
                 "`none` (image only) and `indication` (image + the reason for the study). `report` mode is "
                 "inflated (see below) and comes last.")
     st.dataframe(table, hide_index=True)
-    positives = evaluation.positives_table(results)
+    positives = tables.positives_table(results)
     if positives is not None:
         st.caption("Positive studies per finding in the test split (few positives → wide CIs):")
         st.dataframe(positives, hide_index=True)
 elif meta and meta.get("test_summary"):
     st.info(f"No evaluation files in `{eval_dir}`; showing the summary stored with the weights.")
-    st.dataframe(evaluation.summary_table(meta["test_summary"]), hide_index=True)
+    st.dataframe(tables.summary_table(meta["test_summary"]), hide_index=True)
 else:
     st.info(f"No evaluation results in `{eval_dir}`. Make them with:")
     st.code(EVAL_COMMAND, language="bash", wrap_lines=True)
 
 st.subheader("ROC and calibration")
-files = evaluation.prediction_files(eval_dir)
+files = eval_files.prediction_files(eval_dir)
 if files:
     key = st.selectbox("Predictions file (text mode / head)", list(files), key="card_curves",
                        help="Opens on image only; report mode reads the answer from the report (see below).")
@@ -172,8 +177,8 @@ else:
     st.code(EVAL_COMMAND, language="bash", wrap_lines=True)
 
 st.header("Keyword baseline, and why report-mode numbers are inflated")
-baseline = results.get(evaluation.BASELINE)
-macro = evaluation.fmt_ci(baseline.get("macro_auc"), baseline.get("macro_auc_ci")) if baseline else None
+baseline = results.get(eval_files.BASELINE)
+macro = tables.fmt_ci(baseline.get("macro_auc"), baseline.get("macro_auc_ci")) if baseline else None
 st.markdown(
     "The labels of this collection were coded **from the report text**. A model that reads the report's "
     "FINDINGS and IMPRESSION therefore sees the answer, and a plain keyword rule with negation handling "
@@ -182,9 +187,9 @@ st.markdown(
     "offered for **QA by discordance**, not as a diagnostic accuracy claim.")
 if baseline:
     aucs, cis = baseline.get("auc") or {}, baseline.get("auc_ci") or {}
-    st.dataframe(pd.DataFrame([{f: evaluation.fmt_ci(aucs.get(f), cis.get(f)) for f in FINDINGS}]), hide_index=True)
+    st.dataframe(pd.DataFrame([{f: tables.fmt_ci(aucs.get(f), cis.get(f)) for f in aucs}]), hide_index=True)
 else:
-    st.caption(f"`{eval_dir}/{evaluation.BASELINE}.json` not found.")
+    st.caption(f"`{eval_dir}/{eval_files.BASELINE}.json` not found.")
 
 st.header("Known limitations")
 scratch = (meta or {}).get("backbones", {}).get("image_weights", "none") in (None, "none")

@@ -87,7 +87,7 @@ def pool_and_test(reports, split_from: Path, seed: int) -> tuple[list[str], list
 def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[str], fold: int, out: Path) -> None:
     from core.data import split_reports
     from core.evaluation import predict_reports, write_predictions_csv
-    from core.labels import HEADS, TEXT_MODES
+    from core.eval_files import eval_name, eval_pairs
     from core.training import Trainer, TrainConfig
     fold_dir = out / f"fold{fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -105,12 +105,12 @@ def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[st
     held_reports = [r for r in trainer.reports if r.uid in held]
     meta = {"preprocessing": {"image_size": cfg.image_size, "mean": trainer.mean, "std": trainer.std},
             "text_max_len": cfg.text_max_len}
-    for mode in TEXT_MODES:
-        probs = predict_reports(trainer.model, trainer.tokenizer, meta, held_reports, Path(cfg.data), mode,
-                                bank=trainer.bank)
-        for head in HEADS:
-            if not (head == "text" and mode == "none"):
-                write_predictions_csv(fold_dir / f"oof_{mode}_{head}.csv", held_reports, probs[head])
+    probs = {}
+    for mode, head in eval_pairs():
+        if mode not in probs:
+            probs[mode] = predict_reports(trainer.model, trainer.tokenizer, meta, held_reports, Path(cfg.data), mode,
+                                          bank=trainer.bank)
+        write_predictions_csv(fold_dir / f"{eval_name('oof', mode, head)}.csv", held_reports, probs[mode][head])
     (fold_dir / "fold.json").write_text(json.dumps({
         "fold": fold, "n_train": len(split["train"]), "n_val": len(split["val"]), "n_held_out": len(held),
         "seconds": time.time() - t0, "timings": {k: v for k, v in trainer.timings.items()

@@ -29,14 +29,15 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
+    from core.labels import HEADS, TEXT_MODES
     from core.sources import DATASETS
     p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--dataset", default="openi", choices=list(DATASETS), help="layout of --data (core.sources)")
     p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
-    p.add_argument("--text-mode", choices=["report", "indication", "none"], default="report")
-    p.add_argument("--head", choices=["fusion", "image", "text"], default="fusion")
+    p.add_argument("--text-mode", choices=list(TEXT_MODES), default="report")
+    p.add_argument("--head", choices=list(HEADS), default="fusion")
     p.add_argument("--json", required=True, dest="json_out")
     p.add_argument("--predictions")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")

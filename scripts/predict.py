@@ -32,13 +32,14 @@ MAX_TEXT_CHARS = 20_000
 
 
 def parse_args(argv=None):
+    from core.labels import TEXT_MODES
     p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="PNG, JPEG or DICOM file")
     src.add_argument("--batch", help="CSV with columns image[,text,text_mode]")
     p.add_argument("--text", default="")
-    p.add_argument("--text-mode", choices=["report", "indication", "none"], default="report")
+    p.add_argument("--text-mode", choices=list(TEXT_MODES), default="report")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", help="batch: write a CSV of fused probabilities here")
     return p.parse_args(argv)

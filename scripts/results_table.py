@@ -35,11 +35,12 @@ def main(argv=None) -> int:
     folder = Path(args.eval)
     if not folder.is_dir():
         fail(f"{folder} does not exist; train or evaluate first")
+    from core.eval_files import BASELINE, eval_name
     from core.labels import FINDINGS
     lines = ["| Text mode / head | Macro AUC [95% CI] | " + " | ".join(FINDINGS) + " | mean ECE |",
              "|---|---|" + "---|" * len(FINDINGS) + "---|"]
-    entries = [(f"test_{m}_{h}.json", label) for m, h, label in ROWS] + [("test_keyword_baseline.json",
-                                                                         "Keyword rule on the report")]
+    entries = [(f"{eval_name('test', m, h)}.json", label) for m, h, label in ROWS] + [
+        (f"{BASELINE}.json", "Keyword rule on the report")]
     for name, label in entries:
         path = folder / name
         if not path.is_file():
@@ -48,12 +49,12 @@ def main(argv=None) -> int:
         cells = [fmt(j["auc"][f]) for f in FINDINGS]
         ece = fmt(j.get("mean_ece")) if "keyword" not in name else "—"
         lines.append(f"| {label} | {fmt(j['macro_auc'], j['macro_auc_ci'])} | " + " | ".join(cells) + f" | {ece} |")
-    n = json.loads((folder / "test_none_image.json").read_text())
+    n = json.loads((folder / f"{eval_name('test', 'none', 'image')}.json").read_text())
     print("\n".join(lines))
     print(f"\n{n['n_studies']} test reports; positives: " +
           ", ".join(f"{f} {n['n_positive'][f]}" for f in FINDINGS) + ".")
     for (ma, ha, la), (mb, hb, lb) in COMPARE:
-        paths = folder / f"test_{ma}_{ha}.csv", folder / f"test_{mb}_{hb}.csv"
+        paths = folder / f"{eval_name('test', ma, ha)}.csv", folder / f"{eval_name('test', mb, hb)}.csv"
         if all(p.is_file() for p in paths):
             d, ci = paired_difference(*paths, FINDINGS)
             print(f"{la} minus {lb}: macro AUC {d:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] (paired bootstrap over reports).")

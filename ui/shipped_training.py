@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from core.labels import FINDINGS
+from core.run_frames import auc_frame, steps_frame
 from core.trainlog import FILE, load
 from ui.charts import lines_figure, loss_figure
-from ui.training_data import auc_frame, steps_frame
 
 PHASES = ("image", "frozen", "unfrozen")
 

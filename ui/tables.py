@@ -1,17 +1,21 @@
-"""The tables the pages show (st.dataframe) of a prediction and of the log: column names and
-flags are wording for the screen. The log row itself is core.records'."""
+"""The tables the pages show (st.dataframe): a prediction's heads, the log's review table and
+the model card's metrics. Column names, flags and number formats are wording for the screen;
+the log row is core.records', the evaluation files are core.eval_files'."""
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
-from core.labels import FINDINGS
+from core.eval_files import HEAD_ORDER, MODE_ORDER, eval_name
+from core.store.export import row_findings
 
 
 def heads_table(fusion: dict, image: dict, text: dict | None, thresholds: dict,
                 head_thresholds: dict | None = None, discordant: list | None = None) -> pd.DataFrame:
     """One row per finding: each head's probability, the threshold, what is flagged."""
     rows = []
-    for f in FINDINGS:
+    for f in fusion:  # the model's findings, in its order
         row = {"finding": f, "fused": fusion[f], "threshold": thresholds[f],
                "fused ≥ threshold": "yes" if fusion[f] >= thresholds[f] else "no",
                "image head": image.get(f)}
@@ -30,6 +34,7 @@ def heads_table(fusion: dict, image: dict, text: dict | None, thresholds: dict,
 def history_frame(rows: list[dict]) -> pd.DataFrame:
     """The review table: one row per logged prediction; what needs attention (out of
     distribution, discordance) comes before the probabilities, so it is never off-screen."""
+    findings = row_findings(rows)  # the five, then any a newer model added (core.facts)
     out = []
     for r in rows:
         flags = (["⚠ out of distribution"] if r["out_of_distribution"] else []) + \
@@ -37,9 +42,60 @@ def history_frame(rows: list[dict]) -> pd.DataFrame:
         row = {"id": r["id"], "created (UTC)": r["created_at"][:19].replace("T", " "), "flags": " · ".join(flags),
                "file": r["image_name"], "mode": r["text_mode"],
                "discordance score": r.get("discordance_score") or 0.0}
-        row.update({f: r["fusion"].get(f) for f in FINDINGS})
+        row.update({f: r["fusion"].get(f) for f in findings})
         row.update({"reviewed": r.get("reviewed", False), "source": r["source"], "note": r.get("note", "")})
         out.append(row)
-    columns = ["id", "created (UTC)", "flags", "file", "mode", "discordance score", *FINDINGS, "reviewed", "source",
+    columns = ["id", "created (UTC)", "flags", "file", "mode", "discordance score", *findings, "reviewed", "source",
                "note"]
     return pd.DataFrame(out, columns=columns)
+
+
+# ---------------------------------------------------------------- model card (core.eval_files)
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def fmt_ci(value, ci) -> str:
+    """'0.84 (0.78–0.90)'; '—' when not computable (no positives in the split)."""
+    if not _finite(value):
+        return "—"
+    lo, hi = (list(ci) + [None, None])[:2] if ci else (None, None)
+    return f"{value:.2f} ({lo:.2f}–{hi:.2f})" if _finite(lo) and _finite(hi) else f"{value:.2f}"
+
+
+def metrics_table(results: dict[str, dict]) -> pd.DataFrame:
+    """One row per text mode × head: macro AUC, per-finding AUC with 95% CI, mean ECE."""
+    rows = []
+    for mode in MODE_ORDER:
+        for head in HEAD_ORDER[mode]:
+            r = results.get(eval_name("test", mode, head))
+            if not r:
+                continue
+            row = {"text mode": mode, "head": head, "studies": r.get("n_studies"),
+                   "macro AUC (95% CI)": fmt_ci(r.get("macro_auc"), r.get("macro_auc_ci"))}
+            for f in r.get("auc") or {}:  # the evaluated model's findings
+                row[f] = fmt_ci((r.get("auc") or {}).get(f), (r.get("auc_ci") or {}).get(f))
+            row["mean ECE"] = f"{r['mean_ece']:.3f}" if _finite(r.get("mean_ece")) else "—"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_table(summary: dict) -> pd.DataFrame:
+    """Fallback from metadata['test_summary'] ('mode/head' -> auc, macro_auc, macro_auc_ci, mean_ece)."""
+    rows = []
+    for key, s in summary.items():
+        mode, _, head = key.partition("/")
+        row = {"text mode": mode, "head": head, "macro AUC (95% CI)": fmt_ci(s.get("macro_auc"), s.get("macro_auc_ci"))}
+        row.update({f: fmt_ci(auc, None) for f, auc in (s.get("auc") or {}).items()})
+        row["mean ECE"] = f"{s['mean_ece']:.3f}" if _finite(s.get("mean_ece")) else "—"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def positives_table(results: dict[str, dict]) -> pd.DataFrame | None:
+    """Positives per finding in the test split (the same for every mode and head)."""
+    for r in results.values():
+        if r.get("n_positive"):
+            return pd.DataFrame([{"studies": r.get("n_studies"), **r["n_positive"]}])
+    return None

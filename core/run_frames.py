@@ -1,4 +1,5 @@
-"""Shape the training run log (core.runlog tables) into frames for plotting. Pure."""
+"""The training run log (core.runlog tables, core.trainlog's shipped copy) reshaped into
+frames for the training monitor's charts, and the run's status in words (label, ETA, alive)."""
 from __future__ import annotations
 
 import json
