@@ -254,4 +254,5 @@ class Predictor:
             pieces = self.tokenizer.convert_ids_to_tokens(ids[0].tolist())
             tokens = [(p, float(s)) for p, s, sp in zip(pieces, scores, special.tolist()) if not sp]
         return Attribution(finding=finding, head=head, method=method, heatmap=heat.astype(np.float32),
-                           tokens=tokens, words=self.attr_text_encoder.merge_pieces(tokens), convergence_delta=delta, seconds=time.perf_counter() - t0)
+                           tokens=tokens, words=self.attr_text_encoder.merge_pieces(tokens),
+                           convergence_delta=delta, seconds=time.perf_counter() - t0)

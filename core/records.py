@@ -68,7 +68,8 @@ def log_entry(pred, *, gray: np.ndarray, image_bytes: bytes, image_name: str, te
         thresholds=pred.head_thresholds, discordant=pred.discordant,
         out_of_distribution=pred.out_of_distribution, ood_score=pred.ood_score, source=source,
         discordance_score=getattr(pred, "discordance_score", 0.0) or 0.0,
-        evidence=getattr(pred, "evidence", None), image_reliable=getattr(pred, "image_reliable", None))
+        evidence=getattr(pred, "evidence", None), image_reliable=getattr(pred, "image_reliable", None),
+        findings=list(pred.fusion))  # the model's own findings (core.facts): the log adds columns for new ones
 
 
 def read_window(predictor, study: Study) -> TextWindow | None:

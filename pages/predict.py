@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.errors import CxrError
 from core.imaging import ImageDecodeError, decode_image
-from core.labels import FINDINGS, effective_mode
+from core.labels import effective_mode
 from core.records import Study, predict_and_log, shown_name
 from core.store import StoreError
 from core.textclean import TextError, clean_text
@@ -153,6 +153,6 @@ if result:
                                   greyed=pred.out_of_distribution)
 
     st.subheader("Why? (attributions on demand)")
-    default = (pred.discordant or pred.positive("fusion") or [max(FINDINGS, key=pred.fusion.get)])[0]
+    default = (pred.discordant or pred.positive("fusion") or [max(pred.fusion, key=pred.fusion.get)])[0]
     attribution_view.explain(scope="predict", prediction_id=result["key"], gray=result["gray"],
                              text=result["text"], mode=pred.text_mode, default_finding=default)

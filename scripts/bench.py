@@ -103,7 +103,7 @@ def naive_predict(model, tokenizer, metadata, path: Path, text: str):
     import numpy as np
     import torch
     from PIL import Image
-    from core.labels import TEXT_MODES
+    from core.facts import model_facts
     pre = metadata["preprocessing"]
     with Image.open(path) as im:
         g = np.asarray(im.convert("L").resize((pre["image_size"],) * 2, Image.BILINEAR), dtype=np.float32)
@@ -111,7 +111,8 @@ def naive_predict(model, tokenizer, metadata, path: Path, text: str):
     enc = tokenizer([text], padding="max_length", truncation=True, max_length=metadata["text_max_len"],
                     return_tensors="pt")
     with torch.no_grad():
-        logits = model(x, enc["input_ids"], enc["attention_mask"], torch.tensor([TEXT_MODES.index("report")]))
+        report = torch.tensor([model_facts(metadata).text_modes.index("report")])
+        logits = model(x, enc["input_ids"], enc["attention_mask"], report)
         return torch.sigmoid(logits["fusion"])
 
 
@@ -131,12 +132,12 @@ def frozen_epoch_speedup(predictor, grays, texts, batch: int = 32) -> dict:
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=1e-4)
-    mode = torch.zeros(batch, dtype=torch.long)
-    y = torch.zeros(batch, 5)
+    mode = torch.full((batch,), predictor.text_modes.index("report"), dtype=torch.long)
+    y = torch.zeros(batch, len(predictor.findings))  # the weights' findings (core.facts)
 
     def step(img, txt):
         out = heads(img, txt, mode, torch.zeros(batch))
-        loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(out[h], y) for h in ("fusion", "image", "text"))
+        loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(out[h], y) for h in predictor.heads)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -205,7 +206,8 @@ def main(argv=None) -> int:
     out["baseline_batch_studies_per_s"] = n_naive / (sum(naive) / 1000)
     del model
 
-    attr = timed(lambda: predictor.attribute(grays[1], texts[1], "report", finding="Cardiomegaly"), 5)
+    finding = "Cardiomegaly" if "Cardiomegaly" in predictor.findings else predictor.findings[0]
+    attr = timed(lambda: predictor.attribute(grays[1], texts[1], "report", finding=finding), 5)
     out["attribution_p50_ms"] = statistics.median(attr)
 
     out.update(frozen_epoch_speedup(predictor, grays, texts))

@@ -71,7 +71,8 @@ def test_migrations_on_fresh_file_and_reopen(tmp_path):
     PredictionStore(path)  # idempotent
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version, name FROM migrations").fetchall() == [(1, "m001_initial"),
-                                                                               (2, "m002_trust_and_names")]
+                                                                               (2, "m002_trust_and_names"),
+                                                                               (3, "m003_findings")]
     tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"predictions", "verdicts", "predictions_fts", "migrations"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.batch_uploads import CsvError, Item, Skipped, expand_uploads, read_text_map
 from core.errors import CxrError
 from core.imaging import ImageDecodeError, decode_image
 from core.labels import FINDINGS, TEXT_MODES
 from core.records import Study, predict_and_log_many
-from ui.batch_inputs import CsvError, Item, Skipped, expand_uploads, read_text_map
 from ui.config import MAX_UPLOAD_MB
 from ui.prediction_view import reliability_caption, unreliable_findings
 from ui.resources import MODEL_LOCK, predictor, store
@@ -50,7 +50,7 @@ def score(items: list[Item], texts: dict[str, tuple[str, str]], progress, *,
                          "above threshold": ", ".join(pred.positive("fusion")) if not pred.out_of_distribution
                          else "(out of distribution)",
                          "discordant": ", ".join(pred.discordant), "OOD": pred.out_of_distribution,
-                         "mode": pred.text_mode, **{f: pred.fusion[f] for f in FINDINGS},
+                         "mode": pred.text_mode, **pred.fusion,  # the model's findings
                          "text cut": "IMPRESSION kept" if window and window.impression_first
                          else ("end not read" if window and window.truncated else "")})
             if len(rows) == 1:
@@ -67,7 +67,7 @@ def finding_columns(reliable: dict | None, evidence: dict | None) -> dict:
     return {f: st.column_config.NumberColumn(
         f + (" ⚠" if f in unreliable else ""), format="%.3f",
         help=(f"Not reliable from the image: {unreliable[f]}" if f in unreliable else None))
-        for f in FINDINGS}
+        for f in (reliable or FINDINGS)}  # the model's findings (its image_reliable has every one)
 
 
 def render(model_ready: bool) -> None:

@@ -6,8 +6,6 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.labels import FINDINGS
-
 ABOVE, BELOW = "#d62728", "#1f77b4"  # above / below the decision threshold
 HEAD_COLOURS = {"fusion": "#444444", "image": "#2ca02c", "text": "#9467bd"}
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
@@ -24,7 +22,7 @@ def probability_bars(probs: dict, thresholds: dict, *, title: str = "Fused proba
     """Horizontal bar per finding, red when at or above its threshold, with a threshold tick.
     The values sit in their own column right of the axis (never on a tick); findings in
     ``unreliable`` (finding -> evidence line) are marked under their name, evidence on hover."""
-    y = list(FINDINGS)[::-1]  # first finding on top
+    y = list(probs)[::-1]  # the model's findings, first on top
     unreliable = unreliable or {}
     colours = [ABOVE if probs[f] >= thresholds[f] else BELOW for f in y]
     fig = go.Figure(go.Bar(x=[probs[f] for f in y], y=y, orientation="h", marker_color=colours, name="probability",
@@ -46,7 +44,7 @@ def head_bars(heads: dict[str, dict], head_thresholds: dict[str, dict], *,
               fused_thresholds: dict | None = None) -> go.Figure:
     """Grouped bars: one colour per head, each head's threshold as a tick of its colour
     (or, where only the fused thresholds are known, those as black ticks)."""
-    y = list(FINDINGS)[::-1]
+    y = list(next(iter(heads.values())))[::-1]  # the model's findings, first on top
     fig = go.Figure()
     for head, probs in heads.items():
         fig.add_trace(go.Bar(x=[probs[f] for f in y], y=y, orientation="h", name=head,

@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from core.errors import OptionError
-from core.labels import FINDINGS
 from core.store.connection import Connection
-from core.store.export import CSV_COLUMNS, export_csv, flatten
-from core.store.schema import prob_column, utc_iso
+from core.store.export import csv_columns, export_csv, flatten
+from core.store.schema import known_findings, prob_column, utc_iso
 
 _REVIEWED = "EXISTS (SELECT 1 FROM verdicts v WHERE v.prediction_id = p.id)"  # has any verdict
 ORDERS = {"newest": "p.created_at DESC, p.id DESC",
@@ -42,8 +41,8 @@ class Reads(Connection):
                 row[key] = json.loads(row[key])
         if "original_name" in row:
             row["original_name"] = bool(row["original_name"])
-        for finding in FINDINGS:
-            row.pop(prob_column(finding), None)
+        for name in [k for k in row if k.startswith("fusion_")]:  # the flat columns, one per finding
+            del row[name]
         row["out_of_distribution"] = bool(row["out_of_distribution"])
         if "reviewed" in row:
             row["reviewed"] = bool(row["reviewed"])
@@ -91,13 +90,16 @@ class Reads(Connection):
         if until is not None:
             where.append("p.created_at < ?")
             params.append(utc_iso(until))
-        if finding is not None and finding not in FINDINGS:
-            raise OptionError(f"unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
+        known = self.findings() if finding is not None or min_prob is not None else []
+        if finding is not None and finding not in known:
+            raise OptionError(f"unknown finding {finding!r}; use one of {', '.join(known)}")
         if finding is not None and min_prob is None:
-            stored = f"json_extract(p.thresholds, '$.{finding}'), json_extract(p.thresholds, '$.fusion.{finding}')"
-            where.append(f"p.{prob_column(finding)} >= COALESCE({stored}, 0.5)")
+            key = '"' + finding.replace('"', '\\"') + '"'  # a JSON path member, passed as a parameter
+            where.append(f"p.{prob_column(finding)} >= COALESCE(json_extract(p.thresholds, ?), "
+                         "json_extract(p.thresholds, ?), 0.5)")
+            params += [f"$.{key}", f"$.fusion.{key}"]
         elif min_prob is not None:
-            cols = [prob_column(finding)] if finding else [prob_column(f) for f in FINDINGS]
+            cols = [prob_column(finding)] if finding else [prob_column(f) for f in known]
             where.append("(" + " OR ".join(f"p.{c} >= ?" for c in cols) + ")")
             params += [float(min_prob)] * len(cols)
         if discordant is not None:
@@ -148,7 +150,14 @@ class Reads(Connection):
         """``list_predictions`` as a pandas DataFrame, one flat column per head and finding."""
         import pandas as pd  # only the pages need it
 
-        return pd.DataFrame([flatten(r) for r in self.list_predictions(**filters)], columns=CSV_COLUMNS)
+        findings = self.findings()
+        return pd.DataFrame([flatten(r, findings) for r in self.list_predictions(**filters)],
+                            columns=csv_columns(findings))
+
+    def findings(self) -> list[str]:
+        """The findings this log has columns for (core.labels' five first, then any a model added)."""
+        with self._connect() as conn:
+            return known_findings(conn)
 
     def count(self) -> int:
         with self._connect() as conn:
@@ -172,4 +181,4 @@ class Reads(Connection):
         return True
 
     def export_csv(self, rows: list[dict[str, Any]]) -> str:
-        return export_csv(rows)
+        return export_csv(rows, self.findings())

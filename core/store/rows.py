@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,12 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def _probs(name: str, values: Mapping[str, float | None] | None) -> dict[str, float | None]:
+def _probs(name: str, values: Mapping[str, float | None] | None,
+           findings: Sequence[str] = FINDINGS) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for finding, value in (values or {}).items():
-        if finding not in FINDINGS:
-            raise LogEntryError(f"{name} has unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
+        if finding not in findings:
+            raise LogEntryError(f"{name} has unknown finding {finding!r}; use one of {', '.join(findings)}")
         if value is not None:
             value = float(value)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
@@ -40,14 +41,14 @@ def _probs(name: str, values: Mapping[str, float | None] | None) -> dict[str, fl
     return out
 
 
-def _thresholds(values: Mapping[str, Any]) -> dict[str, Any]:
+def _thresholds(values: Mapping[str, Any], findings: Sequence[str] = FINDINGS) -> dict[str, Any]:
     """finding -> threshold (the fused head's), or head -> finding -> threshold (every head's)."""
     if values and all(isinstance(v, Mapping) for v in values.values()):
         unknown = [h for h in values if h not in HEADS]
         if unknown:
             raise LogEntryError(f"thresholds has unknown heads {unknown}; use {', '.join(HEADS)}")
-        return {head: _probs(f"thresholds[{head!r}]", per) for head, per in values.items()}
-    return _probs("thresholds", values)
+        return {head: _probs(f"thresholds[{head!r}]", per, findings) for head, per in values.items()}
+    return _probs("thresholds", values, findings)
 
 
 def _score(value) -> float:
@@ -57,12 +58,12 @@ def _score(value) -> float:
     return value
 
 
-def _evidence(values: Mapping[str, Any] | None) -> dict[str, dict]:
+def _evidence(values: Mapping[str, Any] | None, findings: Sequence[str] = FINDINGS) -> dict[str, dict]:
     """finding -> {auc, ci, positives, reliable, source}: only those keys, JSON-safe."""
     out = {}
     for finding, e in (values or {}).items():
-        if finding not in FINDINGS:
-            raise LogEntryError(f"evidence has unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
+        if finding not in findings:
+            raise LogEntryError(f"evidence has unknown finding {finding!r}; use one of {', '.join(findings)}")
         e = e or {}
         auc = e.get("auc")
         out[finding] = {"auc": None if auc is None or auc != auc else float(auc),
@@ -78,6 +79,15 @@ def _sha256(name: str, value: str | None) -> str | None:
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise LogEntryError(f"{name} is not a SHA-256; pass its 64 hex digits")
     return value
+
+
+def _finding_names(findings: Sequence[str] | None) -> tuple[str, ...]:
+    """The model's findings, checked: distinct, non-empty names of at most 64 printable characters."""
+    names = tuple(FINDINGS if findings is None else findings)
+    bad = [f for f in names if not isinstance(f, str) or not f.strip() or len(f) > 64 or not f.isprintable()]
+    if bad or len(set(names)) != len(names) or not names:
+        raise LogEntryError(f"findings {list(names)} are not distinct names; pass the model's labels (core.facts)")
+    return names
 
 
 def hashed_name(name: str | None, data: bytes) -> str:
@@ -102,8 +112,10 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
                   ood_score: float | None = None, source: str = "predict", text_sha256: str | None = None,
                   created_at: datetime | str | None = None, discordance_score: float = 0.0,
                   evidence: Mapping[str, Any] | None = None, image_reliable: Mapping[str, bool] | None = None,
-                  original_name: bool = True) -> dict[str, Any]:
-    """One prediction as a row of the predictions table; raises on any value it cannot store."""
+                  original_name: bool = True, findings: Sequence[str] | None = None) -> dict[str, Any]:
+    """One prediction as a row of the predictions table; raises on any value it cannot store.
+    ``findings``: those of the model that made it (core.facts; default the five of core.labels)."""
+    findings = _finding_names(findings)
     if text_mode not in TEXT_MODES:
         raise LogEntryError(f"text_mode {text_mode!r} is unknown; use one of {', '.join(TEXT_MODES)}")
     if source not in SOURCES:
@@ -114,13 +126,13 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
         if max(width, height) > MAX_REVIEW_PX:
             raise LogEntryError(f"image_png is {width}x{height}; pass a review copy of at most {MAX_REVIEW_PX} px a side")
     discordant = list(discordant or ())
-    unknown = [f for f in discordant if f not in FINDINGS]
+    unknown = [f for f in discordant if f not in findings]
     if unknown:
-        raise LogEntryError(f"discordant has unknown findings {unknown}; use names from {', '.join(FINDINGS)}")
+        raise LogEntryError(f"discordant has unknown findings {unknown}; use names from {', '.join(findings)}")
     text = text or ""
     if text_sha256 is None and text:
         text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    fusion_p = _probs("fusion", fusion)
+    fusion_p = _probs("fusion", fusion, findings)
     row: dict[str, Any] = {
         "created_at": utc_iso(created_at),
         "model_version": str(model_version),
@@ -131,18 +143,18 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
         "text": text,
         "text_mode": text_mode,
         "fusion": json.dumps(fusion_p),
-        "image": json.dumps(_probs("image", image)),
-        "text_probs": json.dumps(_probs("text_probs", text_probs)),
-        "thresholds": json.dumps(_thresholds(thresholds)),
+        "image": json.dumps(_probs("image", image, findings)),
+        "text_probs": json.dumps(_probs("text_probs", text_probs, findings)),
+        "thresholds": json.dumps(_thresholds(thresholds, findings)),
         "discordant": json.dumps(discordant),
         "n_discordant": len(discordant),
         "out_of_distribution": int(bool(out_of_distribution)),
         "ood_score": None if ood_score is None else float(ood_score),
         "source": source,
-        **{prob_column(f): fusion_p.get(f) for f in FINDINGS},
+        **{prob_column(f): fusion_p.get(f) for f in findings},
         "discordance_score": _score(discordance_score),
-        "evidence": json.dumps(_evidence(evidence)),
-        "image_reliable": json.dumps({f: bool(v) for f, v in (image_reliable or {}).items() if f in FINDINGS}),
+        "evidence": json.dumps(_evidence(evidence, findings)),
+        "image_reliable": json.dumps({f: bool(v) for f, v in (image_reliable or {}).items() if f in findings}),
         "original_name": int(bool(original_name)),
     }
     return row

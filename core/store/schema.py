@@ -1,20 +1,29 @@
 """The prediction log's schema: its tables, the flat probability columns, and the migrations
 that bring any older file up to date (version n is ``MIGRATIONS[n - 1]``; each runs once, in
-one transaction). A schema change is a new function appended to ``MIGRATIONS``."""
+one transaction). A schema change is a new function appended to ``MIGRATIONS``.
+
+Findings are not fixed here: the weights name them (core.facts). Each finding the log has
+seen has a row in ``findings`` and a flat REAL column ``fusion_<finding>`` in ``predictions``;
+``add_findings`` adds both the first time a model logs a finding the file has not seen."""
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import date, datetime, timezone
 
 import sqlite_utils
 
 from core.errors import OptionError, StoreError
-from core.labels import FINDINGS
+
+
+def finding_key(finding: str) -> str:
+    """A finding's name in column names: lower case, [a-z0-9_] only, whatever the weights call it."""
+    return re.sub(r"[^a-z0-9]+", "_", finding.lower()).strip("_")
 
 
 def prob_column(finding: str) -> str:
     """Flat REAL column holding the fusion probability of a finding (for filtering in SQL)."""
-    return f"fusion_{finding.lower()}"
+    return "fusion_" + finding_key(finding)
 
 
 
@@ -35,8 +44,11 @@ def utc_iso(value: datetime | date | str | None = None) -> str:
 
 
 
+_V1_FINDINGS = ("Pneumonia", "Edema", "Cardiomegaly", "Atelectasis", "Consolidation")  # schema 1, frozen
+
+
 def _m001_initial(db: sqlite_utils.Database) -> None:
-    flat = ",\n".join(f"  {prob_column(f)} REAL" for f in FINDINGS)
+    flat = ",\n".join(f"  {prob_column(f)} REAL" for f in _V1_FINDINGS)
     db.execute(f"""
 CREATE TABLE predictions (
   id INTEGER PRIMARY KEY,
@@ -86,7 +98,41 @@ def _m002_trust_and_names(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX predictions_discordance ON predictions (discordance_score)")
 
 
-MIGRATIONS = [_m001_initial, _m002_trust_and_names]
+def _m003_findings(db: sqlite_utils.Database) -> None:
+    """Issue 11: the findings come from the weights, so the log records which it has columns for
+    (schema 1's five, in their order); ``add_findings`` adds the others when a model logs them."""
+    db.execute("CREATE TABLE findings (name TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, "
+               "added_at TEXT NOT NULL)")
+    now = utc_iso()
+    for position, name in enumerate(_V1_FINDINGS):
+        db.execute("INSERT INTO findings (name, position, added_at) VALUES (?, ?, ?)", (name, position, now))
+
+
+MIGRATIONS = [_m001_initial, _m002_trust_and_names, _m003_findings]
+
+
+def known_findings(conn: sqlite3.Connection) -> list[str]:
+    """The findings this log has columns for, in the order they were first logged."""
+    return [n for (n,) in conn.execute("SELECT name FROM findings ORDER BY position")]
+
+
+def add_findings(conn: sqlite3.Connection, findings) -> None:
+    """Give findings the log has not seen their row and flat column (inside the caller's write
+    transaction: the new columns and the rows that use them commit together)."""
+    known = known_findings(conn)
+    columns = {prob_column(f): f for f in known}
+    for finding in findings:
+        if finding in known:
+            continue
+        column = prob_column(finding)
+        if not finding_key(finding) or column in columns:
+            raise StoreError(f"finding {finding!r} would share the column {column} with {columns.get(column)!r}; "
+                             "rename it in the weights' labels")
+        conn.execute(f"ALTER TABLE predictions ADD COLUMN {column} REAL")
+        conn.execute("INSERT INTO findings (name, position, added_at) VALUES (?, ?, ?)",
+                     (finding, len(known), utc_iso()))
+        known.append(finding)
+        columns[column] = finding
 
 
 def _applied_versions(conn: sqlite3.Connection) -> set[int]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +10,7 @@ from core.errors import LogEntryError, PredictionNotFound, StoreError
 from core.labels import FINDINGS
 from core.store.connection import BUSY_TIMEOUT_S, Connection
 from core.store.rows import VERDICTS, validated_row
-from core.store.schema import utc_iso
+from core.store.schema import add_findings, known_findings, utc_iso
 
 
 class Writes(Connection):
@@ -25,21 +25,24 @@ class Writes(Connection):
                        text_sha256: str | None = None,
                        created_at: datetime | str | None = None, discordance_score: float = 0.0,
                        evidence: Mapping[str, Any] | None = None,
-                       image_reliable: Mapping[str, bool] | None = None, original_name: bool = True) -> int:
-        """Append one prediction; returns its id."""
+                       image_reliable: Mapping[str, bool] | None = None, original_name: bool = True,
+                       findings: Sequence[str] | None = None) -> int:
+        """Append one prediction; returns its id. ``findings``: the model's (core.facts; default
+        the five of core.labels); the log gains a column for any it has not seen."""
         return self.log_many([dict(
             model_version=model_version, image_png=image_png, image_name=image_name, image_sha256=image_sha256,
             text=text, text_mode=text_mode, fusion=fusion, image=image, text_probs=text_probs,
             thresholds=thresholds, discordant=discordant, out_of_distribution=out_of_distribution,
             ood_score=ood_score, source=source, text_sha256=text_sha256, created_at=created_at,
             discordance_score=discordance_score, evidence=evidence, image_reliable=image_reliable,
-            original_name=original_name)])[0]
+            original_name=original_name, findings=findings)])[0]
 
     def log_many(self, entries: list[Mapping[str, Any]]) -> list[int]:
         """Append several predictions (keyword arguments of ``log_prediction`` each) in one
         transaction: all or none. Returns their ids."""
         rows = [validated_row(**e) for e in entries]
         with self._connect(write=True) as conn:
+            add_findings(conn, dict.fromkeys(f for e in entries for f in (e.get("findings") or FINDINGS)))
             return [conn.execute(f"INSERT INTO predictions ({', '.join(r)}) VALUES "
                                  f"({', '.join(':' + c for c in r)})", r).lastrowid for r in rows]
 
@@ -48,11 +51,12 @@ class Writes(Connection):
     def set_verdict(self, prediction_id: int, finding: str, verdict: str | None, *,
                     reviewer: str = "", note: str = "") -> None:
         """Record the reviewer's verdict on one finding (``None`` removes it)."""
-        if finding not in FINDINGS:
-            raise LogEntryError(f"unknown finding {finding!r}; use one of {', '.join(FINDINGS)}")
         if verdict is not None and verdict not in VERDICTS:
             raise LogEntryError(f"verdict {verdict!r} is unknown; use one of {', '.join(VERDICTS)}")
         with self._connect(write=True) as conn:
+            known = known_findings(conn)
+            if finding not in known:
+                raise LogEntryError(f"unknown finding {finding!r}; use one of {', '.join(known)}")
             self._require(conn, prediction_id)
             if verdict is None:
                 conn.execute("DELETE FROM verdicts WHERE prediction_id = ? AND finding = ?", (prediction_id, finding))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -32,7 +32,7 @@ import torch.nn as nn
 from core.errors import CxrError
 
 DEFAULT_FAMILY = "bert"
-_FAMILIES: dict[str, type["TextEncoder"]] = {}
+_FAMILIES: dict[str, type[TextEncoder]] = {}
 
 
 class UnknownTextEncoder(CxrError, ValueError):
@@ -47,7 +47,7 @@ class TextEncoder(nn.Module):
     backbone_prefixes: tuple[str, ...] = ()  # state names (relative to this module) not stored
 
     @classmethod
-    def load(cls, backbone: str, *, pretrained: bool, options: dict) -> tuple[object, "TextEncoder"]:
+    def load(cls, backbone: str, *, pretrained: bool, options: dict) -> tuple[object, TextEncoder]:
         """(tokenizer, encoder) for ``backbone``; ``pretrained=False`` builds the architecture only
         (the weights file fills it), ``options`` is what ``options()`` returned when it was saved."""
         raise NotImplementedError

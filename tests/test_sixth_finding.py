@@ -1,0 +1,120 @@
+"""A sixth finding, end to end, with no code change: weights that name six findings load,
+predict and explain all six; the prediction log (a real file that already holds five-finding
+rows, from before the findings table existed) gains a column for the new one; rows read back,
+filter, take verdicts and export with the new finding's columns, old rows blank there."""
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import read_metadata, save_weights
+from core.labels import FINDINGS, HEADS, TEXT_MODES
+from core.model import ModelConfig, build_model
+from core.store import PredictionStore, prob_column
+
+SIX = (*FINDINGS, "Pleural Effusion")  # a space in the name: columns must still be safe
+
+
+def five(p: float) -> dict:
+    return {f: p for f in FINDINGS}
+
+
+@pytest.fixture(scope="module")
+def six_weights(tmp_path_factory):
+    """Six-finding weights of the shipped architecture (BERT family), saved by the project's writer."""
+    torch.manual_seed(0)
+    model, _ = build_model(ModelConfig(num_findings=len(SIX), embed_dim=32))
+    model.eval()
+    meta = {"version": "six-1", "labels": list(SIX), "text_max_len": 64,
+            "preprocessing": {"image_size": 64, "mean": 0.5, "std": 0.25},
+            "thresholds": {m: {h: {f: 0.5 for f in SIX} for h in HEADS} for m in TEXT_MODES}}
+    out = tmp_path_factory.mktemp("six")
+    save_weights(model, meta, out)
+    return out
+
+
+@pytest.fixture
+def old_log(tmp_path, monkeypatch):
+    """A log written before the findings table (schema 2) holding five-finding rows."""
+    from core.store import schema
+    path = tmp_path / "log.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        PredictionStore(path)
+    row = PredictionStore._validated(model_version="five-1", image_png=None, image_name="old.png", image_sha256=None,
+                                     text="Heart is enlarged.", text_mode="report", fusion=five(0.7), image=five(0.6),
+                                     text_probs=five(0.8), thresholds={h: five(0.5) for h in HEADS})
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                     list(row.values()))
+    return path
+
+
+def test_weights_carry_six_findings(six_weights):
+    meta = read_metadata(six_weights)
+    assert meta["labels"] == list(SIX) and meta["heads"] == list(HEADS) and meta["text_modes"] == list(TEXT_MODES)
+    assert meta["model_config"]["num_findings"] == 6
+
+
+def test_sixth_finding_end_to_end(six_weights, old_log):
+    from core.predictor import Predictor
+    from core.records import Study, predict_and_log
+
+    predictor = Predictor.load(six_weights)
+    assert predictor.findings == SIX
+    gray = (np.random.default_rng(1).random((80, 80)) * 255).astype(np.uint8)
+    png = io.BytesIO()
+    from PIL import Image
+    Image.fromarray(gray).save(png, format="PNG")
+
+    store = PredictionStore(old_log)  # migration 3 runs: the log learns the five it has columns for
+    assert store.findings() == list(FINDINGS)
+    store.log_prediction(model_version="five-1", image_png=None, image_name="five.png", image_sha256=None,
+                         text="", text_mode="none", fusion=five(0.2), image=five(0.2), text_probs=None,
+                         thresholds={h: five(0.5) for h in HEADS})
+    done = predict_and_log(predictor, store, Study(gray, png.getvalue(), "six.png", "Small left effusion.",
+                                                   "report"), source="cli", keep_name=True)
+    assert done.row_id is not None and done.log_error is None
+    pred = done.prediction
+    assert list(pred.fusion) == list(SIX) and set(pred.head_thresholds["image"]) == set(SIX)
+    assert set(pred.evidence) == set(SIX) and pred.image_reliable["Pleural Effusion"] is False
+
+    assert store.findings() == list(SIX)
+    with sqlite3.connect(old_log) as conn:
+        columns = {n for (n,) in conn.execute("SELECT name FROM pragma_table_info('predictions')")}
+    assert prob_column("Pleural Effusion") == "fusion_pleural_effusion" in columns
+
+    row = store.get(done.row_id)
+    assert row["fusion"]["Pleural Effusion"] == pytest.approx(pred.fusion["Pleural Effusion"])
+    hits = store.list_predictions(finding="Pleural Effusion", min_prob=0.0)
+    assert [r["id"] for r in hits] == [done.row_id]  # the old rows have no value for it
+    store.set_verdict(done.row_id, "Pleural Effusion", "present", reviewer="rad")
+
+    rows = list(csv.DictReader(io.StringIO(store.export_csv(store.list_predictions(limit=None, with_verdicts=True)))))
+    assert len(rows) == 3
+    new = next(r for r in rows if r["id"] == str(done.row_id))
+    assert float(new["fusion_pleural_effusion"]) == pytest.approx(pred.fusion["Pleural Effusion"], abs=1e-6)
+    assert new["verdict_pleural_effusion"] == "present" and new["threshold_pleural_effusion"] == "0.5"
+    assert all(r["fusion_pleural_effusion"] == "" for r in rows if r["id"] != str(done.row_id))
+    assert {r["fusion_edema"] != "" for r in rows} == {True}
+    assert set(store.frame(limit=None).columns) >= {"fusion_pleural_effusion", "image_pleural_effusion"}
+
+    attr = predictor.attribute(gray, "Small left effusion.", "report", finding="Pleural Effusion",
+                               head="fusion", method="gradcam")
+    assert attr.heatmap.shape == (64, 64) and attr.words
+
+
+def test_a_finding_that_clashes_with_a_column_is_refused(tmp_path):
+    from core.errors import CxrError
+    store = PredictionStore(tmp_path / "log.db")
+    clash = {**five(0.1), "edema!": 0.1}  # same column as Edema
+    with pytest.raises(CxrError, match="share the column"):
+        store.log_prediction(model_version="x", image_png=None, image_name="x.png", image_sha256=None, text="",
+                             text_mode="none", fusion=clash, image=clash, text_probs=None,
+                             thresholds=clash, findings=list(clash))
+    assert store.count() == 0 and store.findings() == list(FINDINGS)
