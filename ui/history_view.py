@@ -10,7 +10,7 @@ from core.imaging import ImageDecodeError, decode_image
 from core.labels import FINDINGS
 from core.store import SEARCH_HELP, VERDICTS, PredictionStore, StoreError
 from ui import attribution_view, prediction_view
-from ui.records import history_frame
+from ui.tables import history_frame
 
 PERIODS = ("All time", "Last 24 hours", "Last 7 days", "Last 30 days", "Custom range")
 ANY = "Any finding"
@@ -19,8 +19,9 @@ SHOWN = 500  # rows in the table; the export takes every row that matches
 ORDERS_SHOWN = {"newest": "Newest first", "discordance": "Discordance score (report QA)"}
 
 
-def filters() -> dict:
-    """Draw the filter widgets; returns keyword arguments for PredictionStore.list_predictions."""
+def filters(findings=FINDINGS) -> dict:
+    """Draw the filter widgets; returns keyword arguments for PredictionStore.list_predictions.
+    ``findings``: those the log has columns for (PredictionStore.findings)."""
     c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
     period = c1.selectbox("Period (UTC)", PERIODS, key="hist_period")
     now = datetime.now(timezone.utc)
@@ -35,7 +36,7 @@ def filters() -> dict:
     elif period != "All time":
         since = now - {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
                        "Last 30 days": timedelta(days=30)}[period]
-    finding = c2.selectbox("Finding", (ANY, *FINDINGS), key="hist_finding")
+    finding = c2.selectbox("Finding", (ANY, *findings), key="hist_finding")
     min_prob = c2.slider("Min fused probability", 0.0, 1.0, 0.0, 0.05, key="hist_min_prob")
     discordant = c3.checkbox("Discordant only", key="hist_discordant")
     hide_ood = c3.checkbox("Hide out-of-distribution images", key="hist_hide_ood")
@@ -61,10 +62,11 @@ def review_form(db: PredictionStore, entry: dict) -> None:
     pid, current = entry["id"], entry["verdicts"]
     with st.form(f"review_{pid}"):
         st.markdown("**Your verdict per finding** (what the image shows, not whether the model agreed)")
-        cols = st.columns(len(FINDINGS))
+        findings = list(entry["fusion"]) or FINDINGS  # those of the model that made this entry
+        cols = st.columns(len(findings))
         options = (NO_VERDICT, *VERDICTS)
         chosen = {}
-        for col, f in zip(cols, FINDINGS):
+        for col, f in zip(cols, findings):
             now = current.get(f, {}).get("verdict", NO_VERDICT)
             chosen[f] = col.selectbox(f, options, index=options.index(now), key=f"verdict_{pid}_{f}")
         reviewer = st.text_input("Reviewer", value=next((v["reviewer"] for v in current.values()), ""),
@@ -142,7 +144,12 @@ def render(db: PredictionStore, model_ready: bool) -> None:
     flash = st.session_state.pop("hist_flash", None)
     if flash:
         st.success(flash)
-    kwargs = filters()
+    try:
+        findings = db.findings()
+    except CxrError as exc:  # an unusable log
+        st.error(str(exc))
+        return
+    kwargs = filters(findings)
     try:
         rows = db.list_predictions(**kwargs, limit=SHOWN)
     except CxrError as exc:  # an unusable log, a filter it cannot apply
@@ -151,7 +158,7 @@ def render(db: PredictionStore, model_ready: bool) -> None:
     capped = f" (newest {SHOWN} shown; the export has all)" if len(rows) == SHOWN else ""
     st.caption(f"{len(rows)} entries match{capped} · {db.count()} in the log.")
     st.dataframe(history_frame(rows), hide_index=True, key="hist_table",
-                 column_config={f: st.column_config.NumberColumn(format="%.2f") for f in FINDINGS}
+                 column_config={f: st.column_config.NumberColumn(format="%.2f") for f in findings}
                  | {"discordance score": st.column_config.NumberColumn(format="%.2f")})
     st.download_button("Export CSV (all matching entries, with verdicts)", lambda: export_matching(db, kwargs),
                        file_name="predictions.csv", mime="text/csv", key="hist_export", icon=":material/download:",
