@@ -1,5 +1,6 @@
-"""Read a batch upload: image files, .zip archives (read in memory, never extracted) and an
-optional CSV that maps file name -> text. Pure functions; problems become listed skips."""
+"""Read a batch upload (the batch review page): image files, .zip archives (read in memory,
+never extracted) and an optional CSV that maps file name -> text and mode. Pure functions;
+problems become listed skips, a CSV that cannot be used raises CsvError."""
 from __future__ import annotations
 
 import csv
