@@ -76,8 +76,7 @@ def result_json(pred) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.labels import FINDINGS, TEXT_MODES
-
+    from core.labels import TEXT_MODES
 
     if args.image:
         img = read_image(Path(args.image))
@@ -90,7 +89,7 @@ def main(argv=None) -> int:
             if pred.out_of_distribution:
                 print(f"WARNING: this does not look like a frontal chest X-ray ({pred.ood_reason}); "
                       "the probabilities below are not meaningful")
-            for f in FINDINGS:
+            for f in predictor.findings:  # the weights' own (core.facts)
                 flag = "  DISCORDANT" if f in pred.discordant else ""
                 e = pred.evidence[f]
                 held = (f"held-out AUC {e['auc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], {e['positives']} pos."
@@ -125,9 +124,9 @@ def main(argv=None) -> int:
     if args.out:
         with open(args.out, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["image", *FINDINGS, "discordant", "out_of_distribution"])
+            w.writerow(["image", *predictor.findings, "discordant", "out_of_distribution"])
             for (name, *_), p in zip(studies, results):
-                w.writerow([name, *[f"{p.fusion[f]:.6f}" for f in FINDINGS], ";".join(p.discordant),
+                w.writerow([name, *[f"{p.fusion[f]:.6f}" for f in predictor.findings], ";".join(p.discordant),
                             int(p.out_of_distribution)])
     if args.json or not args.out:
         for (name, *_), p in zip(studies, results):
@@ -138,7 +137,7 @@ def main(argv=None) -> int:
 def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
     """This process's share of the rows into OUT.parts/, then (rank 0) the merge into OUT."""
     import os
-    from core.labels import FINDINGS, TEXT_MODES
+    from core.labels import TEXT_MODES
     from core.sharded import PartsError, PartWriter, batch_fingerprint, done_rows, merge, my_blocks, open_parts
     for i, row in enumerate(rows):  # cheap checks of every row before any work
         mode = (row.get("text_mode") or args.text_mode).strip()
@@ -171,14 +170,14 @@ def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
             modes.append((rows[r].get("text_mode") or args.text_mode).strip())
         preds = predictor.predict_batch([im.gray for im in images], texts, modes,
                                         colorfulness=[im.colorfulness for im in images])
-        writer.write([(r, [rows[r]["image"], *[f"{p.fusion[f]:.6f}" for f in FINDINGS], ";".join(p.discordant),
-                           int(p.out_of_distribution)]) for r, p in zip(chunk, preds)])
+        writer.write([(r, [rows[r]["image"], *[f"{p.fusion[f]:.6f}" for f in predictor.findings],
+                           ";".join(p.discordant), int(p.out_of_distribution)]) for r, p in zip(chunk, preds)])
     writer.close()
     if world > 1:
         dist.barrier()
     if rank == 0:
         try:
-            n = merge(out, ["image", *FINDINGS, "discordant", "out_of_distribution"], len(rows))
+            n = merge(out, ["image", *predictor.findings, "discordant", "out_of_distribution"], len(rows))
         except PartsError as exc:
             fail(str(exc))
         print(f"wrote {out}: {n} studies ({sum(map(len, todo))} predicted by rank 0 in this run, "

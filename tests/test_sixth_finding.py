@@ -118,3 +118,16 @@ def test_a_finding_that_clashes_with_a_column_is_refused(tmp_path):
                              text_mode="none", fusion=clash, image=clash, text_probs=None,
                              thresholds=clash, findings=list(clash))
     assert store.count() == 0 and store.findings() == list(FINDINGS)
+
+
+def test_cli_writes_the_sixth_finding(six_weights, tmp_path):
+    """scripts/predict.py --batch --out: one column per finding of the weights."""
+    from PIL import Image
+
+    from scripts.predict import main
+    Image.fromarray((np.random.default_rng(2).random((70, 70)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "batch.csv").write_text("image,text\na.png,Small left effusion.\n")
+    out = tmp_path / "out.csv"
+    assert main(["--weights", str(six_weights), "--batch", str(tmp_path / "batch.csv"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0])[:7] == ["image", *SIX] and 0 <= float(rows[0]["Pleural Effusion"]) <= 1
