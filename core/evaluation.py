@@ -13,6 +13,7 @@ from core.baseline import keyword_matrix
 from core.data import Report
 from core.dataset import ImageBank, Samples, normalise
 from core.errors import OptionError
+from core.facts import FactsError, model_facts
 from core.inference import image_features, report_probabilities, text_features
 from core.labels import FINDINGS
 from core.metrics import auprc, bootstrap_auc_ci, ece, macro_auc, safe_auc
@@ -31,10 +32,20 @@ def select_reports(reports: list[Report], split: str, split_uids: dict | None) -
     return [r for r in reports if r.uid in keep]
 
 
+def require_label_order(metadata: dict) -> None:
+    """The data's labels (core.labels) and the model's outputs (its weights' labels) must be the
+    same findings in the same order for any score to mean something."""
+    model_findings = model_facts(metadata).findings
+    if model_findings != FINDINGS:
+        raise FactsError(f"these weights predict {', '.join(model_findings)}, the data is labelled for "
+                         f"{', '.join(FINDINGS)} (core/labels.py); evaluate with the labels they were trained on")
+
+
 def predict_reports(model, tokenizer, metadata: dict, reports: list[Report], data_dir: Path, mode: str, *,
                     bank: ImageBank | None = None, paths: dict | None = None) -> dict[str, np.ndarray]:
     """Per-report calibrated probabilities of every head (rows follow ``reports``). ``paths``
     maps image id -> file for datasets other than Open-I (core.sources)."""
+    require_label_order(metadata)
     pre = metadata["preprocessing"]
     ids = [i for r in reports for i in r.image_ids]
     bank = bank or ImageBank.build(Path(data_dir), ids, pre["image_size"], paths=paths)

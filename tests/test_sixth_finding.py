@@ -131,3 +131,11 @@ def test_cli_writes_the_sixth_finding(six_weights, tmp_path):
     assert main(["--weights", str(six_weights), "--batch", str(tmp_path / "batch.csv"), "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0])[:7] == ["image", *SIX] and 0 <= float(rows[0]["Pleural Effusion"]) <= 1
+
+
+def test_evaluation_refuses_weights_whose_findings_differ_from_the_data_labels(six_weights):
+    from core.evaluation import require_label_order
+    from core.facts import FactsError
+    require_label_order({"labels": list(FINDINGS)})
+    with pytest.raises(FactsError, match="evaluate with the labels they were trained on"):
+        require_label_order(read_metadata(six_weights))
