@@ -87,20 +87,20 @@ def predict_and_log_many(predictor, store: PredictionStore | None, studies: list
     with ``row_id=None`` and the error in ``log_error``."""
     windows = [read_window(predictor, s) for s in studies]
     texts = [w.read if w else "" for w in windows]
-    modes = [effective_mode(t, s.mode) for t, s in zip(texts, studies)]
+    modes = [effective_mode(t, s.mode) for t, s in zip(texts, studies, strict=True)]
     with lock if lock is not None else nullcontext():
         preds = predictor.predict_batch([s.gray for s in studies], texts, modes,
                                         colorfulness=[s.colorfulness for s in studies])
     if store is None:
-        return [Logged(p, None, None, w) for p, w in zip(preds, windows)]
+        return [Logged(p, None, None, w) for p, w in zip(preds, windows, strict=True)]
     entries = [log_entry(p, gray=s.gray, image_bytes=s.image_bytes, image_name=s.image_name, text=t,
                          source=source, keep_name=keep_names)
-               for p, s, t in zip(preds, studies, texts)]
+               for p, s, t in zip(preds, studies, texts, strict=True)]
     try:
         ids, error = store.log_many(entries), None
     except StoreError as exc:
         ids, error = [None] * len(studies), exc
-    return [Logged(p, i, e, w, error) for p, i, e, w in zip(preds, ids, entries, windows)]
+    return [Logged(p, i, e, w, error) for p, i, e, w in zip(preds, ids, entries, windows, strict=True)]
 
 
 def predict_and_log(predictor, store: PredictionStore | None, study: Study, *, source: str,

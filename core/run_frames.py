@@ -38,7 +38,7 @@ def steps_frame(steps: list[dict]) -> pd.DataFrame:
 def lrs_frame(steps: pd.DataFrame) -> pd.DataFrame:
     """Long frame: index, group, lr (steps.lrs is JSON name -> lr)."""
     rows = [{"index": i, "group": name, "lr": lr}
-            for i, raw in zip(steps["index"], steps["lrs"]) for name, lr in _json(raw).items()]
+            for i, raw in zip(steps["index"], steps["lrs"], strict=True) for name, lr in _json(raw).items()]
     return pd.DataFrame(rows, columns=["index", "group", "lr"])
 
 
@@ -52,7 +52,7 @@ def auc_frame(epochs: list[dict], *, mode: str, head: str) -> pd.DataFrame:
             per = {f: val.get(f) for f in FINDINGS}
         else:
             values = (val.get(mode) or {}).get(head) or []
-            per = dict(zip(FINDINGS, values))
+            per = dict(zip(FINDINGS, values, strict=False))  # a short list: the rest missing
         label = f"{e.get('phase')}:{e.get('epoch')}"
         rows += [{"epoch #": i, "epoch": label, "phase": e.get("phase"), "finding": f, "auc": as_float(a)}
                  for f, a in per.items()]

@@ -62,6 +62,7 @@ def fit_ood_guard(trainer, limit: int = 5000):
     """Out-of-distribution guard fitted on the training images (see core.ood); at most
     ``limit`` of them (a seeded sample) on large datasets."""
     import random
+
     from core.imaging import load_png_gray
     from core.ood import fit_ood
     rows = trainer.samples["train"].image_rows
@@ -79,6 +80,7 @@ def external_validation(trainer, metadata: dict, out: Path, dataset: str, data: 
     """Score every study of another dataset (split ``all``), every text mode and head: the
     'trained on X, validated on Y' numbers of the model card."""
     import numpy as np
+
     from core.evaluation import metrics_json, predict_reports, write_predictions_csv
     from core.sources import load_collection
     coll = load_collection(dataset, data, uncertain_policy=trainer.cfg.uncertain_policy)
@@ -107,6 +109,7 @@ def evaluate_test_split(trainer, metadata: dict, out: Path) -> dict:
     """Test-split metrics of every text mode and head, plus the keyword baseline, written to
     ``out/eval/`` (core.eval_files names them); returns the summary kept in the metadata."""
     import numpy as np
+
     from core.evaluation import keyword_baseline_json, metrics_json, predict_reports, write_predictions_csv
     test = [r for r in trainer.reports if r.uid in set(trainer.split["test"])]
     Y = np.array([r.labels for r in test], dtype=float)

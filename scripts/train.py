@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     from core.model import BackboneUnavailable, image_weights_info
     from core.sources import check_layout
     from core.train_outputs import build_metadata, evaluate_test_split, external_validation, fit_ood_guard
-    from core.training import Trainer, TrainConfig
+    from core.training import TrainConfig, Trainer
     try:
         check_layout(args.dataset, Path(args.data))
         if args.external_data:
