@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.labels import FINDINGS
+from core.facts import model_facts
 from core.run_frames import auc_frame, steps_frame
 from core.trainlog import FILE, load
 from ui.charts import lines_figure, loss_figure
@@ -22,11 +22,11 @@ def summary_tables(meta: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     phases = pd.DataFrame([{"phase": p, "minutes": round(timings[f"{p}_s"] / 60, 1),
                             "samples / s": round(timings.get(f"{p}_samples_per_s") or 0, 1)}
                            for p in PHASES if timings.get(f"{p}_s") is not None])
-    rows = []
+    rows, findings = [], model_facts(meta).findings  # the loaded weights' own
     for mode, heads in ((meta.get("val") or {}).get("auc") or {}).items():
         for head, values in heads.items():
             rows.append({"text mode": mode, "head": head,
-                         **{f: round(v, 3) for f, v in zip(FINDINGS, values) if v == v}})
+                         **{f: round(v, 3) for f, v in zip(findings, values) if v == v}})
     return phases, pd.DataFrame(rows)
 
 
