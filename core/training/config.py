@@ -1,0 +1,71 @@
+"""What a training run is told: ``TrainConfig`` (the defaults table of scripts/train.py) and a
+split file's check."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.data import DataLayoutError
+from core.labels import TEXT_MODES
+from core.model import OFFLINE_TEXT_BACKBONE
+
+NONE_MODE = TEXT_MODES.index("none")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str = "weights"
+    run_dir: str = "runs/default"
+    image_weights: str = "none"
+    text_backbone: str = OFFLINE_TEXT_BACKBONE
+    image_size: int = 128
+    seed: int = 0
+    batch_size: int = 32
+    image_epochs: int = 30
+    frozen_epochs: int = 40
+    unfrozen_epochs: int = 5
+    lr_head: float = 1e-3
+    lr_image: float = 1e-3          # image phase (from scratch)
+    lr_image_finetune: float = 1e-4  # unfrozen phase, pretrained image encoder
+    lr_text: float = 3e-5
+    weight_decay: float = 1e-4
+    patience: int = 8               # epochs without a better validation score before a phase stops
+    image_patience: int = 0         # image phase; 0 = never stop early, run the whole cosine schedule
+    ema_decay: float = 0.995        # image phase: validate and keep averaged weights (0 = off)
+    text_max_len: int = 160
+    aux_terms: int = 24
+    aux_weight: float = 0.5
+    modality_dropout: float = 0.15
+    use_automatic: bool = False
+    max_reports: int = 0            # 0 = all (small values for smoke tests)
+    unfreeze: str = "auto"          # auto | text | both | none
+    log_every: int = 10
+    fit_ood: bool = True
+    split_file: str = ""            # JSON {"train": [uid...], "val": [...], "test": [...]}; "" = seeded split
+    dataset: str = "openi"          # openi | mimic-cxr | chexpert | csv (core.sources)
+    uncertain_policy: str = "ignore"  # uncertain (-1) labels: ignore | positive | negative (core.sources.policy)
+    image_weights_datasets: str = ""  # comma-separated collections a pretrained image encoder saw ("" = from its name)
+    loader_workers: int = 0         # processes that decode images (0 = in the main process)
+
+    def unfreeze_parts(self) -> set[str]:
+        if self.unfreeze == "auto":
+            return {"text"} if self.image_weights == "none" else {"text", "image"}
+        return {"none": set(), "text": {"text"}, "both": {"text", "image"}}[self.unfreeze]
+
+
+def load_split(path: str, reports) -> dict[str, list[str]]:
+    """A split written by scripts/cv.py (or by hand): uids per split, each known, none twice."""
+    import json
+    split = json.loads(Path(path).read_text())
+    known = {r.uid for r in reports}
+    seen: set[str] = set()
+    for name in ("train", "val", "test"):
+        uids = [str(u) for u in split.get(name, [])]
+        if set(uids) - known or seen & set(uids):
+            raise DataLayoutError(f"{path}: split {name!r} names unknown or repeated reports; "
+                                  "fix the file or drop --split-file")
+        seen |= set(uids)
+        split[name] = uids
+    return {k: split[k] for k in ("train", "val", "test")}
+
