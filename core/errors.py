@@ -4,7 +4,8 @@ Every error a caller should handle derives from ``CxrError``; its message is one
 that says what is wrong and names the fix. The command-line tools turn any ``CxrError``
 into one line on stderr and exit status 2 (scripts/_cli.py); the pages catch this family,
 not ``Exception``. Subclasses keep a built-in base (ValueError, RuntimeError) where older
-callers caught that.
+callers caught that. Built-in exceptions stay for programming errors only (code passing an
+array of the wrong shape): those are bugs to fix, not messages for a user.
 """
 from __future__ import annotations
 
