@@ -1,7 +1,7 @@
 """Cross-validation results: per-fold AUCs (mean ± sd) and pooled out-of-fold AUCs with CIs.
 
 ``scripts/cv.py`` writes ``fold<k>/oof_<mode>_<head>.csv`` (the format of
-``core.evaluation.write_predictions_csv``); ``summarise`` reads them back.
+``core.split_eval.write_predictions_csv``); ``summarise`` reads them back.
 """
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.evaluation import predict_reports, select_reports
 from core.evidence import build_evidence, image_reliable
 from core.labels import FINDINGS, HEADS, TEXT_MODES
 from core.operating import fit_discordance, operating_threshold
+from core.split_eval import predict_reports, select_reports
 
 QA_BUDGET = 0.04   # validation share of unedited reports flagged for any finding (target <= 5% unseen)
 
@@ -23,7 +23,7 @@ def prevalence(reports, split: dict) -> np.ndarray:
 
 def val_probabilities(model, tokenizer, metadata: dict, reports, data_dir: Path, **images) -> tuple[dict, np.ndarray]:
     """({mode: {head: reports x findings}}, labels) on the validation split. ``images``:
-    ``bank=`` / ``paths=`` as core.evaluation.predict_reports takes them."""
+    ``bank=`` / ``paths=`` as core.split_eval.predict_reports takes them."""
     val = select_reports(reports, "val", metadata["split"])
     probs = {m: predict_reports(model, tokenizer, metadata, val, Path(data_dir), m, **images) for m in TEXT_MODES}
     return probs, np.array([r.labels for r in val], dtype=float)

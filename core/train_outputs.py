@@ -81,8 +81,8 @@ def external_validation(trainer, metadata: dict, out: Path, dataset: str, data: 
     'trained on X, validated on Y' numbers of the model card."""
     import numpy as np
 
-    from core.evaluation import metrics_json, predict_reports, write_predictions_csv
     from core.sources import load_collection
+    from core.split_eval import metrics_json, predict_reports, write_predictions_csv
     coll = load_collection(dataset, data, uncertain_policy=trainer.cfg.uncertain_policy)
     Y = np.array([r.labels for r in coll.reports], dtype=float)
     results, probs = {}, {}
@@ -110,7 +110,7 @@ def evaluate_test_split(trainer, metadata: dict, out: Path) -> dict:
     ``out/eval/`` (core.eval_files names them); returns the summary kept in the metadata."""
     import numpy as np
 
-    from core.evaluation import keyword_baseline_json, metrics_json, predict_reports, write_predictions_csv
+    from core.split_eval import keyword_baseline_json, metrics_json, predict_reports, write_predictions_csv
     test = [r for r in trainer.reports if r.uid in set(trainer.split["test"])]
     Y = np.array([r.labels for r in test], dtype=float)
     summary, probs = {}, {}

@@ -71,6 +71,7 @@ def model_gflops(weights: str, gray, text) -> float:
     input size, counted on the plain fp32 model (int8 kernels are not counted by torch)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
     from core.predictor import Predictor
     plain = Predictor.load(weights, fast=False)
     counter = FlopCounterMode(display=False)
@@ -103,6 +104,7 @@ def naive_predict(model, tokenizer, metadata, path: Path, text: str):
     import numpy as np
     import torch
     from PIL import Image
+
     from core.facts import model_facts
     pre = metadata["preprocessing"]
     with Image.open(path) as im:
@@ -120,6 +122,7 @@ def frozen_epoch_speedup(predictor, grays, texts, batch: int = 32) -> dict:
     """Training samples/s of a frozen-phase step on cached features versus the same step
     with the frozen encoders recomputed (forward only) for every batch."""
     import torch
+
     from core.inference import image_features, text_features
     from core.training import HeadsNet
     model = predictor.model
@@ -159,8 +162,8 @@ def frozen_epoch_speedup(predictor, grays, texts, batch: int = 32) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.checkpoint import load_weights
-    from core.data import DataLayoutError, load_reports
     from core.imaging import decode_image
+    from core.reports import DataLayoutError, load_reports
     try:
         reports = load_reports(Path(args.data))
     except DataLayoutError as exc:

@@ -3,7 +3,7 @@
     python scripts/bench_loader.py --data ../shared/iu-xray --n 256 --workers 0 1 2 --json bench/loader.json
     python scripts/bench_loader.py --data ../shared/iu-xray --upscale 2500 --n 128   # MIMIC-sized JPEGs
 
-Runs the loader the trainer uses (core.dataset.DecodeDataset in a torch DataLoader with
+Runs the loader the trainer uses (core.image_bank.DecodeDataset in a torch DataLoader with
 ``num_workers`` processes) over ``--n`` images of a dataset (``--dataset``, core.sources),
 then normalises and augments each batch as the image phase does. ``--upscale PX`` first
 writes the images as JPEGs (quality 95) with their long side at PX pixels in a temporary
@@ -42,7 +42,8 @@ def parse_args(argv=None):
 
 def measure(paths, size: int, workers: int, batch_size: int) -> float:
     import torch
-    from core.dataset import DecodeDataset, augment, normalise
+
+    from core.image_bank import DecodeDataset, augment, normalise
     loader = torch.utils.data.DataLoader(DecodeDataset(paths, size), batch_size=batch_size, num_workers=workers,
                                          persistent_workers=False)
     gen = torch.Generator().manual_seed(0)
@@ -57,8 +58,9 @@ def measure(paths, size: int, workers: int, batch_size: int) -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from PIL import Image
-    from core.data import DataLayoutError
+
     from core.imaging import load_png_gray
+    from core.reports import DataLayoutError
     from core.sources import load_collection
     try:
         coll = load_collection(args.dataset, Path(args.data))

@@ -78,17 +78,17 @@ def stratified_folds(reports, uids: list[str], k: int, seed: int) -> list[list[s
 
 
 def pool_and_test(reports, split_from: Path, seed: int) -> tuple[list[str], list[str]]:
-    from core.data import split_reports
+    from core.reports import split_reports
     meta = split_from / "metadata.json"
     split = json.loads(meta.read_text())["split"] if meta.is_file() else split_reports(reports, seed=seed)
     return list(split["train"]) + list(split["val"]), list(split["test"])
 
 
 def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[str], fold: int, out: Path) -> None:
-    from core.data import split_reports
-    from core.evaluation import predict_reports, write_predictions_csv
     from core.eval_files import eval_name, eval_pairs
-    from core.training import Trainer, TrainConfig
+    from core.reports import split_reports
+    from core.split_eval import predict_reports, write_predictions_csv
+    from core.training import TrainConfig, Trainer
     fold_dir = out / f"fold{fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
     held = set(fold_uids)
@@ -121,7 +121,7 @@ def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[st
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.cv import summarise
-    from core.data import DataLayoutError, check_layout, load_reports
+    from core.reports import DataLayoutError, check_layout, load_reports
     out = Path(args.root) / args.name
     if not args.summary_only:
         try:

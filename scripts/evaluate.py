@@ -61,11 +61,18 @@ def check_unseen(metadata: dict, dataset: str, split: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
+
     from core.checkpoint import WeightsError, load_weights
-    from core.data import DataLayoutError
+    from core.reports import DataLayoutError
     from core.sources import load_collection
-    from core.evaluation import (REPORT_MODE_CAVEAT, keyword_baseline_json, metrics_json, predict_reports,
-                                 select_reports, write_predictions_csv)
+    from core.split_eval import (
+        REPORT_MODE_CAVEAT,
+        keyword_baseline_json,
+        metrics_json,
+        predict_reports,
+        select_reports,
+        write_predictions_csv,
+    )
     if args.head == "text" and args.text_mode == "none":
         fail("the text head has nothing to read with --text-mode none; use --head image or fusion")
     try:

@@ -37,8 +37,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.checkpoint import WeightsError, load_weights, save_weights
-    from core.data import DataLayoutError, check_layout, load_reports
     from core.posthoc import fit_guard, refit, rescore_thresholds
+    from core.reports import DataLayoutError, check_layout, load_reports
     weights = Path(args.weights)
     try:
         check_layout(Path(args.data))

@@ -85,10 +85,10 @@ def rate(caught: int, n: int) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.data import DataLayoutError, check_layout, load_reports
-    from core.evaluation import select_reports
     from core.imaging import load_png_gray
     from core.labels import FINDINGS
+    from core.reports import DataLayoutError, check_layout, load_reports
+    from core.split_eval import select_reports
     predictor = load_predictor(args.weights)
     try:
         check_layout(Path(args.data))

@@ -57,8 +57,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.checkpoint import save_weights
-    from core.data import DataLayoutError
     from core.model import BackboneUnavailable, image_weights_info
+    from core.reports import DataLayoutError
     from core.sources import check_layout
     from core.train_outputs import build_metadata, evaluate_test_split, external_validation, fit_ood_guard
     from core.training import TrainConfig, Trainer

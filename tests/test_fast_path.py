@@ -19,9 +19,9 @@ WEIGHTS = ROOT / "weights"
 def both(iu_xray_dir):
     if not (WEIGHTS / "model.safetensors").is_file():
         pytest.skip("no shipped weights in weights/ (train them with scripts/train.py)")
-    from core.data import load_reports
-    from core.evaluation import select_reports
     from core.predictor import Predictor
+    from core.reports import load_reports
+    from core.split_eval import select_reports
     fast, plain = Predictor.load(WEIGHTS, fast=True), Predictor.load(WEIGHTS, fast=False)
     reports = select_reports(load_reports(iu_xray_dir), "test", plain.metadata["split"])
     return fast, plain, reports, iu_xray_dir
@@ -29,8 +29,8 @@ def both(iu_xray_dir):
 
 @pytest.mark.parametrize("mode", ["report", "indication", "none"])
 def test_fast_path_keeps_auc(both, mode):
-    from core.evaluation import predict_reports
     from core.metrics import safe_auc
+    from core.split_eval import predict_reports
     fast, plain, reports, data = both
     Y = np.array([r.labels for r in reports])
     pf = predict_reports(fast.model, fast.tokenizer, fast.metadata, reports, data, mode)

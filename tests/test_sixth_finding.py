@@ -134,8 +134,8 @@ def test_cli_writes_the_sixth_finding(six_weights, tmp_path):
 
 
 def test_evaluation_refuses_weights_whose_findings_differ_from_the_data_labels(six_weights):
-    from core.evaluation import require_label_order
     from core.facts import FactsError
+    from core.split_eval import require_label_order
     require_label_order({"labels": list(FINDINGS)})
     with pytest.raises(FactsError, match="evaluate with the labels they were trained on"):
         require_label_order(read_metadata(six_weights))

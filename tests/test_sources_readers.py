@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.data import DataLayoutError
+from core.reports import DataLayoutError
 from core.sources import DATASETS, check_layout, load_collection
 from core.sources.policy import LabelValueError, apply_policy, parse_cell
 from core.sources.sections import section_report

@@ -5,10 +5,10 @@
     chexpert   CheXpert v1.0 (train.csv / valid.csv; images only, no reports)                (core.sources.chexpert)
     csv        a plain CSV manifest: image path, optional text, one column per finding        (core.sources.manifest)
 
-Every reader returns studies as ``core.data.Report`` (one per study: its frontal images,
+Every reader returns studies as ``core.reports.Report`` (one per study: its frontal images,
 sections, labels after the uncertain-label policy, patient) and the path of every image, so
 training, evaluation and the image bank never look at a layout again. A reader raises
-``core.data.DataLayoutError`` (one sentence) on a folder that is not in its layout.
+``core.reports.DataLayoutError`` (one sentence) on a folder that is not in its layout.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.data import DataLayoutError, Report
+from core.reports import DataLayoutError, Report
 
 DATASETS: tuple[str, ...] = ("openi", "mimic-cxr", "chexpert", "csv")
 _MODULES = {"openi": "openi", "mimic-cxr": "mimic", "chexpert": "chexpert", "csv": "manifest"}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from pathlib import Path, PurePosixPath
 
-from core.data import DataLayoutError, Report
+from core.reports import DataLayoutError, Report
 from core.sources import Collection
 from core.sources.tables import OBSERVATIONS, finding_labels, read_table
 

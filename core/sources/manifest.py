@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.data import DataLayoutError, Report, split_by_patient
 from core.labels import FINDINGS
+from core.reports import DataLayoutError, Report, split_by_patient
 from core.sources import Collection
 from core.sources.policy import LabelValueError, apply_policy, parse_cell
 from core.sources.tables import read_table

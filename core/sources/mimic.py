@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.data import DataLayoutError, Report
+from core.reports import DataLayoutError, Report
 from core.sources import Collection
 from core.sources.sections import section_report
 from core.sources.tables import OBSERVATIONS, find_file, finding_labels, read_table

@@ -1,4 +1,4 @@
-"""Open-I (IU X-ray) as a Collection: the reader is core.data (``NLMCXR_png/<image_id>.png``,
+"""Open-I (IU X-ray) as a Collection: the reader is core.reports (``NLMCXR_png/<image_id>.png``,
 ``NLMCXR_reports/ecgen-radiology/<uid>.xml``, optional ``manifest.csv`` of views). Labels are
 the MeSH major terms (no uncertain labels); reports have no patient id, so the split is the
 seeded split by report that the shipped model uses (``split=None``)."""
@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core import data
+from core.reports import check_layout as check_openi_layout
+from core.reports import load_reports
 from core.sources import Collection
 
 TITLE = "Indiana University Chest X-ray Collection (Open-I)"
@@ -16,11 +17,11 @@ CITATION = ("Demner-Fushman D, et al. Preparing a collection of radiology examin
 
 
 def check_layout(root: Path) -> None:
-    data.check_layout(root)
+    check_openi_layout(root)
 
 
 def load(root: Path, *, uncertain_policy: str = "ignore", use_automatic: bool = False, seed: int = 0) -> Collection:
-    reports = data.load_reports(root, use_automatic=use_automatic)
+    reports = load_reports(root, use_automatic=use_automatic)
     png = Path(root) / "NLMCXR_png"
     paths = {i: png / f"{i}.png" for r in reports for i in r.image_ids}
     return Collection(name="openi", title=TITLE, root=Path(root), reports=reports, image_paths=paths, split=None,

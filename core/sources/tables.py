@@ -7,8 +7,8 @@ import gzip
 import io
 from pathlib import Path
 
-from core.data import DataLayoutError
 from core.labels import FINDINGS
+from core.reports import DataLayoutError
 from core.sources.policy import LabelValueError, apply_policy, parse_cell
 
 # the 14 observations of the CheXpert labeller (MIMIC-CXR-JPG -chexpert/-negbio, CheXpert csvs)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.data import DataLayoutError
 from core.labels import TEXT_MODES
 from core.model import OFFLINE_TEXT_BACKBONE
+from core.reports import DataLayoutError
 
 NONE_MODE = TEXT_MODES.index("none")
 

@@ -7,8 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from core.dataset import augment
 from core.ema import WeightAverage
+from core.image_bank import augment
 from core.labels import FINDINGS, TEXT_MODES
 from core.training.config import NONE_MODE
 from core.training.nets import HeadsNet, ImagePhaseNet

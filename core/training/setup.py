@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from core.data import auxiliary_vocabulary, split_reports
-from core.dataset import ImageBank, Samples, aux_matrix, label_matrix, mode_texts, normalise
 from core.errors import RunStateError
+from core.image_bank import ImageBank, Samples, aux_matrix, label_matrix, mode_texts, normalise
 from core.model import ModelConfig, build_model, image_weights_info
+from core.reports import auxiliary_vocabulary, split_reports
 from core.runlog import RunLog
 from core.training.config import TrainConfig, load_split
 from core.training.distributed import dist_info, seed_everything

@@ -1,4 +1,6 @@
-"""Reader for the Indiana University Chest X-ray Collection (Open-I) in its official layout.
+"""Studies as ``Report`` objects (every dataset reader returns them, core.sources), their splits
+and auxiliary labels, and the reader for the Indiana University Chest X-ray Collection (Open-I)
+in its official layout.
 
     DATA/NLMCXR_png/<image_id>.png
     DATA/NLMCXR_reports/ecgen-radiology/<uid>.xml

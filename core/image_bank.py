@@ -1,4 +1,5 @@
-"""In-memory training data: decoded, resized images and tokenised texts per report.
+"""In-memory training data: every image decoded and resized once (ImageBank), the samples
+indexing it, label matrices, normalisation and batch augmentation.
 
 Every image is decoded and resized once and kept as uint8 (S x S bytes each: 377k MIMIC
 images at 224 px are 19 GB); augmentation runs on whole batches as tensors. Decoding runs
@@ -15,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.data import Report, auxiliary_labels
-from core.labels import TEXT_MODES
 from core.imaging import load_png_gray
+from core.labels import TEXT_MODES
 from core.preprocess import resize_gray
+from core.reports import Report, auxiliary_labels
 
 
 def load_resized(path: Path, size: int) -> np.ndarray:

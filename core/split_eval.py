@@ -1,4 +1,5 @@
-"""Evaluation on a split of the collection: metrics JSON and per-study predictions.
+"""Evaluate the model on a split of a collection: per-report probabilities, the metrics JSON
+and the per-study predictions CSV (their file names: core.eval_files).
 
 One prediction per report: the mean of the calibrated probabilities of its frontal images.
 """
@@ -10,13 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from core.baseline import keyword_matrix
-from core.data import Report
-from core.dataset import ImageBank, Samples, normalise
 from core.errors import OptionError
 from core.facts import FactsError, model_facts
+from core.image_bank import ImageBank, Samples, normalise
 from core.inference import image_features, report_probabilities, text_features
 from core.labels import FINDINGS
 from core.metrics import auprc, bootstrap_auc_ci, ece, macro_auc, safe_auc
+from core.reports import Report
 
 REPORT_MODE_CAVEAT = ("The MeSH labels of this collection were coded from the report text, so in report mode "
                       "the text branch reads the answer: a keyword rule scores about 0.98 macro AUC. "
