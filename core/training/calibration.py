@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from core.inference import image_features, report_logits, report_probabilities, text_features
-from core.labels import FINDINGS, TEXT_MODES
+from core.labels import FINDINGS, HEADS, TEXT_MODES
 from core.metrics import fit_temperature, macro_auc, safe_auc
 from core.operating import operating_threshold
 
@@ -103,7 +103,7 @@ class Calibration:
             self.fit_late_fusion({h: v[rows] for h, v in logits.items()}, Y, mi, mode)
             logits = report_logits(self.model, feats, self.txt_cache[mode], s.report_idx, len(self.reports), mode)
             thresholds[mode] = {}
-            for hi, head in enumerate(("fusion", "image", "text")):
+            for hi, head in enumerate(HEADS):
                 if head == "text" and mode == "none":
                     thresholds[mode][head] = {f: 0.5 for f in FINDINGS}
                     continue
