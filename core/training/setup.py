@@ -114,16 +114,18 @@ class Setup:
 
     def _build_model(self) -> None:
         cfg = self.cfg
-        mc = ModelConfig(text_backbone=cfg.text_backbone, num_aux=len(self.aux_vocab))
+        mc = ModelConfig(text_backbone=cfg.text_backbone, text_type=cfg.text_family, num_aux=len(self.aux_vocab))
         image_weights = cfg.image_weights if not self.resume_state else "none"  # resumed: the checkpoint has them
         self.model, self.tokenizer = build_model(mc, image_weights=image_weights)
         if self.resume_state:
             missing, unexpected = self.model.load_state_dict(self.resume_state["model"], strict=False)
             if unexpected or set(missing) - {"late_weights"}:  # checkpoints from before late fusion lack it
                 raise RunStateError(f"{self.state_path} does not match this model; start a new --run-dir")
-        # the text embedding tables stay frozen: they are not shipped (see core.checkpoint)
-        for p in self.model.text_encoder.encoder.embeddings.parameters():
-            p.requires_grad_(False)
+        # the backbone's own tables (BERT: the embeddings) stay frozen: they are not shipped (core.checkpoint)
+        tuned = {id(p) for p in self.model.text_encoder.tuned_parameters()}
+        for p in self.model.text_encoder.parameters():
+            if id(p) not in tuned:
+                p.requires_grad_(False)
         self.model.to(self.device)
 
     def pixels(self, rows) -> torch.Tensor:
