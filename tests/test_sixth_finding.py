@@ -139,3 +139,13 @@ def test_evaluation_refuses_weights_whose_findings_differ_from_the_data_labels(s
     require_label_order({"labels": list(FINDINGS)})
     with pytest.raises(FactsError, match="evaluate with the labels they were trained on"):
         require_label_order(read_metadata(six_weights))
+
+
+def test_facts_fall_back_for_old_weights_and_refuse_what_the_code_cannot_run():
+    from core.facts import FactsError, ModelFacts, model_facts
+    assert model_facts({}) == ModelFacts(FINDINGS, HEADS, TEXT_MODES)  # weights from before the facts
+    assert model_facts({"labels": list(SIX)}).findings == SIX
+    with pytest.raises(FactsError, match="update the tool"):
+        model_facts({"heads": ["fusion", "image", "text", "ensemble"]})
+    with pytest.raises(FactsError, match="distinct"):
+        model_facts({"labels": ["Edema", "Edema"]})
