@@ -66,7 +66,7 @@ def review_form(db: PredictionStore, entry: dict) -> None:
         cols = st.columns(len(findings))
         options = (NO_VERDICT, *VERDICTS)
         chosen = {}
-        for col, f in zip(cols, findings):
+        for col, f in zip(cols, findings, strict=True):
             now = current.get(f, {}).get("verdict", NO_VERDICT)
             chosen[f] = col.selectbox(f, options, index=options.index(now), key=f"verdict_{pid}_{f}")
         reviewer = st.text_input("Reviewer", value=next((v["reviewer"] for v in current.values()), ""),

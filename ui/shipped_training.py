@@ -26,7 +26,7 @@ def summary_tables(meta: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     for mode, heads in ((meta.get("val") or {}).get("auc") or {}).items():
         for head, values in heads.items():
             rows.append({"text mode": mode, "head": head,
-                         **{f: round(v, 3) for f, v in zip(findings, values) if v == v}})
+                         **{f: round(v, 3) for f, v in zip(findings, values, strict=False) if v == v}})
     return phases, pd.DataFrame(rows)
 
 
