@@ -171,7 +171,8 @@ def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
         preds = predictor.predict_batch([im.gray for im in images], texts, modes,
                                         colorfulness=[im.colorfulness for im in images])
         writer.write([(r, [rows[r]["image"], *[f"{p.fusion[f]:.6f}" for f in predictor.findings],
-                           ";".join(p.discordant), int(p.out_of_distribution)]) for r, p in zip(chunk, preds, strict=True)])
+                           ";".join(p.discordant), int(p.out_of_distribution)])
+                      for r, p in zip(chunk, preds, strict=True)])
     writer.close()
     if world > 1:
         dist.barrier()
