@@ -114,8 +114,8 @@ def family(name: str | None) -> type[TextEncoder]:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"{__name__}.{name}":  # the family exists but lacks a package: say which
-                raise
-
+                raise UnknownTextEncoder(f"the text-encoder family {name!r} needs the Python package "
+                                         f"{exc.name!r}; install it") from None
     if name not in _FAMILIES:
         raise UnknownTextEncoder(f"no text-encoder family {name!r} (known: {', '.join(sorted(_FAMILIES)) or 'none'}); "
                                  f"add core/text_encoders/{name}.py or retrain with a known one")
