@@ -35,7 +35,6 @@ class ModelConfig:
     num_aux: int = 0          # auxiliary MeSH targets on the image branch
     embed_dim: int = 256
     dropout: float = 0.2
-    text_hidden: int = 384    # filled in from the text encoder
     text_type: str = DEFAULT_FAMILY   # the text-encoder family (core.text_encoders)
     text_options: dict = field(default_factory=dict)  # what that family needs to build it again
 
@@ -187,7 +186,6 @@ def build_model(config: ModelConfig, *, pretrained_text: bool = True, image_weig
     tokenizer, text_encoder = text_family(config.text_type).load(config.text_backbone, pretrained=pretrained_text,
                                                                  options=config.text_options)
     config.text_options = text_encoder.options()
-    config.text_hidden = text_encoder.out_dim
     model = FusionModel(config, text_encoder)
     load_image_weights(model.image_encoder, image_weights)
     return model, tokenizer
