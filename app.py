@@ -16,8 +16,8 @@ from ui import resources, router, sidebar
 resources.start_loading_model()
 
 # a local icon: a Material icon here would make every page fetch its SVG from a public CDN
-st.set_page_config(page_title="CXR findings — research tool", page_icon=str(Path(__file__).parent / "ui" / "favicon.png"),
-                   layout="wide")
+st.set_page_config(page_title="CXR findings — research tool",
+                   page_icon=str(Path(__file__).parent / "ui" / "favicon.png"), layout="wide")
 
 page = st.navigation([
     st.Page("pages/predict.py", title="Predict", icon=":material/radiology:", default=True),

@@ -25,7 +25,8 @@ class WeightsError(CxrError, RuntimeError):
 def read_metadata(weights_dir: Path) -> dict:
     path = Path(weights_dir) / WEIGHTS_FILE
     if not path.is_file():
-        raise WeightsError(f"no trained weights at {path}; train them with: python scripts/train.py --data DIR --out {weights_dir}")
+        raise WeightsError(f"no trained weights at {path}; train them with: "
+                           f"python scripts/train.py --data DIR --out {weights_dir}")
     try:
         with open(path, "rb") as fh:
             (size,) = struct.unpack("<Q", fh.read(8))

@@ -37,3 +37,30 @@ def test_sidebar_shows_loaded_model(app_env, tiny_weights, monkeypatch):
     text = " ".join(m.value for m in at.sidebar.markdown)
     assert "Version" in text and "densenet121" in text
     assert not at.sidebar.warning
+
+
+def test_first_page_view_starts_loading_the_model_in_the_background(app_env, tiny_weights, monkeypatch):
+    """The model loads while the user picks a file, not on the first Predict click (issue 10:
+    first prediction); the page itself does not wait for it."""
+    from ui import resources
+    monkeypatch.setenv("CXR_WEIGHTS", str(tiny_weights))
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    key = resources._key()
+    assert key in resources._LOADS._threads  # started by the page view, before any click
+    resources._LOADS._threads[key].join(120)
+    assert resources._LOADS.ready(key)
+    assert resources.predictor().version == resources.metadata()[0]["version"]
+
+
+def test_page_view_reads_the_model_facts_without_importing_torch():
+    """The sidebar and pages need only the metadata before a model is loaded; importing torch
+    for it would put seconds on the first page view."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.path.insert(0, '.'); import ui.sidebar, ui.resources, ui.tables, core.records; "
+            "from core.weights_meta import read_metadata; read_metadata('weights'); "
+            "print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

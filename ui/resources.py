@@ -2,13 +2,14 @@
 and the prediction log. Loading never touches the network (core.checkpoint guarantees it)."""
 from __future__ import annotations
 
+import atexit
 import threading
 from pathlib import Path
 
 import streamlit as st
 
-from core.weights_meta import WeightsError, read_metadata
 from core.store import PredictionStore, default_path
+from core.weights_meta import WeightsError, read_metadata
 from ui.config import weights_dir, weights_stamp
 
 # Captum registers hooks on the shared model: one model call at a time across sessions.
@@ -37,6 +38,9 @@ class _ModelLoads:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # one load at a time: transformers' lazy imports are not thread-safe, and two loads
+        # racing (a second weights folder, a retry) failed with "cannot import name AutoConfig"
+        self._load_lock = threading.Lock()
         self._threads: dict[tuple, threading.Thread] = {}
         self._results: dict[tuple, object] = {}
         self._errors: dict[tuple, BaseException] = {}
@@ -52,13 +56,20 @@ class _ModelLoads:
 
     def _load(self, key: tuple) -> None:
         try:
-            from core.predictor import Predictor  # torch import only when the model is needed
-            self._results[key] = Predictor.load(key[0])
+            with self._load_lock:
+                from core.predictor import Predictor  # torch import only when the model is needed
+                self._results[key] = Predictor.load(key[0])
         except BaseException as exc:  # noqa: BLE001 — handed to the caller of get(), who reports it
             self._errors[key] = exc
             return
         # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
         _import_captum()
+
+    def join_all(self, timeout: float = 120.0) -> None:
+        """Let a load finish before the interpreter exits: a thread killed inside torch's C++
+        code aborts the process ("terminate called without an active exception")."""
+        for thread in list(self._threads.values()):
+            thread.join(timeout)
 
     def ready(self, key: tuple) -> bool:
         return key in self._results
@@ -74,6 +85,7 @@ class _ModelLoads:
 
 
 _LOADS = _ModelLoads()
+atexit.register(_LOADS.join_all)
 
 
 def _key() -> tuple:

