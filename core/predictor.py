@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from core.checkpoint import load_weights
 from core.errors import CxrError
 from core.evidence import evidence_for, image_reliable
-from core.fast import optimise_for_inference
+from core.fast import frozen_features, optimise_for_inference
 from core.facts import model_facts
 from core.labels import effective_mode
 from core.operating import discordance
@@ -105,6 +106,10 @@ class Predictor:
         pre = metadata["preprocessing"]
         self.size, self.mean, self.std = int(pre["image_size"]), float(pre["mean"]), float(pre["std"])
         self.max_len = int(metadata.get("text_max_len", 160))
+        # the predict path's encoders: eager here; freeze_encoders() swaps in frozen ones
+        self.image_features = self.model.image_encoder.forward_features
+        self.text_features = self.model.text_encoder.forward_features
+        self.fast = fast
         self.version = metadata.get("version", "unknown")
         # what this model predicts comes from its weights (core.facts), not from this code
         facts = model_facts(metadata)
@@ -117,6 +122,35 @@ class Predictor:
         if ood_tensors:
             from core.ood import OODDetector
             self.ood = OODDetector.from_tensors(ood_tensors)
+
+    def freeze_encoders(self, lock=None) -> list[str]:
+        """Swap TorchScript-frozen encoders into the predict path where they match eager on
+        inputs of several batch sizes and lengths (core.fast.frozen_features); returns which.
+        Takes ~2 s (tracing and the graph's first runs), so the app does it on its background
+        thread after the model is in use: predictions meanwhile run eager, and the swap is one
+        attribute assignment. Attribution always uses the eager modules. The encoders are traced
+        on private copies (~110 MB), taken under ``lock`` (the app's model lock), so Captum's
+        hooks on the shared modules can never be recorded into the trace."""
+        if not self.fast:
+            return []
+        with lock if lock is not None else contextlib.nullcontext():
+            image_encoder = copy.deepcopy(self.model.image_encoder)
+            text_encoder = copy.deepcopy(self.model.text_encoder)
+        frozen = []
+        images = [torch.linspace(-2, 2, n * self.size * self.size).reshape(n, 1, self.size, self.size)
+                  .contiguous(memory_format=torch.channels_last) for n in (1, 3)]
+        image = frozen_features(image_encoder, [(x,) for x in images])
+        if image is not None:
+            self.image_features = image
+            frozen.append("image")
+        texts = [["The heart is enlarged.", "No acute cardiopulmonary abnormality. The lungs are clear."],
+                 ["Cough."], ["Mild pulmonary edema.", "Normal.", "Heart size is at the upper limits of normal."]]
+        encoded = [self._tokens(t) for t in texts]
+        text = frozen_features(text_encoder, [(e["input_ids"], e["attention_mask"]) for e in encoded])
+        if text is not None:
+            self.text_features = text
+            frozen.append("text")
+        return frozen
 
     @classmethod
     def load(cls, weights_dir: str | Path = "weights", *, fast: bool = True) -> "Predictor":
@@ -147,12 +181,12 @@ class Predictor:
             self._check_mode(m)
         modes = [effective_mode(t, m) for t, m in zip(texts, modes)]
         x = torch.cat([self.image_tensor(g) for g in grays]).contiguous(memory_format=torch.channels_last)
-        img = self.model.image_encoder.forward_features(x)
+        img = self.image_features(x)
         txt = torch.zeros(len(texts), self.model.text_encoder.out_dim)
         with_text = [i for i, m in enumerate(modes) if m != "none"]
         if with_text:
             enc = self._tokens([texts[i] for i in with_text])
-            txt[with_text] = self.model.text_encoder.forward_features(enc["input_ids"], enc["attention_mask"])
+            txt[with_text] = self.text_features(enc["input_ids"], enc["attention_mask"])
         mode_idx = torch.tensor([self.text_modes.index(m) for m in modes])
         logits = self.model.calibrated(self.model.forward_heads(img, txt, mode_idx), mode_idx)
         probs = {h: torch.sigmoid(logits[h]).numpy() for h in self.heads}

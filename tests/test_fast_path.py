@@ -43,3 +43,26 @@ def test_fast_path_keeps_auc(both, mode):
         th = np.array([plain.metadata["thresholds"][mode][head][f] for f in FINDINGS])
         flips = float(((pf[head] >= th) != (pp[head] >= th)).mean())
         assert flips <= 0.01, (mode, head, flips)
+
+
+def test_frozen_encoders_give_the_eager_probabilities(both):
+    """freeze_encoders() (TorchScript-frozen encoders on the predict path, core.fast) changes no
+    probability beyond float rounding: real test studies with their reports and indications,
+    one at a time and in padded batches of mixed lengths and modes."""
+    from PIL import Image
+    fast, plain, reports, data = both
+    assert fast.freeze_encoders() == ["image", "text"]
+    studies = reports[:24]
+    grays = [np.asarray(Image.open(Path(data) / "NLMCXR_png" / f"{r.image_ids[0]}.png").convert("L"))
+             for r in studies]
+    modes = ["report" if i % 3 else "indication" for i in range(len(studies))]
+    modes[5] = "none"
+    texts = [r.text(m) for r, m in zip(studies, modes, strict=True)]
+    for size in (1, 8):
+        for start in range(0, len(studies), size):
+            part = slice(start, start + size)
+            got = fast.predict_batch(grays[part], texts[part], modes[part])
+            want = plain.predict_batch(grays[part], texts[part], modes[part])
+            for g, w in zip(got, want, strict=True):
+                for head in ("fusion", "image", "text"):
+                    assert max(abs(getattr(g, head)[f] - getattr(w, head)[f]) for f in FINDINGS) <= 1e-4, head
