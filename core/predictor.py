@@ -6,8 +6,7 @@
 """
 from __future__ import annotations
 
-import contextlib
-import copy
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,8 +18,8 @@ import torch.nn.functional as F
 from core.checkpoint import load_weights
 from core.errors import CxrError
 from core.evidence import evidence_for, image_reliable
-from core.fast import frozen_features, optimise_for_inference
 from core.facts import model_facts
+from core.fast import frozen_features, optimise_for_inference
 from core.labels import effective_mode
 from core.operating import discordance
 from core.preprocess import prepare
@@ -81,6 +80,16 @@ def qa_points(metadata: dict) -> dict:
     return {f: op for f, op in points.items() if reliable[f]}
 
 
+def _fresh(value):
+    """A copy of nested dicts and lists of plain values, so a caller editing its Prediction
+    never edits the predictor's evidence (2-3x cheaper than copy.deepcopy, which has a memo to keep)."""
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    return value
+
+
 def _release_freed_memory() -> None:
     """Hand memory freed by the loader back to the OS (glibc keeps it otherwise)."""
     import ctypes
@@ -110,6 +119,9 @@ class Predictor:
         self.image_features = self.model.image_encoder.forward_features
         self.text_features = self.model.text_encoder.forward_features
         self.fast = fast
+        # held while Captum's hooks are on the shared modules (attribute) or while they are traced
+        # (freeze_encoders): a trace must not run a hook, and a hook must not see a trace's tensors
+        self._hooks_lock = threading.Lock()
         self.version = metadata.get("version", "unknown")
         # what this model predicts comes from its weights (core.facts), not from this code
         facts = model_facts(metadata)
@@ -123,23 +135,24 @@ class Predictor:
             from core.ood import OODDetector
             self.ood = OODDetector.from_tensors(ood_tensors)
 
-    def freeze_encoders(self, lock=None) -> list[str]:
+    def freeze_encoders(self) -> list[str]:
         """Swap TorchScript-frozen encoders into the predict path where they match eager on
         inputs of several batch sizes and lengths (core.fast.frozen_features); returns which.
-        Takes ~2 s (tracing and the graph's first runs), so the app does it on its background
-        thread after the model is in use: predictions meanwhile run eager, and the swap is one
-        attribute assignment. Attribution always uses the eager modules. The encoders are traced
-        on private copies (~110 MB), taken under ``lock`` (the app's model lock), so Captum's
-        hooks on the shared modules can never be recorded into the trace."""
+        Takes ~2.5 s (tracing and the graph's first runs), so the app does it on its background
+        thread after the model is in use: predictions meanwhile run eager (a forward pass does
+        not change an eval-mode module, so they may run beside the trace), the swap is one
+        attribute assignment, and an attribution waits for the trace (``_hooks_lock``).
+        Attribution always uses the eager modules."""
         if not self.fast:
             return []
-        with lock if lock is not None else contextlib.nullcontext():
-            image_encoder = copy.deepcopy(self.model.image_encoder)
-            text_encoder = copy.deepcopy(self.model.text_encoder)
+        with self._hooks_lock:
+            return self._freeze_encoders(self.model.image_encoder, self.model.text_encoder)
+
+    def _freeze_encoders(self, image_encoder, text_encoder) -> list[str]:
         frozen = []
         images = [torch.linspace(-2, 2, n * self.size * self.size).reshape(n, 1, self.size, self.size)
                   .contiguous(memory_format=torch.channels_last) for n in (1, 3)]
-        image = frozen_features(image_encoder, [(x,) for x in images])
+        image = frozen_features(image_encoder, [(x,) for x in images], onednn_fusion=True)
         if image is not None:
             self.image_features = image
             frozen.append("image")
@@ -205,8 +218,8 @@ class Predictor:
                 out_of_distribution=bool(ood.out_of_distribution) if ood else False,
                 ood_score=float(ood.score) if ood else 0.0, ood_reason=ood.reason if ood else "",
                 text_mode=mode, has_text=mode != "none", model=self.version, latency_ms=ms,
-                evidence=copy.deepcopy(self.evidence[mode]["fusion"]),
-                head_evidence=copy.deepcopy(self.evidence[mode]), image_reliable=dict(self.image_reliable),
+                evidence=_fresh(self.evidence[mode]["fusion"]),
+                head_evidence=_fresh(self.evidence[mode]), image_reliable=dict(self.image_reliable),
                 discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0)))
         return out
 
@@ -219,6 +232,11 @@ class Predictor:
                   head: str = "fusion", method: str = "gradcam", ig_steps: int = 16) -> Attribution:
         """Image heatmap (Grad-CAM or Integrated Gradients) and per-token text scores
         (Integrated Gradients on the word embeddings) for one finding and head."""
+        with self._hooks_lock:  # Captum hooks the shared modules: never while they are traced
+            return self._attribute(gray, text, mode, finding=finding, head=head, method=method, ig_steps=ig_steps)
+
+    def _attribute(self, gray: np.ndarray, text: str, mode: str, *, finding: str, head: str, method: str,
+                   ig_steps: int) -> Attribution:
         from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, LayerIntegratedGradients
         self._check_mode(mode)
         if finding not in self.findings:

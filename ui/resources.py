@@ -65,7 +65,7 @@ class _ModelLoads:
         # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
         _import_captum()
         # then the frozen encoders (core.fast): predictions run eager until they are swapped in
-        self._results[key].freeze_encoders(lock=MODEL_LOCK)
+        self._results[key].freeze_encoders()
 
     def join_all(self, timeout: float = 120.0) -> None:
         """Let a load finish before the interpreter exits: a thread killed inside torch's C++
