@@ -48,7 +48,7 @@ def test_first_page_view_starts_loading_the_model_in_the_background(app_env, tin
     assert not at.exception
     key = resources._key()
     assert key in resources._LOADS._threads  # started by the page view, before any click
-    resources._LOADS._threads[key].join(120)
+    assert resources._LOADS._done[key].wait(120)
     assert resources._LOADS.ready(key)
     assert resources.predictor().version == resources.metadata()[0]["version"]
 

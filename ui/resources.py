@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -42,8 +43,11 @@ class _ModelLoads:
         # racing (a second weights folder, a retry) failed with "cannot import name AutoConfig"
         self._load_lock = threading.Lock()
         self._threads: dict[tuple, threading.Thread] = {}
+        self._done: dict[tuple, threading.Event] = {}  # set when the Predictor (or its error) is there
         self._results: dict[tuple, object] = {}
         self._errors: dict[tuple, BaseException] = {}
+        self._asked = threading.Event()  # a page has asked for a model at least once
+        self._exiting = False
 
     def start(self, key: tuple) -> threading.Thread:
         with self._lock:
@@ -51,6 +55,7 @@ class _ModelLoads:
             if thread is None:
                 thread = threading.Thread(target=self._load, args=(key,), name="model-load", daemon=True)
                 self._threads[key] = thread
+                self._done[key] = threading.Event()
                 thread.start()
             return thread
 
@@ -62,6 +67,15 @@ class _ModelLoads:
         except BaseException as exc:  # noqa: BLE001 — handed to the caller of get(), who reports it
             self._errors[key] = exc
             return
+        finally:
+            self._done[key].set()
+        # The rest only speeds up later requests and takes ~3 s of CPU, so it waits until the first
+        # prediction has run alone (asked for, plus time to draw it) or nobody asked for 15 s.
+        self._asked.wait(timeout=15)
+        if not self._exiting:
+            time.sleep(2)
+        if self._exiting:
+            return
         # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
         _import_captum()
         # then the frozen encoders (core.fast): predictions run eager until they are swapped in
@@ -69,7 +83,10 @@ class _ModelLoads:
 
     def join_all(self, timeout: float = 120.0) -> None:
         """Let a load finish before the interpreter exits: a thread killed inside torch's C++
-        code aborts the process ("terminate called without an active exception")."""
+        code aborts the process ("terminate called without an active exception"). Work that
+        only speeds up later requests is skipped."""
+        self._exiting = True
+        self._asked.set()
         for thread in list(self._threads.values()):
             thread.join(timeout)
 
@@ -77,11 +94,14 @@ class _ModelLoads:
         return key in self._results
 
     def get(self, key: tuple):
-        self.start(key).join()
+        self.start(key)
+        self._done[key].wait()  # not the thread: it goes on to import Captum and freeze the encoders
+        self._asked.set()
         if key in self._results:
             return self._results[key]
         with self._lock:  # a failed load is retried on the next call (the folder may be fixed by then)
             self._threads.pop(key, None)
+            self._done.pop(key, None)
             error = self._errors.pop(key)
         raise error
 
