@@ -146,6 +146,7 @@ def load_weights(weights_dir: Path) -> tuple[FusionModel, object, dict, dict]:
     skip = _backbone_prefixes(model)
     missing = [m for m in missing if not (skip and m.startswith(skip)) and m != "late_weights"]
     if missing or unexpected:
-        raise WeightsError(f"{path} does not match this model ({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+        raise WeightsError(f"{path} does not match this model ({len(missing)} missing, "
+                           f"{len(unexpected)} unexpected tensors); retrain or restore it")
     model.eval()
     return model, tokenizer, metadata, ood

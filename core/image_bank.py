@@ -69,7 +69,7 @@ class ImageBank:
 
     @classmethod
     def build(cls, data_dir: Path, image_ids: list[str], size: int, *, paths: dict | None = None,
-              workers: int = 0) -> "ImageBank":
+              workers: int = 0) -> ImageBank:
         """``paths`` maps image id -> file (core.sources); without it, Open-I's NLMCXR_png/<id>.png."""
         if paths is None:
             png = Path(data_dir) / "NLMCXR_png"
@@ -93,7 +93,7 @@ class Samples:
     image_rows: list[int]
 
     @classmethod
-    def build(cls, reports: list[Report], uids: list[str], bank_index: dict[str, int]) -> "Samples":
+    def build(cls, reports: list[Report], uids: list[str], bank_index: dict[str, int]) -> Samples:
         by_uid = {r.uid: k for k, r in enumerate(reports)}
         ri, ir = [], []
         for uid in uids:
@@ -112,7 +112,8 @@ def label_matrix(reports: list[Report]) -> torch.Tensor:
 
 
 def aux_matrix(reports: list[Report], vocab: list[str]) -> torch.Tensor:
-    return torch.tensor([auxiliary_labels(r, vocab) for r in reports], dtype=torch.float32).reshape(len(reports), len(vocab))
+    rows = [auxiliary_labels(r, vocab) for r in reports]
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(reports), len(vocab))
 
 
 def normalise(pixels_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -123,7 +124,10 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Augmentation suited to frontal X-rays: small rotation, zoom and shift, contrast and
     brightness jitter. No horizontal flip: it would move the heart to the right."""
     b = x.shape[0]
-    rnd = lambda lo, hi: torch.empty(b).uniform_(lo, hi, generator=generator)
+
+    def rnd(lo, hi):
+        return torch.empty(b).uniform_(lo, hi, generator=generator)
+
     angle = rnd(-8, 8) * math.pi / 180
     scale = rnd(0.88, 1.08)
     tx, ty = rnd(-0.06, 0.06), rnd(-0.06, 0.06)

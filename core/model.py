@@ -42,7 +42,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -105,7 +105,8 @@ def load_image_weights(encoder: ImageEncoder, spec: str) -> None:
         state = {k.removeprefix("features."): v for k, v in state.items()}
     # torchvision's old checkpoints name layers "norm.1"; the current module uses "norm1"
     import re
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                         r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
     fixed = {}
     for k, v in state.items():
         m = pattern.match(k)

@@ -146,14 +146,14 @@ def partial_views(gray: np.ndarray, rng: np.random.Generator) -> list[np.ndarray
     return views
 
 
-def _fit_view(frontals, frontal_u, laterals, stage1: "OODDetector", *, seed: int, folds: int,
+def _fit_view(frontals, frontal_u, laterals, stage1: OODDetector, *, seed: int, folds: int,
               quantile: float) -> dict[str, torch.Tensor]:
     """Frontals use their out-of-fold anomaly features (as an unseen film would have)."""
     from sklearn.linear_model import LogisticRegression
     rng = np.random.default_rng(seed)
     crops = [v for g in frontals for v in rng.permutation(np.array(partial_views(g, rng), dtype=object))[:2]]
     others = [view_features(g, stage1._gray_distance(g)[1]) for g in [*laterals, *crops]]
-    X = np.stack([*(view_features(g, u) for g, u in zip(frontals, frontal_u)), *others])
+    X = np.stack([*(view_features(g, u) for g, u in zip(frontals, frontal_u, strict=True)), *others])
     y = np.array([0] * len(frontals) + [1] * len(laterals) + [2] * len(crops))
     mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
     X = (X - mean) / std
@@ -176,7 +176,7 @@ def _one_blas_thread():
     """Fitting runs beside training jobs; oversubscribed OpenBLAS threads spin-wait and made
     these small SVDs 10-50× slower (measured here on 2 busy cores). One thread is as fast idle."""
     try:
-        from threadpoolctl import threadpool_limits   # ships with scikit-learn
+        from threadpoolctl import threadpool_limits  # ships with scikit-learn
         return threadpool_limits(limits=1, user_api="blas")
     except ImportError:
         return contextlib.nullcontext()
@@ -225,7 +225,8 @@ class OODDetector:
         self.feat_mean, self.feat_std, self.feat_precision = a(feat_mean), a(feat_std), a(feat_precision)
         self.threshold, self.color_threshold = float(a(threshold)), float(a(color_threshold))
         if self.pca_mean.shape != (THUMB * THUMB,) or self.feat_mean.shape != (len(FEATURES),):
-            raise WeightsError("the weights' OOD tensors do not match this version of the tool; refit them with fit_ood")
+            raise WeightsError("the weights' OOD tensors do not match this version of the tool; "
+                               "refit them with fit_ood")
         self.view = None
         if view_coef is not None:
             self.view = {k: a(v) for k, v in dict(coef=view_coef, intercept=view_intercept, mean=view_mean,
@@ -233,7 +234,7 @@ class OODDetector:
             self.view_threshold = float(a(view_threshold))
 
     @classmethod
-    def from_tensors(cls, d: dict[str, torch.Tensor]) -> "OODDetector":
+    def from_tensors(cls, d: dict[str, torch.Tensor]) -> OODDetector:
         missing = [k for k in KEYS if k not in d and k != "color_threshold"]
         if missing:
             raise WeightsError(f"the weights' OOD tensors lack {', '.join(missing)}; refit them with fit_ood")
@@ -248,7 +249,7 @@ class OODDetector:
         x = (view_features(gray, u) - self.view["mean"]) / self.view["std"]
         z = self.view["coef"] @ x + self.view["intercept"]
         p = np.exp(z - z.max())
-        return dict(zip(VIEWS, (p / p.sum()).tolist()))
+        return dict(zip(VIEWS, (p / p.sum()).tolist(), strict=True))
 
     def _gray_distance(self, gray: np.ndarray) -> tuple[float, np.ndarray, float]:
         z, edges, symmetry, std = _image_features(gray)
@@ -288,5 +289,7 @@ def _reason(u: np.ndarray) -> str:
     if i in (0, 1):
         return "layout unlike a frontal chest X-ray"
     if i == 2:
-        return "sharp edges unlike an X-ray (text, drawing or photo)" if u[2] > 0 else "too smooth or blurred for an X-ray"
+        if u[2] > 0:
+            return "sharp edges unlike an X-ray (text, drawing or photo)"
+        return "too smooth or blurred for an X-ray"
     return "not left-right symmetric like a frontal chest X-ray (lateral view or rotated?)"

@@ -120,7 +120,8 @@ def lateral_films(data_dir: Path, uids) -> list[np.ndarray]:
         return []
     keep = set(uids)
     with manifest.open(newline="") as fh:
-        paths = [Path(data_dir) / "lateral" / f"{row['image_id']}.jpg" for row in csv.DictReader(fh) if row["uid"] in keep]
+        paths = [Path(data_dir) / "lateral" / f"{row['image_id']}.jpg"
+                 for row in csv.DictReader(fh) if row["uid"] in keep]
     return [_gray(p) for p in paths if p.is_file()]
 
 
@@ -129,5 +130,6 @@ def fit_guard(data_dir: Path, reports, train_uids: list[str]) -> dict:
     where the folder has them, its lateral films (the view stage)."""
     from core.ood import fit_ood
     keep = set(train_uids)
-    frontals = [_gray(Path(data_dir) / "NLMCXR_png" / f"{i}.png") for r in reports if r.uid in keep for i in r.image_ids]
+    frontals = [_gray(Path(data_dir) / "NLMCXR_png" / f"{i}.png")
+                for r in reports if r.uid in keep for i in r.image_ids]
     return fit_ood(frontals, laterals=lateral_films(data_dir, keep) or None)

@@ -166,7 +166,7 @@ class Predictor:
         return frozen
 
     @classmethod
-    def load(cls, weights_dir: str | Path = "weights", *, fast: bool = True) -> "Predictor":
+    def load(cls, weights_dir: str | Path = "weights", *, fast: bool = True) -> Predictor:
         """``fast`` folds BatchNorm and quantises the text encoder (see core.fast); False is
         the plain fp32 eager model, the reference the fast path is tested against."""
         model, tokenizer, metadata, ood = load_weights(Path(weights_dir))
@@ -192,7 +192,7 @@ class Predictor:
         t0 = time.perf_counter()
         for m in modes:
             self._check_mode(m)
-        modes = [effective_mode(t, m) for t, m in zip(texts, modes)]
+        modes = [effective_mode(t, m) for t, m in zip(texts, modes, strict=True)]
         x = torch.cat([self.image_tensor(g) for g in grays]).contiguous(memory_format=torch.channels_last)
         img = self.image_features(x)
         txt = torch.zeros(len(texts), self.model.text_encoder.out_dim)
@@ -291,7 +291,8 @@ class Predictor:
             ids, mask = enc["input_ids"], enc["attention_mask"]
             pad = self.tokenizer.pad_token_id or 0
             baseline = ids.clone()
-            special = torch.tensor(self.tokenizer.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True)).bool()
+            special = torch.tensor(self.tokenizer.get_special_tokens_mask(ids[0].tolist(),
+                                                                          already_has_special_tokens=True)).bool()
             baseline[0, ~special] = pad
 
             def from_text(input_ids):
@@ -304,7 +305,7 @@ class Predictor:
             attr = lig.attribute(ids, baselines=baseline, n_steps=ig_steps, internal_batch_size=ig_steps)
             scores = attr.sum(-1)[0].detach().numpy()
             pieces = self.tokenizer.convert_ids_to_tokens(ids[0].tolist())
-            tokens = [(p, float(s)) for p, s, sp in zip(pieces, scores, special.tolist()) if not sp]
+            tokens = [(p, float(s)) for p, s, sp in zip(pieces, scores, special.tolist(), strict=True) if not sp]
         return Attribution(finding=finding, head=head, method=method, heatmap=heat.astype(np.float32),
                            tokens=tokens, words=self.attr_text_encoder.merge_pieces(tokens),
                            convergence_delta=delta, seconds=time.perf_counter() - t0)

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,8 @@ def open_tunnel(config: ShareConfig, *, ngrok=None, conf=None) -> str:
     """Open an http tunnel to localhost:port and return its public URL (``ngrok``/``conf`` for tests)."""
     from pyngrok import exception  # imported here so the app imports this module without pyngrok's cost
     if ngrok is None or conf is None:
-        from pyngrok import conf as pyngrok_conf, ngrok as pyngrok_ngrok
+        from pyngrok import conf as pyngrok_conf
+        from pyngrok import ngrok as pyngrok_ngrok
         ngrok, conf = ngrok or pyngrok_ngrok, conf or pyngrok_conf
     pyngrok_config = conf.get_default()
     pyngrok_config.auth_token = config.token
@@ -146,7 +147,7 @@ def write_status(*, url: str | None, port: int, auth: bool, error: str | None = 
     path = Path(path) if path is not None else status_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"url": url, "port": port, "auth": bool(auth), "error": error, "pid": pid or os.getpid(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "started": datetime.now(UTC).isoformat(timespec="seconds")}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".share-", suffix=".json")
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh)

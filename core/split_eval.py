@@ -95,5 +95,5 @@ def write_predictions_csv(path: Path, reports: list[Report], probs: np.ndarray) 
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["uid", "image_id", *FINDINGS, *[f"label_{f}" for f in FINDINGS]])
-        for r, p in zip(reports, probs):
+        for r, p in zip(reports, probs, strict=True):
             w.writerow([r.uid, ";".join(r.image_ids), *[f"{v:.6f}" for v in p], *r.labels])

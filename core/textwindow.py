@@ -61,9 +61,8 @@ def fit_text(text: str, tokenizer, *, max_len: int) -> TextWindow:
     total = len(offsets)
     if total <= budget:
         return TextWindow(read=text, original_chars=len(text), pieces_total=total, pieces_read=total)
-    heading = None
-    for heading in _IMPRESSION.finditer(text):
-        pass  # the last IMPRESSION heading
+    headings = list(_IMPRESSION.finditer(text))
+    heading = headings[-1] if headings else None  # the last IMPRESSION heading
     if heading is not None and heading.start() > 0:
         start = heading.start()
         impression = [o for o in offsets if o[0] >= start]

@@ -76,7 +76,8 @@ if meta is not None:
         st.caption("Held-out = the test split of the shipped model (no training, threshold or calibration choice "
                    "saw it). A test AUC on 5–6 positives is not evidence: its CI spans most of the scale. "
                    "Thresholds: " + meta.get("threshold_rule", "Youden's J on validation") + "."
-                   + (f" Cross-validation: {ev['cv'].get('folds_done')} of {ev['cv'].get('folds')} folds over train+val "
+                   + (f" Cross-validation: {ev['cv'].get('folds_done')} of {ev['cv'].get('folds')} folds "
+                      "over train+val "
                       f"of the recipe `{ev['cv'].get('recipe') or 'see the README'}`; it estimates the recipe, "
                       "not these exact weights." if ev.get("cv") else ""))
     qa = meta.get("discordance") or {}

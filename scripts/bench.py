@@ -84,14 +84,14 @@ def serving_process(weights: str, image: Path, text: str) -> tuple[float, float]
     """A fresh process serving like the app: (seconds to the first prediction, peak RSS in
     MB after that prediction, freezing the encoders, a batch of 16 and one attribution). Peak RSS is the child's
     VmHWM: getrusage's ru_maxrss survives exec and would report this (parent) process."""
-    code = ("import sys,time; t=time.perf_counter(); sys.path.insert(0, %r)\n"
+    code = (f"import sys,time; t=time.perf_counter(); sys.path.insert(0, {str(ROOT)!r})\n"
             "from core.predictor import Predictor; from core.imaging import decode_image\n"
-            "p = Predictor.load(%r); g = decode_image(open(%r,'rb').read()).gray\n"
-            "p.predict(g, %r, 'report'); first = time.perf_counter()-t; p.freeze_encoders()\n"
-            "p.predict_batch([g]*16, [%r]*16, ['report']*16); p.attribute(g, %r, 'report', finding='Edema')\n"
+            f"p = Predictor.load({weights!r}); g = decode_image(open({str(image)!r},'rb').read()).gray\n"
+            f"p.predict(g, {text!r}, 'report'); first = time.perf_counter()-t; p.freeze_encoders()\n"
+            f"p.predict_batch([g]*16, [{text!r}]*16, ['report']*16)\n"
+            f"p.attribute(g, {text!r}, 'report', finding='Edema')\n"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
-            "print(first, int(hwm) / 1024)"
-            ) % (str(ROOT), weights, str(image), text, text, text)
+            "print(first, int(hwm) / 1024)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
         fail(f"serving process failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     lat = []
     for i in range(args.repeats):
         k = i % len(grays)
-        lat += timed(lambda: predictor.predict(grays[k], texts[k], "report"), 1)
+        lat += timed(lambda k=k: predictor.predict(grays[k], texts[k], "report"), 1)
     out["predict_p50_ms"], out["predict_p95_ms"] = statistics.median(lat), pct(lat, 95)
 
     best = (0.0, 1)
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     naive = []
     for i in range(min(args.repeats, len(studies))):
         path, text = studies[i]
-        naive += timed(lambda: naive_predict(model, tokenizer, metadata, path, text), 1)
+        naive += timed(lambda m=model, p=path, t=text: naive_predict(m, tokenizer, metadata, p, t), 1)
     n_naive = len(naive)
     out["baseline_predict_p50_ms"] = statistics.median(naive)
     out["baseline_batch_studies_per_s"] = n_naive / (sum(naive) / 1000)

@@ -47,7 +47,8 @@ def parse_args(argv=None):
 
 def clean_text(text: str) -> str:
     """Drop control characters (NUL and friends) and refuse very long text."""
-    from core.textclean import TextError, clean_text as clean
+    from core.textclean import TextError
+    from core.textclean import clean_text as clean
     try:
         return clean(text, max_chars=MAX_TEXT_CHARS)
     except TextError as exc:
@@ -125,11 +126,11 @@ def main(argv=None) -> int:
         with open(args.out, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["image", *predictor.findings, "discordant", "out_of_distribution"])
-            for (name, *_), p in zip(studies, results):
+            for (name, *_), p in zip(studies, results, strict=True):
                 w.writerow([name, *[f"{p.fusion[f]:.6f}" for f in predictor.findings], ";".join(p.discordant),
                             int(p.out_of_distribution)])
     if args.json or not args.out:
-        for (name, *_), p in zip(studies, results):
+        for (name, *_), p in zip(studies, results, strict=True):
             print(json.dumps(dict(result_json(p), image=name)))
     return 0
 
@@ -137,6 +138,7 @@ def main(argv=None) -> int:
 def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
     """This process's share of the rows into OUT.parts/, then (rank 0) the merge into OUT."""
     import os
+
     from core.labels import TEXT_MODES
     from core.sharded import PartsError, PartWriter, batch_fingerprint, done_rows, merge, my_blocks, open_parts
     for i, row in enumerate(rows):  # cheap checks of every row before any work

@@ -60,7 +60,8 @@ def main(argv=None) -> int:
     base = metadata.get("version", "unknown").split("+")[0]
     meta["version"] = f"{base}+refit{time.strftime('%Y%m%d')}"
     meta.pop("refit", None)
-    meta["refits"] = [*metadata.get("refits", []), {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "script": "scripts/refit_operating_points.py",
+    meta["refits"] = [*metadata.get("refits", []), {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                   "script": "scripts/refit_operating_points.py",
                      "what": "guard" if args.guard_only else
                      "thresholds, evidence, report-QA operating points" + ("" if args.keep_guard else ", guard")}]
     save_weights(model, meta, weights, ood=ood)
@@ -70,7 +71,8 @@ def main(argv=None) -> int:
         return 0
     ev = meta["evidence"]["image_reliable"]
     print(f"refit {weights} in {time.time() - t0:.0f}s; reliable from the image: "
-          f"{', '.join(f for f, ok in ev.items() if ok) or 'none'}; not: {', '.join(f for f, ok in ev.items() if not ok)}")
+          f"{', '.join(f for f, ok in ev.items() if ok) or 'none'}; "
+          f"not: {', '.join(f for f, ok in ev.items() if not ok)}")
     print(f"report QA: budget {meta['discordance']['budget']:.0%}, validation flag rate "
           f"{meta['discordance']['val_flag_rate']:.1%}, points {json.dumps(meta['discordance']['points'])}")
     return 0

@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         if len(grays) > 2 * args.batch_size:   # keep memory flat
             done = {i for i, *_ in chunk}
             grays = {i: g for i, g in grays.items() if i in done}
-    unedited = [fl for (i, f, e, _), fl in zip(jobs, flags) if f is None]
+    unedited = [fl for (i, f, e, _), fl in zip(jobs, flags, strict=True) if f is None]
     out = {"split": args.split, "n_studies": len(reports), "model": predictor.version,
            "image": "first frontal film of each report", "mode": "report",
            "supported": (predictor.metadata.get("discordance") or {}).get("supported", []),
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     for f in FINDINGS:
         out["edits"][f] = {}
         for edit in EDITS:
-            hits = [f in fl for (i, g, e, _), fl in zip(jobs, flags) if g == f and e == edit]
+            hits = [f in fl for (i, g, e, _), fl in zip(jobs, flags, strict=True) if g == f and e == edit]
             out["edits"][f][edit] = rate(sum(hits), len(hits))
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

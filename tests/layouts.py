@@ -127,7 +127,7 @@ def make_mimic(root: Path, studies: list[Study], *, splits=("train", "train", "t
             meta.append([d, s.patient, s.uid, "CHEST (PA AND LAT)", view, gray.shape[0], gray.shape[1]])
             split.append([d, s.uid, s.patient, split_of[s.patient]])
         folder.with_suffix(".txt").write_text(mimic_report(s, i))
-        obs = {f: _cell(v) for f, v in zip(FINDINGS, s.raw)}
+        obs = {f: _cell(v) for f, v in zip(FINDINGS, s.raw, strict=True)}
         obs["No Finding"] = "1.0" if not any(s.raw) else ""
         obs["Support Devices"] = "1.0" if i % 3 == 0 else "0.0"
         labels.append([s.patient, s.uid, *[obs.get(o, "") for o in OBSERVATIONS]])
@@ -147,11 +147,12 @@ def make_chexpert(root: Path, studies: list[Study], *, n_valid: int = 4) -> Path
     for i, s in enumerate(studies):
         part = "valid" if i < n_valid else "train"
         raw = [max(v, 0) if part == "valid" else v for v in s.raw]  # valid.csv: radiologists, no uncertain
-        views = [(g, "Frontal", "PA") for g in s.frontals] + ([(s.lateral, "Lateral", "")] if s.lateral is not None else [])
+        views = [(g, "Frontal", "PA") for g in s.frontals]
+        views += [(s.lateral, "Lateral", "")] if s.lateral is not None else []
         for k, (gray, fl, appa) in enumerate(views):
             rel = f"{root.name}/{part}/patient{s.patient}/study{i + 1}/view{k + 1}_{fl.lower()}.jpg"
             _jpeg(root.parent / rel, gray)
-            obs = {f: ("1.0" if v == 1 else "-1.0" if v == -1 else "0.0") for f, v in zip(FINDINGS, raw)}
+            obs = {f: ("1.0" if v == 1 else "-1.0" if v == -1 else "0.0") for f, v in zip(FINDINGS, raw, strict=True)}
             tables[part].append([rel, "Male", 60, fl, appa, *[obs.get(o, "") for o in OBSERVATIONS]])
     for part, rows in tables.items():
         with (root / f"{part}.csv").open("w", newline="") as fh:
@@ -166,7 +167,7 @@ def make_manifest(root: Path, studies: list[Study], *, with_split: bool = False)
     (root / "images").mkdir(parents=True, exist_ok=True)
     header = ["image", "study_id", "patient_id", "indication", "report", *FINDINGS] + (["split"] if with_split else [])
     rows = []
-    for i, s in enumerate(studies):
+    for s in studies:
         for k, gray in enumerate(s.frontals):
             rel = f"images/{s.uid}_{k}.png"
             Image.fromarray(gray).save(root / rel)
@@ -192,7 +193,8 @@ def iu_subset(iu_dir: Path, root: Path, n: int) -> tuple[Path, set[str]]:
     xml.mkdir(parents=True)
     rows = ["image_id,uid,view,width,height"]
     for r in reports:
-        (xml / f"{r.uid}.xml").symlink_to(Path(iu_dir).resolve() / "NLMCXR_reports" / "ecgen-radiology" / f"{r.uid}.xml")
+        (xml / f"{r.uid}.xml").symlink_to(Path(iu_dir).resolve() / "NLMCXR_reports" / "ecgen-radiology"
+                                          / f"{r.uid}.xml")
         for i in r.image_ids:
             (png / f"{i}.png").symlink_to(Path(iu_dir).resolve() / "NLMCXR_png" / f"{i}.png")
             rows.append(f"{i},{r.uid},frontal,0,0")

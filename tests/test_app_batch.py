@@ -46,10 +46,10 @@ def test_broken_zip_is_one_skip():
 
 
 def test_text_map_reads_modes_and_rejects_bad_csv():
-    data = "file,text,mode\nsub/a.png,Cough.,indication\nb.png,Heart enlarged.,\n".encode()
+    data = b"file,text,mode\nsub/a.png,Cough.,indication\nb.png,Heart enlarged.,\n"
     assert read_text_map(data, default_mode="report") == {"a.png": ("Cough.", "indication"),
                                                          "b.png": ("Heart enlarged.", "report")}
-    assert read_text_map("file,text\nc.png,Heart\x00 big.\x1b[2J\n".encode(), default_mode="report") == {
+    assert read_text_map(b"file,text\nc.png,Heart\x00 big.\x1b[2J\n", default_mode="report") == {
         "c.png": ("Heart big.[2J", "report")}  # control characters dropped, as the CLIs do
     with pytest.raises(CsvError, match="file,text"):
         read_text_map(b"name,report\nx,y\n", default_mode="report")

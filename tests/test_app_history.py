@@ -1,8 +1,8 @@
 """History and review: prefix search, out-of-distribution marks, discordance order, export with verdicts."""
 import csv
 import io
-import zlib
 import struct
+import zlib
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -52,7 +52,7 @@ def test_out_of_distribution_uploads_are_marked_and_can_be_hidden(app_env):
     at = _history(app_env)
     assert not at.exception
     frame = at.dataframe[0].value
-    flags = dict(zip(frame["id"], frame["flags"]))
+    flags = dict(zip(frame["id"], frame["flags"], strict=True))
     assert "out of distribution" in flags[ids["ood"]] and "out of distribution" not in flags[ids["strong"]]
     assert list(frame.columns)[:3] == ["id", "created (UTC)", "flags"]
     assert "out of distribution" in at.selectbox(key="hist_open").format_func(ids["ood"])

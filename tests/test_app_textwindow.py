@@ -6,8 +6,9 @@ from core.textwindow import fit_text
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from core.model import OFFLINE_TEXT_BACKBONE, resolve_text_backbone
     from transformers import AutoTokenizer
+
+    from core.model import OFFLINE_TEXT_BACKBONE, resolve_text_backbone
     return AutoTokenizer.from_pretrained(resolve_text_backbone(OFFLINE_TEXT_BACKBONE))
 
 

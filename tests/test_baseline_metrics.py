@@ -5,8 +5,15 @@ import numpy as np
 
 from core.baseline import keyword_scores
 from core.labels import FINDINGS
-from core.metrics import (bootstrap_auc_ci, ece, fit_temperature, macro_auc, paired_macro_auc_difference,
-                          safe_auc, youden_threshold)
+from core.metrics import (
+    bootstrap_auc_ci,
+    ece,
+    fit_temperature,
+    macro_auc,
+    paired_macro_auc_difference,
+    safe_auc,
+    youden_threshold,
+)
 
 
 def score(text, finding):

@@ -31,7 +31,7 @@ def test_cross_validation_can_only_take_reliability_away(tmp_path):
                {f: 40 for f in FINDINGS})
     cv = {"n_folds": 3, "n_folds_done": 3, "results": {"none_image": {"findings": {
         f: {"pooled_auc": a, "pooled_ci": [a - 0.1, a + 0.05], "positives": 30, "fold_mean": a, "fold_sd": 0.05}
-        for f, a in zip(FINDINGS, (0.55, 0.9, 0.75))}}}}
+        for f, a in zip(FINDINGS, (0.55, 0.9, 0.75), strict=False)}}}}
     ev = build_evidence(tmp_path, FINDINGS, ["none"], ["image"], cv_summary=cv)
     assert ev["image_reliable"] == {"Pneumonia": False, "Cardiomegaly": True, "Edema": True}
     assert ev["table"]["none"]["image"]["Pneumonia"]["cv"]["pooled_auc"] == 0.55

@@ -12,13 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.imaging import (ImageDecodeError, decode_image, encode_png, load_png_gray,
-                          safe_dicom_metadata, thumbnail)
+from core.imaging import ImageDecodeError, decode_image, encode_png, load_png_gray, safe_dicom_metadata, thumbnail
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import (ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage,  # noqa: E402
-                         generate_uid)
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid  # noqa: E402
 
 SECRETS = ("SECRET^NAME", "SECRET", "PID-424242", "19450101", "ACC-777")
 

@@ -55,7 +55,7 @@ def test_fit_discordance_respects_budget_and_support():
     assert fit["val_flag_rate"] <= 0.04
     assert fit["points"]["A"]["high"] is not None           # the budget is spent on something
     flagged = [discordance({"A": i[0], "B": i[1]}, {"A": t[0], "B": t[1]}, {"A": 0.5, "B": 0.5}, fit["points"])
-               for i, t in zip(image, text)]
+               for i, t in zip(image, text, strict=True)]
     assert np.mean([bool(f) for f in flagged]) == fit["val_flag_rate"]
     assert all(d["finding"] == "A" for f in flagged for d in f)
 

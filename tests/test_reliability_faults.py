@@ -26,8 +26,15 @@ from PIL import Image
 
 from core.labels import FINDINGS
 from core.store import PredictionStore, hashed_name
-from tests.test_reliability_inputs import (app_errors, app_predict, chest_like, db_healthy, new_app,  # noqa: F401
-                                           one_torch_thread, pil_bytes)
+from tests.test_reliability_inputs import (  # noqa: F401
+    app_errors,
+    app_predict,
+    chest_like,
+    db_healthy,
+    new_app,
+    one_torch_thread,
+    pil_bytes,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -250,7 +257,7 @@ def test_sigkill_while_logging_leaves_only_whole_rows(tmp_path, rounds):
                                     stderr=subprocess.PIPE, text=True)
             procs.append((proc, LineReader(proc)))
         try:
-            for proc, reader in procs:
+            for _proc, reader in procs:
                 reader.wait_for(lambda lines: sum(x.startswith("logged") for x in lines) >= 3, 120, "3 rows")
             time.sleep(rng.uniform(0.0, 0.6))
         finally:
@@ -324,7 +331,8 @@ def test_predict_page_keeps_working_when_the_log_is_read_only_or_full(app_env, t
     app_predict(at, "fourth.png", _png(4), "Lungs are clear.")
     assert not at.exception and not app_errors(at)
     rows = PredictionStore(db).list_predictions(limit=None)
-    assert [r["image_name"] for r in rows] == [hashed_name("fourth.png", _png(4)), hashed_name("first.png", _png(1))]  # nothing lost, no half rows
+    # nothing lost, no half rows
+    assert [r["image_name"] for r in rows] == [hashed_name("fourth.png", _png(4)), hashed_name("first.png", _png(1))]
     assert PredictionStore(db).get(first["id"]) == first
     assert db_healthy(db)
 
@@ -384,7 +392,8 @@ def test_real_full_disk_through_the_page(app_env, tiny_weights, monkeypatch, tmp
         app_predict(at, "third.png", _png(9), "Lungs are clear.")
         assert not at.exception and not app_errors(at)
         store = PredictionStore(db)
-        assert [r["image_name"] for r in store.list_predictions(limit=None)] == [hashed_name("third.png", _png(9)), hashed_name("first.png", _png(7))]
+        names = [r["image_name"] for r in store.list_predictions(limit=None)]
+        assert names == [hashed_name("third.png", _png(9)), hashed_name("first.png", _png(7))]
         assert store.get(first["id"]) == first and db_healthy(db)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -28,8 +28,7 @@ from PIL import Image
 
 from core.store import PredictionStore
 from core.textclean import clean_text
-from tests.test_reliability_inputs import (cached_predictor, chest_like, db_healthy, one_torch_thread,  # noqa: F401
-                                           pil_bytes)
+from tests.test_reliability_inputs import cached_predictor, chest_like, db_healthy, one_torch_thread, pil_bytes  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SESSIONS, PER_SESSION = 8, 25
@@ -119,7 +118,7 @@ def test_eight_sessions_predict_and_log_concurrently(tiny_weights, tmp_path):
     assert errors == []
     assert len(rows) == SESSIONS * PER_SESSION
     by_name = {r["image_name"]: r for r in rows}
-    for (s, i), (name, _, text) in studies.items():  # every row present, each with its own text
+    for (name, _, text) in studies.values():  # every row present, each with its own text
         assert by_name[name]["text"] == clean_text(text)
         assert by_name[name]["text_mode"] == ("report" if text else "none")
     assert db_healthy(store.path)
@@ -403,6 +402,6 @@ def test_soak_script_bad_input_is_one_line(tmp_path, capsys):
                         (["--weights", "w", "--data", str(tmp_path), "--json", "o"], "no PNG"),
                         (["--weights", "w", "--data", str(tmp_path), "--json", "o", "--n", "1"], "at least 2")):
         with pytest.raises(SystemExit) as info:
-            run_main(lambda: soak.main(argv))
+            run_main(lambda argv=argv: soak.main(argv))
         err = capsys.readouterr().err
         assert info.value.code == 2 and err.count("\n") == 1 and words in err and "Traceback" not in err

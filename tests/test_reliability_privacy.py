@@ -22,9 +22,21 @@ from PIL import Image
 
 from core import share
 from core.store import PredictionStore, hashed_name
-from tests.test_reliability_inputs import (SECRETS, app_errors, app_predict, assert_one_line_error,  # noqa: F401
-                                           chest_like, db_file_bytes, db_healthy, fast_load, make_dicom, new_app,
-                                           one_torch_thread, pil_bytes, run_cli)
+from tests.test_reliability_inputs import (  # noqa: F401
+    SECRETS,
+    app_errors,
+    app_predict,
+    assert_one_line_error,
+    chest_like,
+    db_file_bytes,
+    db_healthy,
+    fast_load,
+    make_dicom,
+    new_app,
+    one_torch_thread,
+    pil_bytes,
+    run_cli,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -254,7 +266,7 @@ def test_dicom_identifiers_never_reach_the_log_file_or_the_logs(app_env, tiny_we
         code, out, err = run_cli(["--weights", str(tiny_weights), "--image", str(path), "--json"], capfd)
         assert code == 0
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.removeHandler(capture)
             lg.setLevel(level)
     db = Path(app_env["CXR_DB_PATH"])

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.layouts import iu_studies, iu_subset, make_chexpert, make_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +57,8 @@ def test_chexpert_on_torchxrayvision_weights_and_refusal(tmp_path, iu_xray_dir):
     assert refused.stderr.count("\n") == 1 and "pretrained on openi" in refused.stderr
     # CheXpert is in the pretraining too: even its held-out split is refused
     same = run(["scripts/evaluate.py", "--weights", str(tmp_path / "w"), "--dataset", "chexpert", "--data", str(data),
-                "--split", "test", "--text-mode", "none", "--head", "image", "--json", str(tmp_path / "t.json")], tmp_path)
+                "--split", "test", "--text-mode", "none", "--head", "image", "--json", str(tmp_path / "t.json")],
+               tmp_path)
     assert same.returncode == 2 and "pretrained on chexpert" in same.stderr
     # a hospital export nobody trained on is an external validation (other IU studies than the training copy)
     export = make_manifest(tmp_path / "export", iu_studies(iu_xray_dir, 16, offset=40))

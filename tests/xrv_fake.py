@@ -32,7 +32,8 @@ class _DenseBlock(nn.Sequential):
     def __init__(self, num_layers, num_input_features, bn_size, growth_rate):
         super().__init__()
         for i in range(num_layers):
-            self.add_module("denselayer%d" % (i + 1), _DenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size))
+            self.add_module(f"denselayer{i + 1}",
+                            _DenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size))
 
 
 class _Transition(nn.Sequential):
@@ -56,10 +57,10 @@ class DenseNet(nn.Module):
         ]))
         n = num_init_features
         for i, layers in enumerate(block_config):
-            self.features.add_module("denseblock%d" % (i + 1), _DenseBlock(layers, n, bn_size, growth_rate))
+            self.features.add_module(f"denseblock{i + 1}", _DenseBlock(layers, n, bn_size, growth_rate))
             n += layers * growth_rate
             if i != len(block_config) - 1:
-                self.features.add_module("transition%d" % (i + 1), _Transition(n, n // 2))
+                self.features.add_module(f"transition{i + 1}", _Transition(n, n // 2))
                 n //= 2
         self.features.add_module("norm5", nn.BatchNorm2d(n))
         self.classifier = nn.Linear(n, num_classes)

@@ -112,7 +112,8 @@ def render(model_ready: bool) -> None:
         if result["rows"]:
             st.success(f"Scored and logged {len(result['rows'])} studies.")
             reliable, evidence = st.session_state.get(RELIABLE) or (None, None)
-            st.dataframe(pd.DataFrame(result["rows"]), hide_index=True, column_config=finding_columns(reliable, evidence))
+            st.dataframe(pd.DataFrame(result["rows"]), hide_index=True,
+                         column_config=finding_columns(reliable, evidence))
             reliability_caption(unreliable_findings(reliable, evidence))
         if result["skipped"]:
             st.warning(f"Skipped {len(result['skipped'])} entries:")

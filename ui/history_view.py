@@ -1,7 +1,7 @@
 """Batch review, part (b): the whole prediction log — filter, search, open, review, export, delete."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import streamlit as st
 
@@ -24,7 +24,7 @@ def filters(findings=FINDINGS) -> dict:
     ``findings``: those the log has columns for (PredictionStore.findings)."""
     c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
     period = c1.selectbox("Period (UTC)", PERIODS, key="hist_period")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     since = until = None
     if period == "Custom range":
         picked = c1.date_input("From – to", value=(now.date() - timedelta(days=7), now.date()), key="hist_dates")

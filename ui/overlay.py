@@ -34,4 +34,5 @@ def colour_bar_css(low: str, high: str) -> str:
     stops = ", ".join(f"rgb({r},{g},{b})" for r, g, b in _ANCHORS.astype(int))
     return ('<div style="font-size:12px;color:#555">'
             f'<div style="height:10px;border-radius:3px;background:linear-gradient(to right, {stops})"></div>'
-            f'<div style="display:flex;justify-content:space-between"><span>{low}</span><span>{high}</span></div></div>')
+            f'<div style="display:flex;justify-content:space-between">'
+            f'<span>{low}</span><span>{high}</span></div></div>')

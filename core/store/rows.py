@@ -124,7 +124,8 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
         image_png = bytes(image_png)
         width, height = _png_size(image_png)
         if max(width, height) > MAX_REVIEW_PX:
-            raise LogEntryError(f"image_png is {width}x{height}; pass a review copy of at most {MAX_REVIEW_PX} px a side")
+            raise LogEntryError(f"image_png is {width}x{height}; "
+                                f"pass a review copy of at most {MAX_REVIEW_PX} px a side")
     discordant = list(discordant or ())
     unknown = [f for f in discordant if f not in findings]
     if unknown:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import sqlite_utils
 
@@ -30,7 +30,7 @@ def prob_column(finding: str) -> str:
 def utc_iso(value: datetime | date | str | None = None) -> str:
     """One timestamp format everywhere, so ISO strings compare correctly in SQL."""
     if value is None:
-        value = datetime.now(timezone.utc)
+        value = datetime.now(UTC)
     elif isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -39,8 +39,8 @@ def utc_iso(value: datetime | date | str | None = None) -> str:
     if not isinstance(value, datetime):  # a plain date means its midnight, UTC
         value = datetime(value.year, value.month, value.day)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 
