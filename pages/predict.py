@@ -65,8 +65,9 @@ with right:
         st.markdown(notices.stored(keep_name))
 
 
-def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool) -> dict | None:
-    """Decode, fit the text, predict, log. Returns the result for the session, or None after showing why not."""
+def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool, raw_text: str) -> dict | None:
+    """Decode, fit the text, predict, log, and keep the result in the session. Returns the
+    result, or None after showing why not."""
     if len(data) > MAX_UPLOAD_MB * 2**20:
         st.error(f"The file is over {MAX_UPLOAD_MB} MB; export the image at a smaller size.")
         return None
@@ -87,14 +88,19 @@ def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool
     study = Study(decoded.gray, data, name, text, mode, colorfulness=decoded.colorfulness)
     with st.spinner("Predicting…"):
         done = predict_and_log(model, db, study, source="predict", keep_name=keep_name, lock=MODEL_LOCK)
-    pred, pid, window = done.prediction, done.row_id, done.window
+        pred, pid, window = done.prediction, done.row_id, done.window
+        result = {"pid": pid, "pred": pred, "gray": decoded.gray, "text": window.read if pred.has_text else "",
+                  "name": shown_name(name, data, keep_name), "notes": list(decoded.notes), "format": decoded.format,
+                  "window_note": window.note if window else "", "input_text": raw_text,
+                  "key": pid if pid is not None else hashlib.sha256(data).hexdigest()[:12]}
+        # Into the session before the next Streamlit call: a rerun requested meanwhile (a widget
+        # event that arrives late) stops this run at that call, and the logged prediction must
+        # still be shown by the next run (it was lost: the row was written, the page showed nothing).
+        st.session_state[RESULT] = result
     not_logged = not_logged or done.log_error
     if not_logged is not None:
         st.error(f"The prediction is shown but was not logged: {not_logged}")
-    return {"pid": pid, "pred": pred, "gray": decoded.gray, "text": window.read if pred.has_text else "",
-            "name": shown_name(name, data, keep_name), "notes": list(decoded.notes), "format": decoded.format,
-            "window_note": window.note if window else "",
-            "key": pid if pid is not None else hashlib.sha256(data).hexdigest()[:12]}
+    return result
 
 
 if go:
@@ -111,10 +117,7 @@ if go:
         mode = effective_mode(text, kind)
         if kind != "none" and mode == "none":
             st.caption("No text given: predicting from the image alone.")
-        result = run_prediction(upload.getvalue(), upload.name, text, kind, keep_name)
-        if result:
-            result["input_text"] = raw
-            st.session_state[RESULT] = result
+        run_prediction(upload.getvalue(), upload.name, text, kind, keep_name, raw)
 
 result = st.session_state.get(RESULT)
 if result:
