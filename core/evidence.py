@@ -69,7 +69,21 @@ def build_evidence(eval_dir: Path, findings: list[str], modes: list[str], heads:
         image_reliable[f] = ok
     return {"rule": RULE, "split": split, "table": table, "image_reliable": image_reliable,
             "cv": ({"folds_done": cv_summary.get("n_folds_done"), "folds": cv_summary.get("n_folds"),
-                    "recipe": cv_summary.get("recipe")} if cv_summary else None)}
+                    "recipe": cv_summary.get("recipe"), "macro": _cv_macros(cv_summary)} if cv_summary else None)}
+
+
+def _cv_macros(cv_summary: dict) -> dict:
+    """"mode/head" -> pooled out-of-fold macro AUC [CI] and studies: the headline numbers the
+    sidebar shows beside the test split's, so a lucky split is never quoted alone."""
+    out = {}
+    for key, res in (cv_summary.get("results") or {}).items():
+        if res.get("macro_pooled") is None:
+            continue
+        mode, head = key.split("_", 1)
+        out[f"{mode}/{head}"] = {"macro_auc": round(res["macro_pooled"], 4),
+                                 "macro_auc_ci": [round(x, 4) for x in res.get("macro_pooled_ci") or []],
+                                 "n_studies": res.get("n_studies")}
+    return out
 
 
 def unknown_entry() -> dict:

@@ -138,11 +138,10 @@ class Predictor:
     def freeze_encoders(self) -> list[str]:
         """Swap TorchScript-frozen encoders into the predict path where they match eager on
         inputs of several batch sizes and lengths (core.fast.frozen_features); returns which.
-        Takes ~2.5 s (tracing and the graph's first runs), so the app does it on its background
-        thread after the model is in use: predictions meanwhile run eager (a forward pass does
-        not change an eval-mode module, so they may run beside the trace), the swap is one
-        attribute assignment, and an attribution waits for the trace (``_hooks_lock``).
-        Attribution always uses the eager modules."""
+        Takes ~2.5 s (tracing and the graphs' first runs), so the app does it on its background
+        thread after the first prediction, holding its model lock (ui.resources); both graphs
+        are swapped in at the end. An attribution waits for the trace (``_hooks_lock``), and
+        always uses the eager modules."""
         if not self.fast:
             return []
         with self._hooks_lock:
@@ -153,13 +152,14 @@ class Predictor:
         images = [torch.linspace(-2, 2, n * self.size * self.size).reshape(n, 1, self.size, self.size)
                   .contiguous(memory_format=torch.channels_last) for n in (1, 3)]
         image = frozen_features(image_encoder, [(x,) for x in images], onednn_fusion=True)
-        if image is not None:
-            self.image_features = image
-            frozen.append("image")
         texts = [["The heart is enlarged.", "No acute cardiopulmonary abnormality. The lungs are clear."],
                  ["Cough."], ["Mild pulmonary edema.", "Normal.", "Heart size is at the upper limits of normal."]]
         encoded = [self._tokens(t) for t in texts]
         text = frozen_features(text_encoder, [(e["input_ids"], e["attention_mask"]) for e in encoded])
+        # swapped in together, once all compiling is done
+        if image is not None:
+            self.image_features = image
+            frozen.append("image")
         if text is not None:
             self.text_features = text
             frozen.append("text")

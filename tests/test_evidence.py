@@ -37,6 +37,19 @@ def test_cross_validation_can_only_take_reliability_away(tmp_path):
     assert ev["table"]["none"]["image"]["Pneumonia"]["cv"]["pooled_auc"] == 0.55
 
 
+def test_cross_validated_macro_rides_with_the_evidence(tmp_path):
+    """The sidebar shows the cross-validated macro AUC beside the test split's (issue 9)."""
+    write_eval(tmp_path, "none", "image", {f: 0.9 for f in FINDINGS}, {f: [0.8, 0.95] for f in FINDINGS},
+               {f: 40 for f in FINDINGS})
+    cv = {"n_folds": 3, "n_folds_done": 3, "results": {"none_image": {
+        "macro_pooled": 0.71981, "macro_pooled_ci": [0.68, 0.756], "n_studies": 2494, "findings": {
+            f: {"pooled_auc": 0.7, "pooled_ci": [0.6, 0.8], "positives": 30, "fold_mean": 0.7, "fold_sd": 0.05}
+            for f in FINDINGS}}}}
+    ev = build_evidence(tmp_path, FINDINGS, ["none"], ["image"], cv_summary=cv)
+    assert ev["cv"]["macro"] == {"none/image": {"macro_auc": 0.7198, "macro_auc_ci": [0.68, 0.756],
+                                                "n_studies": 2494}}
+
+
 def test_weights_without_evidence_are_never_reliable():
     meta = {}
     assert image_reliable(meta, FINDINGS) == {f: False for f in FINDINGS}

@@ -78,8 +78,12 @@ class _ModelLoads:
             return
         # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
         _import_captum()
-        # then the frozen encoders (core.fast): predictions run eager until they are swapped in
-        self._results[key].freeze_encoders()
+        # then the frozen encoders (core.fast), holding the model lock: no prediction or attribution
+        # runs beside the tracing and the graphs' first runs. Without it, 2 of 5 browser runs hung
+        # (a page stopped drawing for > 120 s) when a prediction met the freeze; with it, a
+        # prediction asked for in those ~2.5 s waits for them, once per server process.
+        with MODEL_LOCK:
+            self._results[key].freeze_encoders()
 
     def join_all(self, timeout: float = 120.0) -> None:
         """Let a load finish before the interpreter exits: a thread killed inside torch's C++
