@@ -99,14 +99,17 @@ class _ModelLoads:
 
     def get(self, key: tuple):
         self.start(key)
-        self._done[key].wait()  # not the thread: it goes on to import Captum and freeze the encoders
+        with self._lock:
+            done = self._done[key]
+        done.wait()  # not the thread: it goes on to import Captum and freeze the encoders
         self._asked.set()
         if key in self._results:
             return self._results[key]
         with self._lock:  # a failed load is retried on the next call (the folder may be fixed by then)
-            self._threads.pop(key, None)
-            self._done.pop(key, None)
-            error = self._errors.pop(key)
+            if self._done.get(key) is done:  # two sessions may meet the same failure
+                self._threads.pop(key, None)
+                self._done.pop(key, None)
+            error = self._errors[key]
         raise error
 
 
