@@ -14,9 +14,9 @@ test split by tests/test_fast_path.py: every finding's AUC within 0.005 of fp32 
 - ``frozen_features``: each encoder's ``forward_features`` traced and frozen with TorchScript
   for the predict path (DenseNet-121 20.8 -> 16.4 ms, and 11.3 ms with oneDNN Graph fusion;
   MiniLM 7.4 -> 5.2 ms; batch 1, idle, here: the model is overhead-bound on AVX-512, and
-  freezing removes Python and dispatch steps). The
-  traced graph is checked against eager on inputs of several shapes at load and dropped when
-  it differs; attribution keeps the eager modules (it needs their hooks and gradients).
+  freezing removes Python and dispatch steps). The traced graph is checked against eager on
+  inputs of several shapes when it is frozen and dropped when it differs; attribution keeps
+  the eager modules (it needs their hooks and gradients).
   Tried and not kept: bf16 weights (avx512_bf16, no AMX): DenseNet 34 ms, slower than fp32.
 """
 from __future__ import annotations
