@@ -33,6 +33,7 @@ def build_tokenizer_json(corpus=CORPUS, vocab_size: int = 120) -> str:
 @register
 class TinyGRUEncoder(TextEncoder):
     family = "tinygru"
+    continuation = "@@"  # its pieces continue a word with "@@", not BERT's "##"
 
     def __init__(self, vocab: int, dim: int, tokenizer_json: str) -> None:
         super().__init__()
@@ -67,13 +68,3 @@ class TinyGRUEncoder(TextEncoder):
     def quantisable_layers(self) -> list[str]:
         return ["proj"]
 
-    @staticmethod
-    def merge_pieces(pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
-        words: list[list] = []
-        for piece, score in pieces:
-            if piece.startswith("@@") and words:
-                words[-1][0] += piece[2:]
-                words[-1][1] += score
-            else:
-                words.append([piece, score])
-        return [(w, s) for w, s in words]

@@ -72,10 +72,22 @@ class TextEncoder(nn.Module):
         """Names (relative to this module) of Linear layers dynamic int8 quantisation may replace."""
         return []
 
-    @staticmethod
-    def merge_pieces(pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
-        """Tokens to words for display; a word-level tokenizer has nothing to merge."""
-        return list(pieces)
+    # how the tokenizer marks a piece that continues the previous word (BERT: "##");
+    # "" for a word-level tokenizer, which has nothing to merge
+    continuation: str = ""
+
+    @classmethod
+    def merge_pieces(cls, pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """Join word pieces ('enlarg', '##ed') into words for display, summing their scores."""
+        mark = cls.continuation
+        words: list[list] = []
+        for piece, score in pieces:
+            if mark and piece.startswith(mark) and words:
+                words[-1][0] += piece[len(mark):]
+                words[-1][1] += score
+            else:
+                words.append([piece, score])
+        return [(w, s) for w, s in words]
 
     # -- the backbone's tables: not stored, checked by fingerprint (see core.checkpoint) ------
     def fingerprint(self) -> str:

@@ -43,6 +43,7 @@ class BertEncoder(TextEncoder):
     """A BERT-family encoder, mean-pooled over real tokens."""
 
     family = "bert"
+    continuation = "##"  # word pieces: 'enlarg', '##ed'
     backbone_prefixes = ("encoder.embeddings.",)
 
     def __init__(self, encoder: nn.Module) -> None:
@@ -91,15 +92,3 @@ class BertEncoder(TextEncoder):
         return [f"encoder.encoder.{name}" for name, m in self.encoder.encoder.named_modules()
                 if isinstance(m, nn.Linear) and name.endswith(("intermediate.dense", "output.dense"))
                 and ".attention." not in name]
-
-    @staticmethod
-    def merge_pieces(pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
-        """Join word pieces ('enlarg', '##ed') into words, summing their scores."""
-        words: list[list] = []
-        for piece, score in pieces:
-            if piece.startswith("##") and words:
-                words[-1][0] += piece[2:]
-                words[-1][1] += score
-            else:
-                words.append([piece, score])
-        return [(w, s) for w, s in words]
