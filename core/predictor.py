@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -80,16 +81,6 @@ def qa_points(metadata: dict) -> dict:
     return {f: op for f, op in points.items() if reliable[f]}
 
 
-def _fresh(value):
-    """A copy of nested dicts and lists of plain values, so a caller editing its Prediction
-    never edits the predictor's evidence (2-3x cheaper than copy.deepcopy, which has a memo to keep)."""
-    if isinstance(value, dict):
-        return {k: _fresh(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fresh(v) for v in value]
-    return value
-
-
 def _release_freed_memory() -> None:
     """Hand memory freed by the loader back to the OS (glibc keeps it otherwise)."""
     import ctypes
@@ -144,18 +135,15 @@ class Predictor:
         always uses the eager modules."""
         if not self.fast:
             return []
-        with self._hooks_lock:
-            return self._freeze_encoders(self.model.image_encoder, self.model.text_encoder)
-
-    def _freeze_encoders(self, image_encoder, text_encoder) -> list[str]:
-        frozen = []
         images = [torch.linspace(-2, 2, n * self.size * self.size).reshape(n, 1, self.size, self.size)
                   .contiguous(memory_format=torch.channels_last) for n in (1, 3)]
-        image = frozen_features(image_encoder, [(x,) for x in images], onednn_fusion=True)
         texts = [["The heart is enlarged.", "No acute cardiopulmonary abnormality. The lungs are clear."],
                  ["Cough."], ["Mild pulmonary edema.", "Normal.", "Heart size is at the upper limits of normal."]]
         encoded = [self._tokens(t) for t in texts]
-        text = frozen_features(text_encoder, [(e["input_ids"], e["attention_mask"]) for e in encoded])
+        with self._hooks_lock:
+            image = frozen_features(self.model.image_encoder, [(x,) for x in images], onednn_fusion=True)
+            text = frozen_features(self.model.text_encoder, [(e["input_ids"], e["attention_mask"]) for e in encoded])
+        frozen = []
         # swapped in together, once all compiling is done
         if image is not None:
             self.image_features = image
@@ -218,8 +206,8 @@ class Predictor:
                 out_of_distribution=bool(ood.out_of_distribution) if ood else False,
                 ood_score=float(ood.score) if ood else 0.0, ood_reason=ood.reason if ood else "",
                 text_mode=mode, has_text=mode != "none", model=self.version, latency_ms=ms,
-                evidence=_fresh(self.evidence[mode]["fusion"]),
-                head_evidence=_fresh(self.evidence[mode]), image_reliable=dict(self.image_reliable),
+                evidence=copy.deepcopy(self.evidence[mode]["fusion"]),
+                head_evidence=copy.deepcopy(self.evidence[mode]), image_reliable=dict(self.image_reliable),
                 discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0)))
         return out
 
