@@ -112,17 +112,9 @@ def _gray(path: Path) -> np.ndarray:
 
 
 def lateral_films(data_dir: Path, uids) -> list[np.ndarray]:
-    """Lateral films of these reports, where an Open-I folder has them (``lateral_manifest.csv``
-    + ``lateral/``, as in ../shared/iu-xray); [] otherwise."""
-    import csv
-    manifest = Path(data_dir) / "lateral_manifest.csv"
-    if not manifest.is_file():
-        return []
-    keep = set(uids)
-    with manifest.open(newline="") as fh:
-        paths = [Path(data_dir) / "lateral" / f"{row['image_id']}.jpg"
-                 for row in csv.DictReader(fh) if row["uid"] in keep]
-    return [_gray(p) for p in paths if p.is_file()]
+    """Lateral films of these reports, where an Open-I folder has them (core.laterals); [] otherwise."""
+    from core.laterals import lateral_paths
+    return [_gray(p) for paths in lateral_paths(data_dir, uids).values() for p in paths]
 
 
 def fit_guard(data_dir: Path, reports, train_uids: list[str]) -> dict:

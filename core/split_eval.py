@@ -9,6 +9,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from core.baseline import keyword_matrix
 from core.errors import OptionError
@@ -55,6 +56,21 @@ def predict_reports(model, tokenizer, metadata: dict, reports: list[Report], dat
     img = image_features(model, pixels)
     txt = text_features(model, tokenizer, [r.text(mode) for r in reports], max_len=metadata["text_max_len"])
     return report_probabilities(model, img, txt, samples.report_idx, len(reports), mode)
+
+
+def predict_views(model, metadata: dict, reports: list[Report], bank: ImageBank,
+                  lateral_rows: dict[str, list[int]]) -> np.ndarray:
+    """Per-report image-head probabilities over both views: the mean over a report's frontal
+    images and its laterals (``lateral_rows``: uid -> rows of ``bank``); a report without a
+    lateral keeps its frontal mean."""
+    pre = metadata["preprocessing"]
+    frontal = Samples.build(reports, [r.uid for r in reports], bank.index())
+    extra = [(k, row) for k, r in enumerate(reports) for row in lateral_rows.get(r.uid, [])]
+    idx = frontal.report_idx + [k for k, _ in extra]
+    rows = frontal.image_rows + [row for _, row in extra]
+    img = image_features(model, normalise(bank.pixels[rows], pre["mean"], pre["std"]))
+    no_text = torch.zeros(len(reports), model.text_encoder.out_dim)
+    return report_probabilities(model, img, no_text, idx, len(reports), "none")["image"]
 
 
 def metrics_json(Y: np.ndarray, P: np.ndarray, *, thresholds: dict | None = None, n_boot: int = 1000) -> dict:

@@ -111,6 +111,10 @@ def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[st
             probs[mode] = predict_reports(trainer.model, trainer.tokenizer, meta, held_reports, Path(cfg.data), mode,
                                           bank=trainer.bank)
         write_predictions_csv(fold_dir / f"{eval_name('oof', mode, head)}.csv", held_reports, probs[mode][head])
+    if trainer.lateral_rows:  # the image head over both views: frontal and lateral averaged
+        from core.split_eval import predict_views
+        write_predictions_csv(fold_dir / "oof_none_views.csv", held_reports,
+                              predict_views(trainer.model, meta, held_reports, trainer.bank, trainer.lateral_rows))
     (fold_dir / "fold.json").write_text(json.dumps({
         "fold": fold, "n_train": len(split["train"]), "n_val": len(split["val"]), "n_held_out": len(held),
         "seconds": time.time() - t0, "timings": {k: v for k, v in trainer.timings.items()

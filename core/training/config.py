@@ -49,6 +49,8 @@ class TrainConfig:
     uncertain_policy: str = "ignore"  # uncertain (-1) labels: ignore | positive | negative (core.sources.policy)
     image_weights_datasets: str = ""  # comma-separated collections a pretrained image encoder saw ("" = from its name)
     loader_workers: int = 0         # processes that decode images (0 = in the main process)
+    laterals: bool = False          # image phase also trains on the training reports' lateral views
+                                    # (same labels; Open-I folders with lateral/, core.laterals)
 
     def unfreeze_parts(self) -> set[str]:
         if self.unfreeze == "auto":

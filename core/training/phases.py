@@ -21,7 +21,7 @@ class Phases:
         cfg = self.cfg
         model = self.model
         net = self._wrap(ImagePhaseNet(model))
-        train = self.samples["train"]
+        train = self.samples.get("train_views", self.samples["train"])  # with laterals when asked
         params = [p for n, p in model.named_parameters()
                   if n.startswith(("image_encoder.", "image_proj.", "image_head.", "aux_head."))]
         for p in model.text_encoder.parameters():  # not used in this phase

@@ -88,6 +88,9 @@ class Setup:
                                     workers=cfg.loader_workers)
         index = self.bank.index()
         self.samples = {s: Samples.build(reports, self.split[s], index) for s in ("train", "val", "test")}
+        self.lateral_rows: dict[str, list[int]] = {}  # uid -> bank rows of its laterals (cfg.laterals)
+        if cfg.laterals:
+            self._add_laterals(reports)
         if self.resume_state:
             self.mean, self.std = self.resume_state["mean"], self.resume_state["std"]
         elif self.image_prior["mean"] is not None:  # a pretrained encoder's own input scaling
@@ -111,6 +114,30 @@ class Setup:
             n = {s: (len(self.split[s]), len(self.samples[s])) for s in self.split}
             print(f"data: {len(reports)} reports with a frontal image, split (reports, images) {n}, "
                   f"images decoded in {time.time() - t0:.0f}s")
+
+    def _add_laterals(self, reports) -> None:
+        """Append every report's lateral views to the bank (ids ``lateral:<file stem>``) and make
+        ``samples["train_views"]``: the training split's frontal and lateral images, which the
+        image phase trains on. Validation, calibration and the heads stay frontal."""
+        from core.image_bank import decode_all
+        from core.laterals import lateral_paths
+        found = lateral_paths(Path(self.cfg.data), [r.uid for r in reports])
+        if not found:
+            raise RunStateError(f"--laterals: {self.cfg.data} has no lateral_manifest.csv with lateral/ files")
+        files = [(uid, p) for uid, paths in found.items() for p in paths]
+        start = len(self.bank.ids)
+        pixels = decode_all([p for _, p in files], self.cfg.image_size, self.cfg.loader_workers)
+        self.bank = ImageBank(ids=self.bank.ids + [f"lateral:{p.stem}" for _, p in files],
+                              pixels=torch.cat([self.bank.pixels, pixels]))
+        for k, (uid, _) in enumerate(files):
+            self.lateral_rows.setdefault(uid, []).append(start + k)
+        by_uid = {r.uid: k for k, r in enumerate(reports)}
+        train = self.samples["train"]
+        extra = [(by_uid[u], row) for u in self.split["train"] for row in self.lateral_rows.get(u, [])]
+        self.samples["train_views"] = Samples(train.report_idx + [k for k, _ in extra],
+                                              train.image_rows + [row for _, row in extra])
+        if self.main:
+            print(f"laterals: {len(files)} decoded, {len(extra)} in the training split")
 
     def _build_model(self) -> None:
         cfg = self.cfg
