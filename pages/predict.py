@@ -120,6 +120,8 @@ if go:
         run_prediction(upload.getvalue(), upload.name, text, kind, keep_name, raw)
 
 result = st.session_state.get(RESULT)
+if not result:
+    prediction_view.preload_chart_library()
 if result:
     pred = result["pred"]
     st.divider()

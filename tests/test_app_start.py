@@ -54,6 +54,34 @@ def test_first_page_view_starts_loading_the_model_in_the_background(app_env, tin
     assert resources.predictor().version == resources.metadata()[0]["version"]
 
 
+def test_streamlit_run_serves_app_py_with_a_start_hook_that_loads_the_model(app_env, tiny_weights, monkeypatch):
+    """`streamlit run app.py` finds the st.App in app.py, and its start-up hook begins the load
+    before any browser connects (issue 10: first prediction). The hook is run here as uvicorn
+    runs it; the browser suite and scripts/bench_ui.py serve the app this way."""
+    import asyncio
+    import importlib.util
+
+    from streamlit.web.server.app_discovery import discover_asgi_app
+
+    from ui import resources
+    found = discover_asgi_app(Path(APP))
+    assert found.is_asgi_app and found.import_string == "app:app"
+    monkeypatch.setenv("CXR_WEIGHTS", str(tiny_weights))
+    monkeypatch.setattr(resources, "_LOADS", resources._ModelLoads())  # as in a fresh server process
+    spec = importlib.util.spec_from_file_location("app", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # as uvicorn imports it: the server part only, no page drawn
+    key = resources._key()
+    assert key not in resources._LOADS._threads
+
+    async def start_server():
+        async with module.app._user_lifespan(module.app):
+            return key in resources._LOADS._threads
+
+    assert asyncio.run(start_server())
+    assert resources._LOADS._done[key].wait(120) and resources._LOADS.ready(key)
+
+
 def test_page_view_reads_the_model_facts_without_importing_torch():
     """The sidebar and pages need only the metadata before a model is loaded; importing torch
     for it would put seconds on the first page view."""

@@ -110,3 +110,14 @@ def probabilities(fusion: dict, image: dict, text: dict | None, thresholds: dict
                                            for c in ("fused", "threshold", "image head", "text head", "image thr.",
                                                      "text thr.")})
         reliability_caption(unreliable)
+
+
+def preload_chart_library() -> None:
+    """An empty, hidden Plotly chart, drawn while the page waits for its first prediction: the
+    browser fetches and compiles the chart library (~3.6 MB of JavaScript) now, while the user
+    picks a file. Drawn on the first result instead, it added ~2 s before the probabilities
+    showed (scripts/bench_ui.py, first prediction)."""
+    import plotly.graph_objects as go
+    st.html("<style>.st-key-chart_preload{display:none}</style>")
+    with st.container(key="chart_preload"):
+        st.plotly_chart(go.Figure(), key="chart_preload_figure", config={"staticPlot": True})
