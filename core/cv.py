@@ -66,3 +66,34 @@ def summarise(root: Path, *, n_boot: int = 1000) -> dict | None:
         }
     return {"n_folds": n_folds, "n_folds_done": len(done), "folds_done": [d.name for d in done],
             "results": results}
+
+
+def compare(root_a: Path, key_a: str, root_b: Path, key_b: str, *, n_boot: int = 1000) -> dict:
+    """Recipe A's out-of-fold predictions (``oof_<key_a>.csv`` under ``root_a``) against B's, on
+    the folds both have finished and the reports both scored: per finding and macro, A's AUC
+    minus B's with a paired bootstrap CI (the same held-out reports, so their shared noise
+    cancels). Folds are the same when both runs used the same seed and split (scripts/cv.py)."""
+    from core.metrics import paired_auc_differences
+    folds = sorted({p.parent.name for p in Path(root_a).glob(f"fold*/oof_{key_a}.csv")}
+                   & {p.parent.name for p in Path(root_b).glob(f"fold*/oof_{key_b}.csv")})
+    if not folds:
+        return {"folds": [], "n_studies": 0}
+    rows_a, rows_b = [], []
+    for fold in folds:
+        ua, Pa, Ya = read_predictions_csv(Path(root_a) / fold / f"oof_{key_a}.csv")
+        ub, Pb, _ = read_predictions_csv(Path(root_b) / fold / f"oof_{key_b}.csv")
+        at_b = {u: i for i, u in enumerate(ub)}
+        keep = [i for i, u in enumerate(ua) if u in at_b]
+        rows_a.append((Pa[keep], Ya[keep]))
+        rows_b.append(Pb[[at_b[ua[i]] for i in keep]])
+    Pa = np.concatenate([p for p, _ in rows_a])
+    Y = np.concatenate([y for _, y in rows_a])
+    Pb = np.concatenate(rows_b)
+    diff = paired_auc_differences(Y, Pa, Pb, n_boot=n_boot)
+    return {"folds": folds, "n_studies": int(len(Y)), "a": f"{root_a}:{key_a}", "b": f"{root_b}:{key_b}",
+            "macro": {"a": macro_auc(Y, Pa), "b": macro_auc(Y, Pb), "diff": diff["macro"][0],
+                      "diff_ci": diff["macro"][1]},
+            "findings": {f: {"a": safe_auc(Y[:, k], Pa[:, k]), "b": safe_auc(Y[:, k], Pb[:, k]),
+                             "diff": diff["findings"][k][0], "diff_ci": diff["findings"][k][1],
+                             "positives": int(Y[:, k].sum())}
+                         for k, f in enumerate(FINDINGS)}}

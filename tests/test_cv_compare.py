@@ -1,0 +1,60 @@
+"""Comparing two cross-validated recipes on the same held-out reports (core.cv.compare,
+scripts/compare_cv.py): the paired difference finds a real gain and is zero against itself."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from core.cv import compare
+from core.labels import FINDINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write_fold(path: Path, uids, P, Y) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["uid", *FINDINGS, *[f"label_{f}" for f in FINDINGS]])
+        for u, p, y in zip(uids, P, Y, strict=True):
+            w.writerow([u, *[f"{x:.6f}" for x in p], *[int(v) for v in y]])
+
+
+def _recipes(tmp_path):
+    rng = np.random.default_rng(0)
+    Y = (rng.random((400, len(FINDINGS))) < 0.25).astype(float)
+    good = np.clip(0.35 * Y + 0.65 * rng.random(Y.shape), 0, 1)  # informative
+    noise = rng.random(Y.shape)  # chance
+    uids = [str(i) for i in range(len(Y))]
+    for k, rows in enumerate((slice(0, 200), slice(200, 400))):
+        _write_fold(tmp_path / "a" / f"fold{k}" / "oof_none_image.csv", uids[rows], good[rows], Y[rows])
+        _write_fold(tmp_path / "b" / f"fold{k}" / "oof_none_image.csv", uids[rows][::-1], noise[rows][::-1],
+                    Y[rows][::-1])  # another row order: matched by report, not by position
+    _write_fold(tmp_path / "a" / "fold2" / "oof_none_image.csv", ["x"], good[:1], Y[:1])  # only A finished it
+
+
+def test_paired_difference_finds_the_better_recipe_on_the_shared_folds(tmp_path):
+    _recipes(tmp_path)
+    out = compare(tmp_path / "a", "none_image", tmp_path / "b", "none_image", n_boot=200)
+    assert out["folds"] == ["fold0", "fold1"] and out["n_studies"] == 400
+    assert out["macro"]["diff"] > 0.2 and out["macro"]["diff_ci"][0] > 0.1
+    for row in out["findings"].values():
+        assert row["diff_ci"][0] < row["diff"] < row["diff_ci"][1] and row["diff_ci"][0] > 0
+    same = compare(tmp_path / "a", "none_image", tmp_path / "a", "none_image", n_boot=50)
+    assert same["macro"]["diff"] == 0 and same["macro"]["diff_ci"] == [0.0, 0.0]
+
+
+def test_compare_cli_prints_the_table_and_refuses_folders_without_common_folds(tmp_path):
+    _recipes(tmp_path)
+    cmd = [sys.executable, "scripts/compare_cv.py", "--a", f"{tmp_path / 'a'}:none_image",
+           "--b", f"{tmp_path / 'b'}:none_image", "--n-boot", "50", "--json", str(tmp_path / "c.json")]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "400 held-out reports" in out.stdout and "macro" in out.stdout
+    assert json.loads((tmp_path / "c.json").read_text())["folds"] == ["fold0", "fold1"]
+    bad = subprocess.run([*cmd[:3], f"{tmp_path / 'a'}:none_views", *cmd[4:6]], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "no fold has both" in bad.stderr and "Traceback" not in bad.stderr
