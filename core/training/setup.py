@@ -12,7 +12,7 @@ import torch
 from core.errors import RunStateError
 from core.image_bank import ImageBank, Samples, aux_matrix, label_matrix, mode_texts, normalise
 from core.model import ModelConfig, build_model, image_weights_info
-from core.reports import auxiliary_vocabulary, split_reports
+from core.reports import DataLayoutError, auxiliary_vocabulary, split_reports
 from core.runlog import RunLog
 from core.training.config import TrainConfig, load_split
 from core.training.distributed import dist_info, seed_everything
@@ -123,7 +123,7 @@ class Setup:
         from core.laterals import lateral_paths
         found = lateral_paths(Path(self.cfg.data), [r.uid for r in reports])
         if not found:
-            raise RunStateError(f"--laterals: {self.cfg.data} has no lateral_manifest.csv with lateral/ files")
+            raise DataLayoutError(f"--laterals: {self.cfg.data} has no lateral_manifest.csv with lateral/ files")
         files = [(uid, p) for uid, paths in found.items() for p in paths]
         start = len(self.bank.ids)
         pixels = decode_all([p for _, p in files], self.cfg.image_size, self.cfg.loader_workers)
