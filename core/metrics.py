@@ -32,8 +32,9 @@ def macro_auc(Y: np.ndarray, P: np.ndarray) -> float:
     return float(np.nanmean(aucs)) if not all(np.isnan(aucs)) else float("nan")
 
 
-def bootstrap_auc_ci(Y: np.ndarray, P: np.ndarray, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
-    """95% percentile bootstrap over studies: (per-finding [lo, hi] list, macro [lo, hi])."""
+def _resampled_per_finding(Y: np.ndarray, stat, *, n_boot: int, seed: int) -> np.ndarray:
+    """n_boot x findings: ``stat(y, idx, j)`` on each bootstrap resample of the studies (rows),
+    NaN where the resample holds one class only."""
     rng = np.random.default_rng(seed)
     n, k = Y.shape
     per = np.full((n_boot, k), np.nan)
@@ -42,7 +43,14 @@ def bootstrap_auc_ci(Y: np.ndarray, P: np.ndarray, *, n_boot: int = 1000, seed: 
         for j in range(k):
             y = Y[idx, j]
             if y.min() != y.max():
-                per[b, j] = roc_auc_score(y, P[idx, j])
+                per[b, j] = stat(y, idx, j)
+    return per
+
+
+def bootstrap_auc_ci(Y: np.ndarray, P: np.ndarray, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
+    """95% percentile bootstrap over studies: (per-finding [lo, hi] list, macro [lo, hi])."""
+    per = _resampled_per_finding(Y, lambda y, idx, j: roc_auc_score(y, P[idx, j]), n_boot=n_boot, seed=seed)
+    k = Y.shape[1]
     lo, hi = 100 * alpha / 2, 100 * (1 - alpha / 2)
     finding_ci = [[float(np.nanpercentile(per[:, j], lo)), float(np.nanpercentile(per[:, j], hi))] for j in range(k)]
     macro = np.nanmean(per, axis=1)
@@ -66,15 +74,9 @@ def paired_auc_differences(Y: np.ndarray, P_a: np.ndarray, P_b: np.ndarray, *, n
                            seed: int = 0, alpha: float = 0.05) -> dict:
     """Per finding (columns) and macro: AUC of A minus that of B on the same studies, each with
     a 95% paired bootstrap CI. {"findings": [(diff, [lo, hi]), ...], "macro": (diff, [lo, hi])}."""
-    rng = np.random.default_rng(seed)
-    n, k = Y.shape
-    per = np.full((n_boot, k), np.nan)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        for j in range(k):
-            y = Y[idx, j]
-            if y.min() != y.max():
-                per[b, j] = roc_auc_score(y, P_a[idx, j]) - roc_auc_score(y, P_b[idx, j])
+    per = _resampled_per_finding(Y, lambda y, idx, j: roc_auc_score(y, P_a[idx, j]) - roc_auc_score(y, P_b[idx, j]),
+                                 n_boot=n_boot, seed=seed)
+    k = Y.shape[1]
     q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     point = [safe_auc(Y[:, j], P_a[:, j]) - safe_auc(Y[:, j], P_b[:, j]) for j in range(k)]
     findings = [(float(point[j]), [float(x) for x in np.nanpercentile(per[:, j], q)]) for j in range(k)]
