@@ -164,8 +164,12 @@ class Bench:
             self.idle()
         t = time.perf_counter()
         page.get_by_role("button", name="Explain", exact=True).click()
-        done = page.get_by_text("Computed in").or_(page.get_by_test_id("stException"))
-        done.first.wait_for(timeout=TIMEOUT_MS)
+        # polled every 10 ms like a prediction's result: a locator's wait_for polls more slowly and
+        # added 0.1-0.3 s after the result was already drawn
+        page.wait_for_function(
+            """() => !!document.querySelector('[data-testid=stException]')
+                 || [...document.querySelectorAll('[data-testid=stCaptionContainer]')]
+                      .some(e => e.innerText.includes('Computed in'))""", timeout=TIMEOUT_MS, polling=10)
         took = time.perf_counter() - t
         if page.get_by_test_id("stException").count():
             return None  # the app showed a traceback

@@ -89,6 +89,27 @@ def test_damaged_weights_give_clear_errors(tiny, tmp_path):
         read_metadata(tmp_path)
 
 
+def test_a_file_missing_an_image_encoder_tensor_is_refused(tiny, tmp_path):
+    # every image-encoder tensor comes from the file: one missing must be refused, not served
+    # with the random initialisation it would otherwise keep
+    from safetensors.torch import load_file, save_file
+
+    from core.checkpoint import DIGEST_KEY, content_digest
+    model, _ = tiny
+    save_weights(model, {"version": "t3"}, tmp_path)
+    path = tmp_path / "model.safetensors"
+    tensors = load_file(str(path))
+    dropped = next(k for k in tensors
+                   if k.startswith("image_encoder.features.denseblock4.") and k.endswith(".conv1.weight"))
+    del tensors[dropped]
+    meta = read_metadata(tmp_path)
+    meta[DIGEST_KEY] = content_digest(tensors, meta)  # a consistent file, only the tensor is gone
+    save_file(tensors, str(path), metadata={"cxr": json.dumps(meta)})
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match="does not match this model"):
+        load_weights(tmp_path)
+
+
 def test_image_weights_options(tiny, tmp_path):
     model, _ = tiny
     with pytest.raises(BackboneUnavailable, match="not found"):

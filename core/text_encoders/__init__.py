@@ -91,24 +91,29 @@ class TextEncoder(nn.Module):
 
     # -- the backbone's tables: not stored, checked by fingerprint (see core.checkpoint) ------
     def fingerprint(self) -> str:
-        w = self.word_embeddings().weight.detach().float().contiguous()
-        return hashlib.sha256(w.numpy().tobytes()).hexdigest()[:16]
+        return _digest(self.word_embeddings().weight)
 
     def match_backbone(self, fingerprint: str | None) -> bool:
         """Make the backbone's tables those the weights were evaluated with: as loaded, or rounded
         to the fp16 the encoders are stored in. False (tables unchanged) when neither matches."""
         if not self.backbone_prefixes or self.fingerprint() == fingerprint:
             return True
-        tables = {k: v for k, v in self.state_dict().items() if k.startswith(self.backbone_prefixes)}
-        saved = {k: v.clone() for k, v in tables.items()}
+        tables = [v for k, v in self.state_dict().items()
+                  if k.startswith(self.backbone_prefixes) and v.is_floating_point()]
+        word = self.word_embeddings().weight
+        # the fingerprint sees rounding only through the word embeddings: check their rounded
+        # copy first and round the tables in place only on a match (no copies to restore)
+        if not any(t.data_ptr() == word.data_ptr() for t in tables) or _digest(word.half()) != fingerprint:
+            return False
         with torch.no_grad():
-            for t in tables.values():
-                if t.is_floating_point():
-                    t.copy_(t.half().float())
-        if self.fingerprint() == fingerprint:
-            return True
-        self.load_state_dict(saved, strict=False)
-        return False
+            for t in tables:
+                t.copy_(t.half().float())
+        return True
+
+
+def _digest(weight: torch.Tensor) -> str:
+    w = weight.detach().float().contiguous()
+    return hashlib.sha256(w.numpy().data).hexdigest()[:16]  # the buffer itself: no 47 MB copy
 
 
 def register(cls: type[TextEncoder]) -> type[TextEncoder]:
