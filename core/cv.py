@@ -68,20 +68,35 @@ def summarise(root: Path, *, n_boot: int = 1000) -> dict | None:
             "results": results}
 
 
-def compare(root_a: Path, key_a: str, root_b: Path, key_b: str, *, n_boot: int = 1000) -> dict:
+def _fold_predictions(roots: list[Path], key: str, fold: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One fold's out-of-fold predictions of a recipe, or of an ensemble of recipes (several
+    roots): their probabilities averaged, on the reports all of them scored."""
+    runs = [read_predictions_csv(Path(root) / fold / f"oof_{key}.csv") for root in roots]
+    common = set(runs[0][0]).intersection(*(set(u) for u, _, _ in runs[1:]))
+    uids = [u for u in runs[0][0] if u in common]
+    P = np.mean([P[[{u: i for i, u in enumerate(us)}[u] for u in uids]] for us, P, _ in runs], axis=0)
+    at = {u: i for i, u in enumerate(runs[0][0])}
+    return uids, P, runs[0][2][[at[u] for u in uids]]
+
+
+def compare(root_a: Path | list[Path], key_a: str, root_b: Path | list[Path], key_b: str, *,
+            n_boot: int = 1000) -> dict:
     """Recipe A's out-of-fold predictions (``oof_<key_a>.csv`` under ``root_a``) against B's, on
     the folds both have finished and the reports both scored: per finding and macro, A's AUC
     minus B's with a paired bootstrap CI (the same held-out reports, so their shared noise
-    cancels). Folds are the same when both runs used the same seed and split (scripts/cv.py)."""
+    cancels). Folds are the same when both runs used the same fold seed and split (scripts/cv.py).
+    A list of roots is an ensemble: its members' probabilities averaged."""
     from core.metrics import paired_auc_differences
-    folds = sorted({p.parent.name for p in Path(root_a).glob(f"fold*/oof_{key_a}.csv")}
-                   & {p.parent.name for p in Path(root_b).glob(f"fold*/oof_{key_b}.csv")})
+    roots_a = [Path(r) for r in (root_a if isinstance(root_a, list) else [root_a])]
+    roots_b = [Path(r) for r in (root_b if isinstance(root_b, list) else [root_b])]
+    folds = sorted(set.intersection(*({p.parent.name for p in r.glob(f"fold*/oof_{k}.csv")}
+                                      for r, k in [(r, key_a) for r in roots_a] + [(r, key_b) for r in roots_b])))
     if not folds:
         return {"folds": [], "n_studies": 0}
     rows_a, rows_b = [], []
     for fold in folds:
-        ua, Pa, Ya = read_predictions_csv(Path(root_a) / fold / f"oof_{key_a}.csv")
-        ub, Pb, _ = read_predictions_csv(Path(root_b) / fold / f"oof_{key_b}.csv")
+        ua, Pa, Ya = _fold_predictions(roots_a, key_a, fold)
+        ub, Pb, _ = _fold_predictions(roots_b, key_b, fold)
         at_b = {u: i for i, u in enumerate(ub)}
         keep = [i for i, u in enumerate(ua) if u in at_b]
         rows_a.append((Pa[keep], Ya[keep]))
@@ -90,7 +105,8 @@ def compare(root_a: Path, key_a: str, root_b: Path, key_b: str, *, n_boot: int =
     Y = np.concatenate([y for _, y in rows_a])
     Pb = np.concatenate(rows_b)
     diff = paired_auc_differences(Y, Pa, Pb, n_boot=n_boot)
-    return {"folds": folds, "n_studies": int(len(Y)), "a": f"{root_a}:{key_a}", "b": f"{root_b}:{key_b}",
+    name = lambda roots, key: "+".join(str(r) for r in roots) + f":{key}"  # noqa: E731
+    return {"folds": folds, "n_studies": int(len(Y)), "a": name(roots_a, key_a), "b": name(roots_b, key_b),
             "macro": {"a": macro_auc(Y, Pa), "b": macro_auc(Y, Pb), "diff": diff["macro"][0],
                       "diff_ci": diff["macro"][1]},
             "findings": {f: {"a": safe_auc(Y[:, k], Pa[:, k]), "b": safe_auc(Y[:, k], Pb[:, k]),

@@ -4,6 +4,8 @@
 
 Each side is a cross-validation folder (scripts/cv.py --root/--name) and an out-of-fold key
 (<text mode>_<head>, e.g. none_image; none_views for the image head over frontal + lateral).
+Folders joined by "+" are an ensemble: their probabilities averaged (e.g. two seeds of a recipe,
+``--a runs/cv/img15-seed1+weights/eval/cv/img15-3fold:none_image``).
 Only folds both have finished count. Prints A's AUC, B's and A - B with its 95% paired
 bootstrap CI per finding and for the macro; ``--json`` writes them.
 """
@@ -19,11 +21,12 @@ import json  # noqa: E402
 from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 
-def side(value: str) -> tuple[Path, str]:
-    folder, sep, key = value.rpartition(":")
-    if not sep or not folder or "_" not in key:
-        fail(f"{value!r}: give FOLDER:KEY, e.g. runs/cv/img15-3fold:none_image")
-    return Path(folder), key
+def side(value: str) -> tuple[list[Path], str]:
+    folders, sep, key = value.rpartition(":")
+    roots = [Path(f) for f in folders.split("+") if f]
+    if not sep or not roots or "_" not in key:
+        fail(f"{value!r}: give FOLDER:KEY or FOLDER+FOLDER:KEY, e.g. runs/cv/img15-3fold:none_image")
+    return roots, key
 
 
 def main(argv=None) -> int:
@@ -37,7 +40,8 @@ def main(argv=None) -> int:
     (root_a, key_a), (root_b, key_b) = side(args.a), side(args.b)
     out = compare(root_a, key_a, root_b, key_b, n_boot=args.n_boot)
     if not out["folds"]:
-        fail(f"no fold has both {root_a}/fold*/oof_{key_a}.csv and {root_b}/fold*/oof_{key_b}.csv")
+        fail(f"no fold has oof_{key_a}.csv in every A folder and oof_{key_b}.csv in every B folder "
+             f"(A: {'+'.join(map(str, root_a))}; B: {'+'.join(map(str, root_b))})")
     print(f"{out['n_studies']} held-out reports, folds {', '.join(out['folds'])}: A = {out['a']}, B = {out['b']}")
     print(f"{'finding':14s} {'pos':>4s} {'A':>6s} {'B':>6s} {'A - B':>7s}  95% CI")
     for f, r in out["findings"].items():

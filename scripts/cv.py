@@ -42,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--only-fold", type=int, default=None, help="run just this fold")
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--split-from", default="weights", help="weights folder whose test split stays unseen")
+    p.add_argument("--fold-seed", type=int, default=None,
+                   help="seed of the folds and inner splits (default: --seed). A second run with another "
+                        "--seed and the same --fold-seed trains on the same reports: a seed ensemble")
     for f in fields(TrainConfig):
         if f.name in ("out", "run_dir", "split_file", "fit_ood"):
             continue
@@ -93,7 +96,7 @@ def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[st
     fold_dir.mkdir(parents=True, exist_ok=True)
     held = set(fold_uids)
     rest = [r for r in reports if r.uid in set(pool) - held]
-    inner = split_reports(rest, seed=args.seed + 101 * (fold + 1), fractions=(1 - INNER_VAL, INNER_VAL, 0.0))
+    inner = split_reports(rest, seed=args.fold_seed + 101 * (fold + 1), fractions=(1 - INNER_VAL, INNER_VAL, 0.0))
     split = {"train": inner["train"], "val": inner["val"], "test": sorted(held, key=lambda u: (len(u), u))}
     (fold_dir / "split.json").write_text(json.dumps(split) + "\n")
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
@@ -124,6 +127,8 @@ def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[st
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.fold_seed is None:
+        args.fold_seed = args.seed
     from core.cv import summarise
     from core.reports import DataLayoutError, check_layout, load_reports
     out = Path(args.root) / args.name
@@ -136,10 +141,10 @@ def main(argv=None) -> int:
         reports = load_reports(Path(args.data), use_automatic=args.use_automatic)
         if args.max_reports:  # smoke runs: the trainer reads only the first reports too
             reports = reports[: args.max_reports]
-        pool, test = pool_and_test(reports, Path(args.split_from), args.seed)
+        pool, test = pool_and_test(reports, Path(args.split_from), args.fold_seed)
         known = {r.uid for r in reports}
         pool = [u for u in pool if u in known]
-        folds = stratified_folds(reports, pool, args.folds, args.seed)
+        folds = stratified_folds(reports, pool, args.folds, args.fold_seed)
         out.mkdir(parents=True, exist_ok=True)
         (out / "folds.json").write_text(json.dumps({"folds": folds, "test_excluded": len(test)}) + "\n")
         for k, uids in enumerate(folds):
