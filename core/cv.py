@@ -72,11 +72,10 @@ def _fold_predictions(roots: list[Path], key: str, fold: str) -> tuple[list[str]
     """One fold's out-of-fold predictions of a recipe, or of an ensemble of recipes (several
     roots): their probabilities averaged, on the reports all of them scored."""
     runs = [read_predictions_csv(Path(root) / fold / f"oof_{key}.csv") for root in roots]
-    common = set(runs[0][0]).intersection(*(set(u) for u, _, _ in runs[1:]))
-    uids = [u for u in runs[0][0] if u in common]
-    P = np.mean([P[[{u: i for i, u in enumerate(us)}[u] for u in uids]] for us, P, _ in runs], axis=0)
-    at = {u: i for i, u in enumerate(runs[0][0])}
-    return uids, P, runs[0][2][[at[u] for u in uids]]
+    rows = [{u: i for i, u in enumerate(uids)} for uids, _, _ in runs]  # each member's row of a report
+    uids = [u for u in runs[0][0] if all(u in r for r in rows)]
+    mean = np.mean([probs[[r[u] for u in uids]] for (_, probs, _), r in zip(runs, rows, strict=True)], axis=0)
+    return uids, mean, runs[0][2][[rows[0][u] for u in uids]]
 
 
 def compare(root_a: Path | list[Path], key_a: str, root_b: Path | list[Path], key_b: str, *,
