@@ -78,6 +78,10 @@ def _fold_predictions(roots: list[Path], key: str, fold: str) -> tuple[list[str]
     return uids, mean, runs[0][2][[rows[0][u] for u in uids]]
 
 
+def _side_name(roots: list[Path], key: str) -> str:
+    return "+".join(str(r) for r in roots) + f":{key}"
+
+
 def compare(root_a: Path | list[Path], key_a: str, root_b: Path | list[Path], key_b: str, *,
             n_boot: int = 1000) -> dict:
     """Recipe A's out-of-fold predictions (``oof_<key_a>.csv`` under ``root_a``) against B's, on
@@ -104,8 +108,7 @@ def compare(root_a: Path | list[Path], key_a: str, root_b: Path | list[Path], ke
     Y = np.concatenate([y for _, y in rows_a])
     Pb = np.concatenate(rows_b)
     diff = paired_auc_differences(Y, Pa, Pb, n_boot=n_boot)
-    name = lambda roots, key: "+".join(str(r) for r in roots) + f":{key}"  # noqa: E731
-    return {"folds": folds, "n_studies": int(len(Y)), "a": name(roots_a, key_a), "b": name(roots_b, key_b),
+    return {"folds": folds, "n_studies": int(len(Y)), "a": _side_name(roots_a, key_a), "b": _side_name(roots_b, key_b),
             "macro": {"a": macro_auc(Y, Pa), "b": macro_auc(Y, Pb), "diff": diff["macro"][0],
                       "diff_ci": diff["macro"][1]},
             "findings": {f: {"a": safe_auc(Y[:, k], Pa[:, k]), "b": safe_auc(Y[:, k], Pb[:, k]),

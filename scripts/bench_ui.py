@@ -165,7 +165,7 @@ class Bench:
         t = time.perf_counter()
         page.get_by_role("button", name="Explain", exact=True).click()
         # polled every 10 ms like a prediction's result: a locator's wait_for polls more slowly and
-        # added 0.1-0.3 s after the result was already drawn
+        # added up to 0.3 s after the result was already drawn
         page.wait_for_function(
             """() => !!document.querySelector('[data-testid=stException]')
                  || [...document.querySelectorAll('[data-testid=stCaptionContainer]')]

@@ -5,7 +5,7 @@
 Each side is a cross-validation folder (scripts/cv.py --root/--name) and an out-of-fold key
 (<text mode>_<head>, e.g. none_image; none_views for the image head over frontal + lateral).
 Folders joined by "+" are an ensemble: their probabilities averaged (e.g. two seeds of a recipe,
-``--a runs/cv/img15-seed1+weights/eval/cv/img15-3fold:none_image``).
+``--a weights/eval/cv/img15-3fold+weights/eval/cv/img15-seed1-3fold:none_image``).
 Only folds both have finished count. Prints A's AUC, B's and A - B with its 95% paired
 bootstrap CI per finding and for the macro; ``--json`` writes them.
 """
