@@ -14,15 +14,17 @@ from core.model import FusionModel
 
 @torch.inference_mode()
 def image_features(model: FusionModel, pixels: torch.Tensor, *, batch_size: int = 64,
-                   device: str = "cpu") -> torch.Tensor:
-    """pixels: normalised N x 1 x S x S float tensor -> N x 1024 features."""
+                   device: str = "cpu", encoder=None) -> torch.Tensor:
+    """pixels: normalised N x 1 x S x S float tensor -> N x 1024 features. ``encoder``: another
+    callable for the image encoder's features (the served int8 one, core.int8_image)."""
     model.image_encoder.eval()
+    encode = encoder or model.image_encoder.forward_features
     out = []
     for i in range(0, len(pixels), batch_size):
         x = pixels[i:i + batch_size].to(device)
         if device != "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(model.image_encoder.forward_features(x).float().cpu())
+        out.append(encode(x).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, model.image_encoder.out_dim)
 
 

@@ -95,7 +95,7 @@ def release_freed_memory() -> None:
 
 class Predictor:
     def __init__(self, model, tokenizer, metadata: dict, ood_tensors: dict | None = None, *,
-                 fast: bool = True) -> None:
+                 fast: bool = True, int8_calibration: tuple[dict, dict] | None = None) -> None:
         model.eval()
         # attribution needs gradients through the text encoder: keep it in fp32 for that
         # the text encoder stays fp32 (see core.fast: int8 made a study's result depend on its
@@ -111,6 +111,13 @@ class Predictor:
         self.image_features = self.model.image_encoder.forward_features
         self.text_features = self.model.text_encoder.forward_features
         self.fast = fast
+        # the int8 image encoder (core.int8_image): built from the weights' calibration by
+        # build_int8_image(), served once freeze_encoders() has traced it
+        self._int8_calibration = int8_calibration if fast else None
+        self._int8_image = None
+        self.int8_status = "not built" if self._int8_calibration else "no calibration"
+        self.int8_info = int8_calibration[1] if self._int8_calibration else None
+        self.image_precision = "fp32"  # of the predict path's image encoder; "int8" once served
         # held while Captum's hooks are on the shared modules (attribute) or while they are traced
         # (freeze_encoders): a trace must not run a hook, and a hook must not see a trace's tensors
         self._hooks_lock = threading.Lock()
@@ -127,28 +134,54 @@ class Predictor:
             from core.ood import OODDetector
             self.ood = OODDetector.from_tensors(ood_tensors)
 
-    def freeze_encoders(self) -> list[str]:
+    def build_int8_image(self) -> bool:
+        """Build the int8 image encoder from the weights' calibration (core.int8_image, ~1.4 s).
+        Works on a copy of the encoder, so it may run beside predictions; freeze_encoders()
+        serves it. False (and ``int8_status`` says why) when there is none to build."""
+        if self._int8_image is not None or self._int8_calibration is None:
+            return self._int8_image is not None
+        from core.int8_image import served_encoder
+        with self._hooks_lock:  # the copy must not carry an attribution's hooks
+            encoder = copy.deepcopy(self.model.image_encoder)
+        self._int8_image, why = served_encoder(encoder, self._int8_calibration, self.size)
+        self.int8_status = why or "built"
+        self._int8_calibration = None  # built or refused: either way, once
+        return self._int8_image is not None
+
+    def freeze_encoders(self, *, int8: bool = True) -> list[str]:
         """Swap TorchScript-frozen encoders into the predict path where they match eager on
-        inputs of several batch sizes and lengths (core.fast.frozen_features); returns which.
-        Takes ~2.5 s (tracing and the graphs' first runs), so the app does it on its background
-        thread after the first prediction, holding its model lock (ui.resources); both graphs
-        are swapped in at the end. An attribution waits for the trace (``_hooks_lock``), and
-        always uses the eager modules."""
+        inputs of several batch sizes and lengths (core.fast.frozen_features); returns which
+        ("image (int8)" when the int8 image encoder serves: ``int8=True`` and the weights
+        have a calibration, core.int8_image). Takes ~2.5 s (tracing and the graphs' first
+        runs), so the app does it on its background thread after the first prediction,
+        holding its model lock (ui.resources); both graphs are swapped in at the end. An
+        attribution waits for the trace (``_hooks_lock``), and always uses the eager fp32
+        modules."""
         if not self.fast:
             return []
+        if int8:
+            self.build_int8_image()
         images = [torch.linspace(-2, 2, n * self.size * self.size).reshape(n, 1, self.size, self.size)
                   .contiguous(memory_format=torch.channels_last) for n in (1, 3)]
         texts = [["The heart is enlarged.", "No acute cardiopulmonary abnormality. The lungs are clear."],
                  ["Cough."], ["Mild pulmonary edema.", "Normal.", "Heart size is at the upper limits of normal."]]
         encoded = [self._tokens(t) for t in texts]
+        image = None
         with self._hooks_lock:
-            image = frozen_features(self.model.image_encoder, [(x,) for x in images], onednn_fusion=True)
+            if int8 and self._int8_image is not None:
+                # quantised ops are not oneDNN Graph (LLGA) patterns: traced without fusion
+                image = frozen_features(self._int8_image, [(x,) for x in images])
+                self.int8_status = "serving" if image is not None else "trace differed from eager int8; fp32 serves"
+            precision = "int8" if image is not None else "fp32"
+            if image is None:
+                image = frozen_features(self.model.image_encoder, [(x,) for x in images], onednn_fusion=True)
             text = frozen_features(self.model.text_encoder, [(e["input_ids"], e["attention_mask"]) for e in encoded])
         frozen = []
         # swapped in together, once all compiling is done
         if image is not None:
             self.image_features = image
-            frozen.append("image")
+            self.image_precision = precision
+            frozen.append("image (int8)" if precision == "int8" else "image")
         if text is not None:
             self.text_features = text
             frozen.append("text")
@@ -160,9 +193,13 @@ class Predictor:
         """``fast`` folds BatchNorm and quantises the text encoder (see core.fast); False is
         the plain fp32 eager model, the reference the fast path is tested against.
         ``release_memory=False`` leaves ``release_freed_memory()`` (~0.2 s) to the caller."""
+        from core.int8_image import find_calibration
         with collector_paused():  # ~0.75 s less of a cold load (core.gc_pause)
             model, tokenizer, metadata, ood = load_weights(Path(weights_dir))
-            predictor = cls(model, tokenizer, metadata, ood, fast=fast)
+            calibration, why = find_calibration(weights_dir) if fast else (None, "")
+            predictor = cls(model, tokenizer, metadata, ood, fast=fast, int8_calibration=calibration)
+        if why:
+            predictor.int8_status = why
         if release_memory:
             release_freed_memory()  # loading leaves a few hundred MB of freed fp16/fp32 copies
         return predictor

@@ -44,16 +44,18 @@ def require_label_order(metadata: dict) -> None:
 
 
 def predict_reports(model, tokenizer, metadata: dict, reports: list[Report], data_dir: Path, mode: str, *,
-                    bank: ImageBank | None = None, paths: dict | None = None) -> dict[str, np.ndarray]:
+                    bank: ImageBank | None = None, paths: dict | None = None,
+                    image_encoder=None) -> dict[str, np.ndarray]:
     """Per-report calibrated probabilities of every head (rows follow ``reports``). ``paths``
-    maps image id -> file for datasets other than Open-I (core.sources)."""
+    maps image id -> file for datasets other than Open-I (core.sources); ``image_encoder``
+    replaces the model's (core.inference.image_features)."""
     require_label_order(metadata)
     pre = metadata["preprocessing"]
     ids = [i for r in reports for i in r.image_ids]
     bank = bank or ImageBank.build(Path(data_dir), ids, pre["image_size"], paths=paths)
     samples = Samples.build(reports, [r.uid for r in reports], bank.index())
     pixels = normalise(bank.pixels[samples.image_rows], pre["mean"], pre["std"])
-    img = image_features(model, pixels)
+    img = image_features(model, pixels, encoder=image_encoder)
     txt = text_features(model, tokenizer, [r.text(mode) for r in reports], max_len=metadata["text_max_len"])
     return report_probabilities(model, img, txt, samples.report_idx, len(reports), mode)
 

@@ -15,6 +15,7 @@ from core.errors import CxrError
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
+INT8_FILE = "image_int8.safetensors"  # the int8 image encoder's calibration (core.int8_image)
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the header size
 
 
@@ -28,12 +29,26 @@ def read_metadata(weights_dir: Path) -> dict:
         raise WeightsError(f"no trained weights at {path}; train them with: "
                            f"python scripts/train.py --data DIR --out {weights_dir}")
     try:
-        with open(path, "rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            if size > _MAX_HEADER:
-                raise ValueError("header too large")
-            header = json.loads(fh.read(size))
-        return json.loads(header["__metadata__"]["cxr"])
+        return _header_metadata(path, "cxr")
     except Exception as exc:
         raise WeightsError(f"{path} is damaged or not a weights file of this tool ({type(exc).__name__}); "
                            "retrain or restore it") from None
+
+
+def _header_metadata(path: Path, key: str) -> dict:
+    with open(path, "rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        if size > _MAX_HEADER:
+            raise ValueError("header too large")
+        header = json.loads(fh.read(size))
+    return json.loads(header["__metadata__"][key])
+
+
+def read_int8_info(weights_dir: Path) -> dict | None:
+    """What the int8 calibration file says of itself (made for which encoder, on what, and the
+    validation-split changes it measured), or None when there is no readable one."""
+    path = Path(weights_dir) / INT8_FILE
+    try:
+        return _header_metadata(path, "int8") if path.is_file() else None
+    except Exception:  # noqa: BLE001 — a damaged file is simply not used (core.int8_image)
+        return None

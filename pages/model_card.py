@@ -9,10 +9,11 @@ from core import eval_files
 from core.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows, image_reliable
 from core.facts import model_facts
 from core.labels import FINDINGS
+from core.weights_meta import read_int8_info
 from ui import notices, router, tables
 from ui.charts import reliability_figure, roc_figure
 from ui.config import EVAL_COMMAND, weights_dir
-from ui.resources import metadata
+from ui.resources import loaded_predictor, metadata
 
 router.require_router("pages/model_card.py")
 
@@ -137,6 +138,7 @@ if meta is not None:
     st.caption(f"Input: {pre.get('image_size', '?')} px {pre.get('color', 'grayscale')}, {pre.get('resize', '')}; "
                f"text up to {meta.get('text_max_len', '?')} tokens; late fusion with per-branch heads "
                "(fusion, image, text).")
+    st.markdown(notices.serving_precision_note(read_int8_info(folder), loaded_predictor()))
     with st.expander("Training configuration and decision thresholds"):
         st.json({"training_config": meta.get("training_config", {}), "thresholds": meta.get("thresholds", {})},
                 expanded=False)

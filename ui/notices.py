@@ -31,3 +31,29 @@ def no_weights(reason: str | None = None) -> None:
     st.code(TRY_COMMAND, language="bash")
     if reason:
         st.caption(reason)
+
+
+def _int8_changes(info: dict) -> str:
+    v = info.get("validation", {})
+    return (f"On the validation split ({v.get('n_studies', '?')} studies), int8 against fp32 changed no finding's "
+            f"AUC by more than {v.get('max_auc_change', float('nan')):.4f} (any head, any text mode), flipped "
+            f"{v.get('max_flipped_decisions', float('nan')):.1%} of thresholded decisions at most, and moved a "
+            f"probability by at most {v.get('max_prob_change', float('nan')):.3f}. Heatmaps are computed on "
+            "the fp32 encoder.")
+
+
+def serving_precision_note(info: dict | None, predictor=None) -> str:
+    """How the image encoder is served (int8 or fp32, core.int8_image) and what int8 changes.
+    ``info``: the calibration file's own description; ``predictor``: the loaded one, if any."""
+    if predictor is not None and predictor.image_precision == "int8":
+        return (f"**Serving precision.** The image encoder serves in int8 (oneDNN; calibrated on "
+                f"{info.get('calibration', 'training images') if info else 'training images'}; the stem in fp32). "
+                + (_int8_changes(info) if info else ""))
+    if info is None:
+        return ("**Serving precision.** The image encoder serves in fp32 (no int8 calibration next to the weights; "
+                "`python scripts/calibrate_int8.py` makes one).")
+    status = getattr(predictor, "int8_status", "") if predictor is not None else ""
+    if status and status not in ("not built", "built"):
+        return f"**Serving precision.** The image encoder serves in fp32: {status}."
+    return ("**Serving precision.** The image encoder serves in int8 once the model has warmed up (a few seconds "
+            "after the first prediction), when its calibration fits these weights. " + _int8_changes(info))

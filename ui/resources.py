@@ -84,6 +84,8 @@ class _ModelLoads:
         release_freed_memory()
         # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
         _import_captum()
+        # the int8 image encoder (core.int8_image, ~1.4 s) is built on a copy, beside any prediction
+        self._results[key].build_int8_image()
         # then the frozen encoders (core.fast), holding the model lock: no prediction or attribution
         # runs beside the tracing and the graphs' first runs. Without it, 2 of 5 browser runs hung
         # (a page stopped drawing for > 120 s) when a prediction met the freeze; with it, a
@@ -102,6 +104,10 @@ class _ModelLoads:
 
     def ready(self, key: tuple) -> bool:
         return key in self._results
+
+    def loaded(self, key: tuple):
+        """The Predictor when it has loaded, else None; never waits, never starts a load."""
+        return self._results.get(key)
 
     def get(self, key: tuple):
         self.start(key)
@@ -149,6 +155,11 @@ def predictor():
         return _LOADS.get(key)
     with st.spinner("Loading the model (once per server process)…"):
         return _LOADS.get(key)
+
+
+def loaded_predictor():
+    """The shared Predictor if it has loaded already, else None (for pages that only report on it)."""
+    return _LOADS.loaded(_key())
 
 
 @st.cache_resource(show_spinner=False)

@@ -1,0 +1,51 @@
+"""Calibrate the int8 image encoder for a weights folder and check it on the validation split.
+
+    python scripts/calibrate_int8.py [--weights weights] [--data ../shared/iu-xray] [--images 512]
+
+Writes weights/image_int8.safetensors (each activation's scale and zero point, a few kB) when
+int8 keeps every finding's validation AUC within 0.005 of fp32 in every head and text mode and
+flips at most 1% of the thresholded decisions; otherwise writes nothing and exits 2. The app and
+scripts/bench.py serve the image encoder in int8 when the file fits their weights (core.int8_image).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import os  # noqa: E402
+
+from scripts._cli import Parser, run_main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default=str(ROOT / "weights"))
+    p.add_argument("--data", default=os.environ.get("IU_XRAY_DIR", str(ROOT.parent / "shared" / "iu-xray")))
+    p.add_argument("--images", type=int, default=512, help="training-split frontal images to calibrate on")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from core.int8_calibrate import calibrate_weights
+    from core.reports import DataLayoutError
+    try:
+        info = calibrate_weights(Path(args.weights), Path(args.data), images=args.images, seed=args.seed)
+    except DataLayoutError as exc:
+        from scripts._cli import fail
+        fail(str(exc))
+    v = info["validation"]
+    print(f"calibrated on {info['calibration']}; validation split ({v['n_studies']} studies): "
+          f"largest AUC change {v['max_auc_change']:.4f}, decisions flipped {v['max_flipped_decisions']:.2%}, "
+          f"largest probability change {v['max_prob_change']:.3f}")
+    print(f"wrote {Path(args.weights) / 'image_int8.safetensors'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
