@@ -190,8 +190,9 @@ class Predictor:
     @classmethod
     def load(cls, weights_dir: str | Path = "weights", *, fast: bool = True,
              release_memory: bool = True) -> Predictor:
-        """``fast`` folds BatchNorm and quantises the text encoder (see core.fast); False is
-        the plain fp32 eager model, the reference the fast path is tested against.
+        """``fast`` folds BatchNorm (core.fast) and reads the int8 image encoder's calibration
+        when the folder has one (core.int8_image; served once ``freeze_encoders()`` has run);
+        False is the plain fp32 eager model, the reference the fast path is tested against.
         ``release_memory=False`` leaves ``release_freed_memory()`` (~0.2 s) to the caller."""
         from core.int8_image import find_calibration
         with collector_paused():  # ~0.75 s less of a cold load (core.gc_pause)
