@@ -134,6 +134,12 @@ class Predictor:
             from core.ood import OODDetector
             self.ood = OODDetector.from_tensors(ood_tensors)
 
+    @property
+    def served_version(self) -> str:
+        """The weights' version, marked "+int8" while the int8 image encoder serves: a logged
+        row says which of the two computed it (they differ by up to a few hundredths)."""
+        return f"{self.version}+int8" if self.image_precision == "int8" else self.version
+
     def build_int8_image(self) -> bool:
         """Build the int8 image encoder from the weights' calibration (core.int8_image, ~1.4 s).
         Works on a copy of the encoder, so it may run beside predictions; freeze_encoders()
@@ -248,7 +254,7 @@ class Predictor:
                 discordant=[d["finding"] for d in disc],
                 out_of_distribution=bool(ood.out_of_distribution) if ood else False,
                 ood_score=float(ood.score) if ood else 0.0, ood_reason=ood.reason if ood else "",
-                text_mode=mode, has_text=mode != "none", model=self.version, latency_ms=ms,
+                text_mode=mode, has_text=mode != "none", model=self.served_version, latency_ms=ms,
                 evidence=copy.deepcopy(self.evidence[mode]["fusion"]),
                 head_evidence=copy.deepcopy(self.evidence[mode]), image_reliable=dict(self.image_reliable),
                 discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0)))

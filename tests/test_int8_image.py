@@ -107,9 +107,11 @@ def test_the_predictor_serves_int8_only_with_a_fitting_calibration(tiny_weights,
     served = Predictor.load(folder)
     assert served.freeze_encoders() == ["image (int8)", "text"]
     assert served.image_precision == "int8" and served.int8_status == "serving"
+    assert served.served_version == served.version + "+int8" and plain.served_version == plain.version
     gray = (np.arange(96 * 96) % 251).astype(np.uint8).reshape(96, 96)
     got, want = served.predict(gray, "Heart size normal."), plain.predict(gray, "Heart size normal.")
     assert got.fusion.keys() == want.fusion.keys()
+    assert got.model == served.version + "+int8" and want.model == plain.version  # what the log keeps
     assert max(abs(got.image[f] - want.image[f]) for f in got.image) < 0.2  # int8, not another model
     q8.save_calibration(folder / INT8_FILE, q8.calibrate(encoder, x), {"encoder_sha256": "0" * 64})
     stale = Predictor.load(folder)
