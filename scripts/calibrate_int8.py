@@ -2,7 +2,7 @@
 
     python scripts/calibrate_int8.py [--weights weights] [--data ../shared/iu-xray] [--images 512]
 
-Writes weights/image_int8.safetensors (each activation's scale and zero point, a few kB) when
+Writes weights/image_int8.safetensors (each activation's scale and zero point, ~75 kB) when
 int8 keeps every finding's validation AUC within 0.005 of fp32 in every head and text mode and
 flips at most 1% of the thresholded decisions; otherwise writes nothing and exits 2. The app and
 scripts/bench.py serve the image encoder in int8 when the file fits their weights (core.int8_image).
@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import os  # noqa: E402
 
-from scripts._cli import Parser, run_main  # noqa: E402
+from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,12 +32,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.images < 1:
+        fail("--images must be at least 1")
     from core.int8_calibrate import calibrate_weights
     from core.reports import DataLayoutError
     try:
         info = calibrate_weights(Path(args.weights), Path(args.data), images=args.images, seed=args.seed)
     except DataLayoutError as exc:
-        from scripts._cli import fail
         fail(str(exc))
     v = info["validation"]
     print(f"calibrated on {info['calibration']}; validation split ({v['n_studies']} studies): "

@@ -137,3 +137,15 @@ def test_a_calibration_is_written_only_within_its_limits(tiny_weights, iu_xray_d
     assert info["calibration"].startswith("32 training-split") and info["validation"]["n_studies"] > 0
     assert set(info["validation"]["modes"]) == {"report", "indication", "none"}
     assert Predictor.load(folder).freeze_encoders() == ["image (int8)", "text"]
+
+
+def test_the_calibration_script_refuses_bad_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    for args in (["--images", "0"], ["--data", str(tmp_path / "absent"), "--weights", str(tmp_path)]):
+        res = subprocess.run([sys.executable, "scripts/calibrate_int8.py", *args], cwd=root, capture_output=True,
+                             text=True, timeout=300)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert not (tmp_path / INT8_FILE).exists()
