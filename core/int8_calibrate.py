@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from core.errors import CxrError
+from core.weights_meta import INT8_FILE
 
 MAX_AUC_CHANGE = 0.005
 MAX_FLIPS = 0.01
@@ -69,7 +70,7 @@ def fidelity(predictor, int8_encoder, reports, data_dir: Path) -> dict:
 def calibrate_weights(weights_dir: Path, data_dir: Path, *, images: int = 512, seed: int = 0) -> dict:
     """Calibrate, check on the validation split, and write ``image_int8.safetensors`` next to
     the weights; returns the info written. Raises CalibrationRejected (nothing written)."""
-    from core.int8_image import INT8_FILE, calibrate, encoder_digest, int8_encoder, save_calibration
+    from core.int8_image import calibrate, encoder_digest, int8_encoder, save_calibration
     from core.predictor import Predictor
     from core.reports import load_reports
     from core.split_eval import select_reports

@@ -95,7 +95,7 @@ def release_freed_memory() -> None:
 
 class Predictor:
     def __init__(self, model, tokenizer, metadata: dict, ood_tensors: dict | None = None, *,
-                 fast: bool = True, int8_calibration: tuple[dict, dict] | None = None) -> None:
+                 fast: bool = True, int8_dir: Path | None = None) -> None:
         model.eval()
         # attribution needs gradients through the text encoder: keep it in fp32 for that
         # the text encoder stays fp32 (see core.fast: int8 made a study's result depend on its
@@ -111,12 +111,11 @@ class Predictor:
         self.image_features = self.model.image_encoder.forward_features
         self.text_features = self.model.text_encoder.forward_features
         self.fast = fast
-        # the int8 image encoder (core.int8_image): built from the weights' calibration by
-        # build_int8_image(), served once freeze_encoders() has traced it
-        self._int8_calibration = int8_calibration if fast else None
+        # the int8 image encoder (core.int8_image): built by build_int8_image() from the
+        # calibration in ``int8_dir`` (the weights folder), served once freeze_encoders() has traced it
+        self._int8_dir = Path(int8_dir) if fast and int8_dir is not None else None
         self._int8_image = None
-        self.int8_status = "not built" if self._int8_calibration else "no calibration"
-        self.int8_info = int8_calibration[1] if self._int8_calibration else None
+        self.int8_status = "not built" if self._int8_dir else "no weights folder to find a calibration in"
         self.image_precision = "fp32"  # of the predict path's image encoder; "int8" once served
         # held while Captum's hooks are on the shared modules (attribute) or while they are traced
         # (freeze_encoders): a trace must not run a hook, and a hook must not see a trace's tensors
@@ -141,17 +140,20 @@ class Predictor:
         return f"{self.version}+int8" if self.image_precision == "int8" else self.version
 
     def build_int8_image(self) -> bool:
-        """Build the int8 image encoder from the weights' calibration (core.int8_image, ~1.4 s).
-        Works on a copy of the encoder, so it may run beside predictions; freeze_encoders()
-        serves it. False (and ``int8_status`` says why) when there is none to build."""
-        if self._int8_image is not None or self._int8_calibration is None:
+        """Build the int8 image encoder from the weights' calibration (core.int8_image, ~1.4 s;
+        the file is read here, off the first prediction's path). Works on a copy of the
+        encoder, so it may run beside predictions; freeze_encoders() serves it. False (and
+        ``int8_status`` says why) when there is none to build."""
+        if self._int8_image is not None or self._int8_dir is None:
             return self._int8_image is not None
-        from core.int8_image import served_encoder
-        with self._hooks_lock:  # the copy must not carry an attribution's hooks
-            encoder = copy.deepcopy(self.model.image_encoder)
-        self._int8_image, why = served_encoder(encoder, self._int8_calibration, self.size)
+        from core.int8_image import find_calibration, served_encoder
+        calibration, why = find_calibration(self._int8_dir)
+        self._int8_dir = None  # built or refused: either way, once
+        if calibration is not None:
+            with self._hooks_lock:  # the copy must not carry an attribution's hooks
+                encoder = copy.deepcopy(self.model.image_encoder)
+            self._int8_image, why = served_encoder(encoder, calibration, self.size)
         self.int8_status = why or "built"
-        self._int8_calibration = None  # built or refused: either way, once
         return self._int8_image is not None
 
     def freeze_encoders(self, *, int8: bool = True) -> list[str]:
@@ -196,17 +198,13 @@ class Predictor:
     @classmethod
     def load(cls, weights_dir: str | Path = "weights", *, fast: bool = True,
              release_memory: bool = True) -> Predictor:
-        """``fast`` folds BatchNorm (core.fast) and reads the int8 image encoder's calibration
-        when the folder has one (core.int8_image; served once ``freeze_encoders()`` has run);
+        """``fast`` folds BatchNorm (core.fast) and, when the folder has a calibration, serves
+        the image encoder in int8 once ``freeze_encoders()`` has run (core.int8_image);
         False is the plain fp32 eager model, the reference the fast path is tested against.
         ``release_memory=False`` leaves ``release_freed_memory()`` (~0.2 s) to the caller."""
-        from core.int8_image import find_calibration
         with collector_paused():  # ~0.75 s less of a cold load (core.gc_pause)
             model, tokenizer, metadata, ood = load_weights(Path(weights_dir))
-            calibration, why = find_calibration(weights_dir) if fast else (None, "")
-            predictor = cls(model, tokenizer, metadata, ood, fast=fast, int8_calibration=calibration)
-        if why:
-            predictor.int8_status = why
+            predictor = cls(model, tokenizer, metadata, ood, fast=fast, int8_dir=Path(weights_dir))
         if release_memory:
             release_freed_memory()  # loading leaves a few hundred MB of freed fp16/fp32 copies
         return predictor

@@ -4,7 +4,9 @@ package, a locked prediction log...), prints one line on stderr and exits 2, nev
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from core.errors import CxrError
 
@@ -22,6 +24,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise CliError(f"{self.prog}: {message} (see --help)")
+
+    def add_weights_and_data(self) -> None:
+        """--weights (default: the shipped weights/) and --data (default: $IU_XRAY_DIR, else
+        ../shared/iu-xray next to the repository)."""
+        root = Path(__file__).resolve().parents[1]
+        self.add_argument("--weights", default=str(root / "weights"))
+        self.add_argument("--data", default=os.environ.get("IU_XRAY_DIR", str(root.parent / "shared" / "iu-xray")))
 
 
 def load_predictor(weights):

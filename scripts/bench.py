@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import json  # noqa: E402
-import os  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -31,8 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None):
     p = Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default=str(ROOT / "weights"))
-    p.add_argument("--data", default=os.environ.get("IU_XRAY_DIR", str(ROOT.parent / "shared" / "iu-xray")))
+    p.add_weights_and_data()
     p.add_argument("--json", required=True, dest="json_out")
     p.add_argument("--studies", type=int, default=64, help="real studies used for the measurements")
     p.add_argument("--repeats", type=int, default=30, help="single-study predictions timed")

@@ -14,17 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import os  # noqa: E402
-
 from scripts._cli import Parser, fail, run_main  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None):
     p = Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default=str(ROOT / "weights"))
-    p.add_argument("--data", default=os.environ.get("IU_XRAY_DIR", str(ROOT.parent / "shared" / "iu-xray")))
+    p.add_weights_and_data()
     p.add_argument("--images", type=int, default=512, help="training-split frontal images to calibrate on")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
