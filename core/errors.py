@@ -14,8 +14,8 @@ class CxrError(Exception):
     """Base of every error this tool reports to a user as one line."""
 
 
-# Most errors live next to the code that raises them (WeightsError in core.weights_meta,
-# ImageDecodeError in core.imaging, TextError in core.textclean, ...); the ones below are
+# Most errors live next to the code that raises them (WeightsError in core.model.description,
+# ImageDecodeError in core.data.images, TextError in core.data.text_clean, ...); the ones below are
 # raised from several modules, so they live here.
 
 class OptionError(CxrError, ValueError):
@@ -50,3 +50,7 @@ class PredictionNotFound(StoreError):
 
 class LogEntryError(CxrError, ValueError):
     """A prediction or verdict handed to the log has a value the log cannot store."""
+
+
+class BackboneUnavailable(CxrError, RuntimeError):
+    """A pretrained backbone cannot be loaded (usually: no network)."""

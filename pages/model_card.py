@@ -5,11 +5,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import eval_files
-from core.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows, image_reliable
-from core.facts import model_facts
-from core.labels import FINDINGS
-from core.weights_meta import read_int8_info
+from core.data.labels import FINDINGS
+from core.evaluation import eval_files
+from core.evaluation.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows, image_reliable
+from core.model.description import model_facts, read_int8_info
 from ui import notices, router, tables
 from ui.charts import reliability_figure, roc_figure
 from ui.config import EVAL_COMMAND, weights_dir
@@ -23,7 +22,7 @@ CITATION = ("Demner-Fushman D, et al. Preparing a collection of radiology examin
 
 st.title("Model card")
 meta, problem = metadata()
-findings = model_facts(meta).findings if meta is not None else FINDINGS  # the weights' own (core.facts)
+findings = model_facts(meta).findings if meta is not None else FINDINGS  # the weights' own (core.model.description)
 folder = weights_dir()
 eval_dir = folder / "eval"
 
@@ -108,7 +107,7 @@ data = (meta or {}).get("data", {})
 st.markdown(
     f"**{data.get('name', 'Indiana University Chest X-ray Collection (Open-I)')}** — licence "
     f"**{data.get('license', 'CC BY-NC-ND 4.0')}**: non-commercial use, no derivatives of the data. "
-    f"Labels: the reports' MeSH *major* terms (manual coding), mapped to the five findings in `core/labels.py`."
+    f"Labels: the reports' MeSH *major* terms (manual coding), mapped to the five findings in `core/data/labels.py`."
     + (f" Reports used: {data['n_reports']}." if data.get("n_reports") else ""))
 st.caption("Citation: " + data.get("citation", CITATION))
 trained = (meta or {}).get("trained_on") or {}

@@ -3,12 +3,12 @@ import hashlib
 
 import streamlit as st
 
+from core.data.images import ImageDecodeError, decode_image
+from core.data.labels import effective_mode
+from core.data.text_clean import TextError, clean_text
 from core.errors import CxrError
-from core.imaging import ImageDecodeError, decode_image
-from core.labels import effective_mode
-from core.records import Study, predict_and_log, shown_name
+from core.serving.predict_and_log import Study, predict_and_log, shown_name
 from core.store import StoreError
-from core.textclean import TextError, clean_text
 from ui import attribution_view, notices, prediction_view, router
 from ui.config import MAX_UPLOAD_MB
 from ui.resources import MODEL_LOCK, metadata, predictor, store

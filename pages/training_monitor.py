@@ -2,9 +2,18 @@
 import pandas as pd
 import streamlit as st
 
-from core.labels import HEADS, TEXT_MODES
-from core.run_frames import as_float, auc_frame, eta_text, lrs_frame, macro_frame, process_alive, run_label, steps_frame
-from core.runlog import RunLogError, read_runs, read_table, runlog_path
+from core.data.labels import HEADS, TEXT_MODES
+from core.training.monitor_frames import (
+    as_float,
+    auc_frame,
+    eta_text,
+    lrs_frame,
+    macro_frame,
+    process_alive,
+    run_label,
+    steps_frame,
+)
+from core.training.run_log import RunLogError, read_runs, read_table, runlog_path
 from ui import notices, router, shipped_training
 from ui.charts import lines_figure, loss_figure
 from ui.config import TRAIN_COMMAND, weights_dir

@@ -36,7 +36,7 @@ class Parser(argparse.ArgumentParser):
 def load_predictor(weights):
     """The Predictor over a weights folder; what stops it loading (WeightsError, BackboneUnavailable)
     is a CxrError, which ``run_main`` reports as one line and exit 2."""
-    from core.predictor import Predictor
+    from core.serving.predictor import Predictor
     return Predictor.load(weights)
 
 

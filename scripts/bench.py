@@ -8,7 +8,7 @@ process -> first prediction), peak resident memory of a serving process, a naive
 fresh decode and full-length padding each call, no caching) and the compute floor: the
 model's FLOPs at its input size divided by the matrix-multiply rate measured here. The
 floor is fp32's; the served image encoder is int8 when the weights carry a calibration
-(core.int8_image), which is how p50 can come within 2x of it.
+(core.model.int8_image), which is how p50 can come within 2x of it.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def model_gflops(weights: str, gray, text) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from core.predictor import Predictor
+    from core.serving.predictor import Predictor
     plain = Predictor.load(weights, fast=False)
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
@@ -85,7 +85,7 @@ def serving_process(weights: str, image: Path, text: str) -> tuple[float, float]
     MB after that prediction, freezing the encoders, a batch of 16 and one attribution). Peak RSS is the child's
     VmHWM: getrusage's ru_maxrss survives exec and would report this (parent) process."""
     code = (f"import sys,time; t=time.perf_counter(); sys.path.insert(0, {str(ROOT)!r})\n"
-            "from core.predictor import Predictor; from core.imaging import decode_image\n"
+            "from core.serving.predictor import Predictor; from core.data.images import decode_image\n"
             f"p = Predictor.load({weights!r}); g = decode_image(open({str(image)!r},'rb').read()).gray\n"
             f"p.predict(g, {text!r}, 'report'); first = time.perf_counter()-t; p.freeze_encoders()\n"
             f"p.predict_batch([g]*16, [{text!r}]*16, ['report']*16)\n"
@@ -105,7 +105,7 @@ def naive_predict(model, tokenizer, metadata, path: Path, text: str):
     import torch
     from PIL import Image
 
-    from core.facts import model_facts
+    from core.model.description import model_facts
     pre = metadata["preprocessing"]
     with Image.open(path) as im:
         g = np.asarray(im.convert("L").resize((pre["image_size"],) * 2, Image.BILINEAR), dtype=np.float32)
@@ -123,8 +123,8 @@ def frozen_epoch_speedup(predictor, grays, texts, batch: int = 32) -> dict:
     with the frozen encoders recomputed (forward only) for every batch."""
     import torch
 
-    from core.inference import image_features, text_features
-    from core.training import HeadsNet
+    from core.model.inference import image_features, text_features
+    from core.training.trainer import HeadsNet
     model = predictor.model
     g = (grays * (batch // len(grays) + 1))[:batch]
     t = (texts * (batch // len(texts) + 1))[:batch]
@@ -136,7 +136,7 @@ def frozen_epoch_speedup(predictor, grays, texts, batch: int = 32) -> dict:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=1e-4)
     mode = torch.full((batch,), predictor.text_modes.index("report"), dtype=torch.long)
-    y = torch.zeros(batch, len(predictor.findings))  # the weights' findings (core.facts)
+    y = torch.zeros(batch, len(predictor.findings))  # the weights' findings (core.model.description)
 
     def step(img, txt):
         out = heads(img, txt, mode, torch.zeros(batch))
@@ -161,9 +161,9 @@ def frozen_epoch_speedup(predictor, grays, texts, batch: int = 32) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.checkpoint import load_weights
-    from core.imaging import decode_image
-    from core.reports import DataLayoutError, load_reports
+    from core.data.images import decode_image
+    from core.data.reports import DataLayoutError, load_reports
+    from core.model.checkpoint import load_weights
     try:
         reports = load_reports(Path(args.data))
     except DataLayoutError as exc:
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     out["frozen_encoders"] = predictor.freeze_encoders()
     out["freeze_s"] = time.perf_counter() - t0
-    # int8 image encoder when the weights carry a calibration that fits them (core.int8_image)
+    # int8 image encoder when the weights carry a calibration that fits them (core.model.int8_image)
     out["image_precision"], out["int8_status"] = predictor.image_precision, predictor.int8_status
 
     for _ in range(3):

@@ -3,8 +3,8 @@
     python scripts/bench_loader.py --data ../shared/iu-xray --n 256 --workers 0 1 2 --json bench/loader.json
     python scripts/bench_loader.py --data ../shared/iu-xray --upscale 2500 --n 128   # MIMIC-sized JPEGs
 
-Runs the loader the trainer uses (core.image_bank.DecodeDataset in a torch DataLoader with
-``num_workers`` processes) over ``--n`` images of a dataset (``--dataset``, core.sources),
+Runs the loader the trainer uses (core.data.image_bank.DecodeDataset in a torch DataLoader with
+``num_workers`` processes) over ``--n`` images of a dataset (``--dataset``, core.data.sources),
 then normalises and augments each batch as the image phase does. ``--upscale PX`` first
 writes the images as JPEGs (quality 95) with their long side at PX pixels in a temporary
 folder, to stand in for full-size MIMIC-CXR-JPG / CheXpert files. Compare the images/s
@@ -27,7 +27,7 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
-    from core.sources import DATASETS
+    from core.data.sources import DATASETS
     p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--dataset", default="openi", choices=list(DATASETS))
@@ -43,7 +43,7 @@ def parse_args(argv=None):
 def measure(paths, size: int, workers: int, batch_size: int) -> float:
     import torch
 
-    from core.image_bank import DecodeDataset, augment, normalise
+    from core.data.image_bank import DecodeDataset, augment, normalise
     loader = torch.utils.data.DataLoader(DecodeDataset(paths, size), batch_size=batch_size, num_workers=workers,
                                          persistent_workers=False)
     gen = torch.Generator().manual_seed(0)
@@ -59,9 +59,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from PIL import Image
 
-    from core.imaging import load_png_gray
-    from core.reports import DataLayoutError
-    from core.sources import load_collection
+    from core.data.images import load_png_gray
+    from core.data.reports import DataLayoutError
+    from core.data.sources import load_collection
     try:
         coll = load_collection(args.dataset, Path(args.data))
     except DataLayoutError as exc:

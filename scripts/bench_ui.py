@@ -67,7 +67,7 @@ def pct(values, q):
 
 def studies(data: Path, n: int) -> list[tuple[Path, str]]:
     """n real studies: (frontal PNG, FINDINGS + IMPRESSION), in a fixed order."""
-    from core.reports import parse_report
+    from core.data.reports import parse_report
     png = data / "NLMCXR_png"
     out = []
     for xml in sorted((data / "NLMCXR_reports" / "ecgen-radiology").glob("*.xml"), key=lambda p: (len(p.stem), p.stem)):

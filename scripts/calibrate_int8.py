@@ -5,7 +5,7 @@
 Writes weights/image_int8.safetensors (each activation's scale and zero point, ~75 kB) when
 int8 keeps every finding's validation AUC within 0.005 of fp32 in every head and text mode and
 flips at most 1% of the thresholded decisions; otherwise writes nothing and exits 2. The app and
-scripts/bench.py serve the image encoder in int8 when the file fits their weights (core.int8_image).
+scripts/bench.py serve the image encoder in int8 when the file fits their weights (core.model.int8_image).
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.images < 1:
         fail("--images must be at least 1")
-    from core.int8_calibrate import calibrate_weights
-    from core.reports import DataLayoutError
+    from core.data.reports import DataLayoutError
+    from core.serving.int8_calibration import calibrate_weights
     try:
         info = calibrate_weights(Path(args.weights), Path(args.data), images=args.images, seed=args.seed)
     except DataLayoutError as exc:

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--n-boot", type=int, default=1000)
     args = p.parse_args(argv)
-    from core.cv import compare
+    from core.evaluation.cross_validation import compare
     (root_a, key_a), (root_b, key_b) = side(args.a), side(args.b)
     out = compare(root_a, key_a, root_b, key_b, n_boot=args.n_boot)
     if not out["folds"]:

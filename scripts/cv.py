@@ -34,7 +34,7 @@ INNER_VAL = 0.15
 
 
 def parse_args(argv=None):
-    from core.training import TrainConfig
+    from core.training.trainer import TrainConfig
     p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--name", required=True, help="recipe name: results go to --root/NAME")
     p.add_argument("--root", default="runs/cv")
@@ -60,7 +60,7 @@ def parse_args(argv=None):
 def stratified_folds(reports, uids: list[str], k: int, seed: int) -> list[list[str]]:
     """Each report goes to a fold, round-robin within its stratum (its rarest positive
     finding, or negative), so every fold gets its share of the rare findings."""
-    from core.labels import FINDINGS
+    from core.data.labels import FINDINGS
     keep = set(uids)
     pool = [r for r in reports if r.uid in keep]
     prevalence = [sum(r.labels[i] for r in pool) for i in range(len(FINDINGS))]
@@ -81,17 +81,17 @@ def stratified_folds(reports, uids: list[str], k: int, seed: int) -> list[list[s
 
 
 def pool_and_test(reports, split_from: Path, seed: int) -> tuple[list[str], list[str]]:
-    from core.reports import split_reports
+    from core.data.reports import split_reports
     meta = split_from / "metadata.json"
     split = json.loads(meta.read_text())["split"] if meta.is_file() else split_reports(reports, seed=seed)
     return list(split["train"]) + list(split["val"]), list(split["test"])
 
 
 def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[str], fold: int, out: Path) -> None:
-    from core.eval_files import eval_name, eval_pairs
-    from core.reports import split_reports
-    from core.split_eval import predict_reports, write_predictions_csv
-    from core.training import TrainConfig, Trainer
+    from core.data.reports import split_reports
+    from core.evaluation.eval_files import eval_name, eval_pairs
+    from core.evaluation.split_eval import predict_reports, write_predictions_csv
+    from core.training.trainer import TrainConfig, Trainer
     fold_dir = out / f"fold{fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
     held = set(fold_uids)
@@ -115,7 +115,7 @@ def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[st
                                           bank=trainer.bank)
         write_predictions_csv(fold_dir / f"{eval_name('oof', mode, head)}.csv", held_reports, probs[mode][head])
     if trainer.lateral_rows:  # the image head over both views: frontal and lateral averaged
-        from core.split_eval import predict_views
+        from core.evaluation.split_eval import predict_views
         write_predictions_csv(fold_dir / "oof_none_views.csv", held_reports,
                               predict_views(trainer.model, meta, held_reports, trainer.bank, trainer.lateral_rows))
     (fold_dir / "fold.json").write_text(json.dumps({
@@ -129,8 +129,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.fold_seed is None:
         args.fold_seed = args.seed
-    from core.cv import summarise
-    from core.reports import DataLayoutError, check_layout, load_reports
+    from core.data.reports import DataLayoutError, check_layout, load_reports
+    from core.evaluation.cross_validation import summarise
     out = Path(args.root) / args.name
     if not args.summary_only:
         try:

@@ -29,12 +29,12 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
-    from core.labels import HEADS, TEXT_MODES
-    from core.sources import DATASETS
+    from core.data.labels import HEADS, TEXT_MODES
+    from core.data.sources import DATASETS
     p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", required=True)
     p.add_argument("--data", required=True)
-    p.add_argument("--dataset", default="openi", choices=list(DATASETS), help="layout of --data (core.sources)")
+    p.add_argument("--dataset", default="openi", choices=list(DATASETS), help="layout of --data (core.data.sources)")
     p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
     p.add_argument("--text-mode", choices=list(TEXT_MODES), default="report")
     p.add_argument("--head", choices=list(HEADS), default="fusion")
@@ -47,7 +47,7 @@ def parse_args(argv=None):
 def check_unseen(metadata: dict, dataset: str, split: str) -> str:
     """The dataset the weights were trained on; refuses data the image encoder's pretraining
     saw, and a named split of a dataset the weights were not trained on."""
-    trained_on = metadata.get("trained_on", {}).get("dataset", "openi")  # weights from before core.sources: IU
+    trained_on = metadata.get("trained_on", {}).get("dataset", "openi")  # weights from before core.data.sources: IU
     pretraining = metadata.get("backbones", {}).get("image_pretraining", {}) or {}
     if dataset in (pretraining.get("datasets") or []):
         fail(f"the image encoder was pretrained on {dataset} ({pretraining.get('kind')} weights "
@@ -62,10 +62,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
-    from core.checkpoint import WeightsError, load_weights
-    from core.reports import DataLayoutError
-    from core.sources import load_collection
-    from core.split_eval import (
+    from core.data.reports import DataLayoutError
+    from core.data.sources import load_collection
+    from core.evaluation.split_eval import (
         REPORT_MODE_CAVEAT,
         keyword_baseline_json,
         metrics_json,
@@ -73,6 +72,7 @@ def main(argv=None) -> int:
         select_reports,
         write_predictions_csv,
     )
+    from core.model.checkpoint import WeightsError, load_weights
     if args.head == "text" and args.text_mode == "none":
         fail("the text head has nothing to read with --text-mode none; use --head image or fusion")
     try:

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not Path(args.runlog).is_file():
         fail(f"no run log at {args.runlog}")
-    from core.trainlog import export_run
+    from core.training.run_log_export import export_run
     try:
         data = export_run(Path(args.runlog), args.run, max_steps=args.max_steps)
     except ValueError as exc:

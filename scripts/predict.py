@@ -4,7 +4,7 @@
     python scripts/predict.py --weights weights --batch studies.csv --out predictions.csv
     torchrun --nproc_per_node 4 scripts/predict.py --weights weights --batch studies.csv --out predictions.csv
 
-``--batch`` with ``--out`` (and no ``--json``) is sharded and resumable (core.sharded): each
+``--batch`` with ``--out`` (and no ``--json``) is sharded and resumable (core.serving.sharded_batch): each
 process predicts its share of the rows into ``OUT.parts/``, rank 0 merges them into OUT in
 input order; after a kill, the same command (on any number of processes) skips the rows
 already done. Files are checked to exist up front; an undecodable image stops the run with
@@ -32,7 +32,7 @@ MAX_TEXT_CHARS = 20_000
 
 
 def parse_args(argv=None):
-    from core.labels import TEXT_MODES
+    from core.data.labels import TEXT_MODES
     p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"))
     src = p.add_mutually_exclusive_group(required=True)
@@ -47,8 +47,8 @@ def parse_args(argv=None):
 
 def clean_text(text: str) -> str:
     """Drop control characters (NUL and friends) and refuse very long text."""
-    from core.textclean import TextError
-    from core.textclean import clean_text as clean
+    from core.data.text_clean import TextError
+    from core.data.text_clean import clean_text as clean
     try:
         return clean(text, max_chars=MAX_TEXT_CHARS)
     except TextError as exc:
@@ -56,7 +56,7 @@ def clean_text(text: str) -> str:
 
 
 def read_image(path: Path):
-    from core.imaging import ImageDecodeError, decode_image
+    from core.data.images import ImageDecodeError, decode_image
     if not path.is_file():
         fail(f"image {path} not found")
     try:
@@ -70,14 +70,14 @@ def result_json(pred) -> dict:
     out = {k: d[k] for k in ("fusion", "image", "text", "thresholds", "discordant", "discordance",
                              "discordance_score", "out_of_distribution", "ood_score", "ood_reason", "text_mode",
                              "model", "image_reliable")}
-    # held-out evidence behind each fused probability (core.evidence): auc, ci, positives, reliable
+    # held-out evidence behind each fused probability (core.evaluation.evidence): auc, ci, positives, reliable
     out["evidence"] = {f: {k: e[k] for k in ("auc", "ci", "positives", "reliable")} for f, e in d["evidence"].items()}
     return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.labels import TEXT_MODES
+    from core.data.labels import TEXT_MODES
 
     if args.image:
         img = read_image(Path(args.image))
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
             if pred.out_of_distribution:
                 print(f"WARNING: this does not look like a frontal chest X-ray ({pred.ood_reason}); "
                       "the probabilities below are not meaningful")
-            for f in predictor.findings:  # the weights' own (core.facts)
+            for f in predictor.findings:  # the weights' own (core.model.description)
                 flag = "  DISCORDANT" if f in pred.discordant else ""
                 e = pred.evidence[f]
                 held = (f"held-out AUC {e['auc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], {e['positives']} pos."
@@ -139,8 +139,16 @@ def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
     """This process's share of the rows into OUT.parts/, then (rank 0) the merge into OUT."""
     import os
 
-    from core.labels import TEXT_MODES
-    from core.sharded import PartsError, PartWriter, batch_fingerprint, done_rows, merge, my_blocks, open_parts
+    from core.data.labels import TEXT_MODES
+    from core.serving.sharded_batch import (
+        PartsError,
+        PartWriter,
+        batch_fingerprint,
+        done_rows,
+        merge,
+        my_blocks,
+        open_parts,
+    )
     for i, row in enumerate(rows):  # cheap checks of every row before any work
         mode = (row.get("text_mode") or args.text_mode).strip()
         if mode not in TEXT_MODES:

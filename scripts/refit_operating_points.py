@@ -3,8 +3,8 @@
     python scripts/refit_operating_points.py --weights weights --data ../shared/iu-xray \
         [--cv runs/cv/img15-3fold/summary.json]
 
-On the weights' own splits: operating thresholds (core.operating, on validation), held-out
-evidence per finding (core.evidence, from ``WEIGHTS/eval/test_*.json`` and the optional
+On the weights' own splits: operating thresholds (core.evaluation.operating_points, on validation), held-out
+evidence per finding (core.evaluation.evidence, from ``WEIGHTS/eval/test_*.json`` and the optional
 cross-validation summary), report-QA operating points (validation, false-flag budget) and
 the out-of-distribution guard with its view stage (fitted on the training split's frontal
 and lateral films). The sensitivity and specificity at the new thresholds are written into
@@ -36,9 +36,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.checkpoint import WeightsError, load_weights, save_weights
-    from core.posthoc import fit_guard, refit, rescore_thresholds
-    from core.reports import DataLayoutError, check_layout, load_reports
+    from core.data.reports import DataLayoutError, check_layout, load_reports
+    from core.evaluation.refit import fit_guard, refit, rescore_thresholds
+    from core.model.checkpoint import WeightsError, load_weights, save_weights
     weights = Path(args.weights)
     try:
         check_layout(Path(args.data))

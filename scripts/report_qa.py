@@ -13,7 +13,7 @@ FINDINGS + IMPRESSION) the shipped predictor runs in report mode on:
   is enlarged."): how often is it flagged.
 
 Rates come with 95% Wilson intervals and their counts. Findings the image does not support
-(core.evidence) are never flagged, by design; they are listed with n and no catch.
+(core.evaluation.evidence) are never flagged, by design; they are listed with n and no catch.
 """
 from __future__ import annotations
 
@@ -79,16 +79,16 @@ def parse_args(argv=None):
 
 
 def rate(caught: int, n: int) -> dict:
-    from core.posthoc import wilson_ci
+    from core.evaluation.refit import wilson_ci
     return {"n": n, "flagged": caught, "rate": (caught / n) if n else None, "ci": wilson_ci(caught, n)}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.imaging import load_png_gray
-    from core.labels import FINDINGS
-    from core.reports import DataLayoutError, check_layout, load_reports
-    from core.split_eval import select_reports
+    from core.data.images import load_png_gray
+    from core.data.labels import FINDINGS
+    from core.data.reports import DataLayoutError, check_layout, load_reports
+    from core.evaluation.split_eval import select_reports
     predictor = load_predictor(args.weights)
     try:
         check_layout(Path(args.data))

@@ -35,8 +35,8 @@ def main(argv=None) -> int:
     folder = Path(args.eval)
     if not folder.is_dir():
         fail(f"{folder} does not exist; train or evaluate first")
-    from core.eval_files import BASELINE, eval_name
-    from core.labels import FINDINGS
+    from core.data.labels import FINDINGS
+    from core.evaluation.eval_files import BASELINE, eval_name
     lines = ["| Text mode / head | Macro AUC [95% CI] | " + " | ".join(FINDINGS) + " | mean ECE |",
              "|---|---|" + "---|" * len(FINDINGS) + "---|"]
     entries = [(f"{eval_name('test', m, h)}.json", label) for m, h, label in ROWS] + [
@@ -65,7 +65,7 @@ def paired_difference(path_a: Path, path_b: Path, findings) -> tuple[float, list
     import numpy as np
     import pandas as pd
 
-    from core.metrics import paired_macro_auc_difference
+    from core.evaluation.metrics import paired_macro_auc_difference
     a, b = pd.read_csv(path_a).set_index("uid"), pd.read_csv(path_b).set_index("uid")
     b = b.loc[a.index]  # the same reports in the same order
     Y = a[[f"label_{f}" for f in findings]].to_numpy()

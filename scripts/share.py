@@ -23,7 +23,7 @@ import signal  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 
-from core import share  # noqa: E402
+from core.serving import sharing as share  # noqa: E402
 from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

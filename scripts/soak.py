@@ -6,7 +6,7 @@
 Cycles through the images under --data (NLMCXR_png/ of an Open-I folder, else every PNG,
 JPEG or DICOM below it) with a rotating set of report texts, doing what the Predict page does
 for each: read the bytes, decode, clean the text, then predict (and, with --db, log the row)
-through the page's own path, core.records.predict_and_log.
+through the page's own path, core.serving.predict_and_log.predict_and_log.
 Resident memory (VmRSS) is sampled before the model loads, after it loads, after a warm-up and
 every --sample-every predictions. Memory "levels off" when it grows by less than --max-growth-mb
 over the second half of the run. The JSON has the numbers; the script exits 0 whether or not it
@@ -91,10 +91,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from core.imaging import ImageDecodeError, decode_image
-    from core.records import Study, predict_and_log
+    from core.data.images import ImageDecodeError, decode_image
+    from core.data.text_clean import clean_text
+    from core.serving.predict_and_log import Study, predict_and_log
     from core.store import PredictionStore, StoreError
-    from core.textclean import clean_text
 
     if args.threads:
         torch.set_num_threads(args.threads)

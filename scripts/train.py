@@ -7,7 +7,7 @@
     python scripts/train.py --dataset chexpert --data CheXpert-v1.0-small --out w \
         --image-weights nih-pc-chex-...-densenet121-d121-...-best.pt          # torchxrayvision weights
 
-Datasets (``--dataset``): openi, mimic-cxr, chexpert, csv (see core.sources). Multi-node:
+Datasets (``--dataset``): openi, mimic-cxr, chexpert, csv (see core.data.sources). Multi-node:
 ``torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400 ...``.
 
 Resumable: rerun the same command after an interruption and it continues from
@@ -30,9 +30,9 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
-    from core.sources import DATASETS
-    from core.sources.policy import UNCERTAIN_POLICIES
-    from core.training import TrainConfig
+    from core.data.sources import DATASETS
+    from core.data.sources.policy import UNCERTAIN_POLICIES
+    from core.training.trainer import TrainConfig
     p = Parser(description=__doc__.splitlines()[0])
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -56,12 +56,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.checkpoint import save_weights
-    from core.model import BackboneUnavailable, image_weights_info
-    from core.reports import DataLayoutError
-    from core.sources import check_layout
-    from core.train_outputs import build_metadata, evaluate_test_split, external_validation, fit_ood_guard
-    from core.training import TrainConfig, Trainer
+    from core.data.reports import DataLayoutError
+    from core.data.sources import check_layout
+    from core.model.checkpoint import save_weights
+    from core.model.fusion import BackboneUnavailable, image_weights_info
+    from core.training.outputs import build_metadata, evaluate_test_split, external_validation, fit_ood_guard
+    from core.training.trainer import TrainConfig, Trainer
     try:
         check_layout(args.dataset, Path(args.data))
         if args.external_data:
@@ -85,9 +85,9 @@ def main(argv=None) -> int:
     ood = fit_ood_guard(trainer) if cfg.fit_ood else None
     out = Path(cfg.out)
     if not args.no_eval:
-        from core.posthoc import refit
+        from core.evaluation.refit import refit
         metadata["test_summary"] = evaluate_test_split(trainer, metadata, out)
-        # held-out evidence per finding and report-QA operating points (core.evidence, core.operating)
+        # held-out evidence per finding and report-QA operating points (core.evaluation)
         metadata = refit(trainer.model, trainer.tokenizer, metadata, trainer.reports, Path(cfg.data), out / "eval",
                          refit_thresholds=False, bank=trainer.bank)
     if args.external_data:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.labels import FINDINGS
-from core.sources.tables import OBSERVATIONS
+from core.data.labels import FINDINGS
+from core.data.sources.tables import OBSERVATIONS
 
 # heading variants seen in real MIMIC-CXR reports: (indication heading, findings heading, impression heading)
 VARIANTS = [("INDICATION", "FINDINGS", "IMPRESSION"), ("HISTORY", "FINDINGS", "IMPRESSION"),
@@ -38,8 +38,8 @@ def iu_studies(iu_dir: Path, n: int, *, uncertain_every: int = 3, offset: int = 
                exclude: set[str] = frozenset()) -> list[Study]:
     """n IU reports (none of ``exclude``) as studies; two consecutive reports share a patient;
     every ``uncertain_every``-th positive label becomes uncertain (-1)."""
-    from core.imaging import load_png_gray
-    from core.reports import load_reports
+    from core.data.images import load_png_gray
+    from core.data.reports import load_reports
     reports = [r for r in load_reports(iu_dir) if r.uid not in exclude]
     # positives first, so a tiny copy still has every finding in train and validation
     pos = [r for r in reports if any(r.labels)]
@@ -186,7 +186,7 @@ def make_manifest(root: Path, studies: list[Study], *, with_split: bool = False)
 def iu_subset(iu_dir: Path, root: Path, n: int) -> tuple[Path, set[str]]:
     """An Open-I folder holding the last ``n`` IU reports that have a frontal image (links, no
     copies), and their uids (keep them out of a training copy: external validation)."""
-    from core.reports import load_reports
+    from core.data.reports import load_reports
     reports = load_reports(iu_dir)[-n:]
     png, xml = root / "NLMCXR_png", root / "NLMCXR_reports" / "ecgen-radiology"
     png.mkdir(parents=True)

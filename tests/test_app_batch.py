@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.batch_uploads import CsvError, expand_uploads, read_text_map
+from core.serving.batch_uploads import CsvError, expand_uploads, read_text_map
 from core.store import PredictionStore, hashed_name
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
 from core.store import PredictionStore
 from ui.history_view import export_matching
 

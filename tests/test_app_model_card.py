@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
 from ui.config import EVAL_COMMAND
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -101,7 +101,7 @@ def test_card_leads_with_image_only_and_quotes_one_baseline_number(app_env, tiny
 
 def test_card_says_trained_on_and_validated_on(app_env, tiny_weights, monkeypatch, tmp_path):
     """Issue 12: a model trained on one dataset and scored on another says so, with the results."""
-    from core.checkpoint import load_weights, save_weights
+    from core.model.checkpoint import load_weights, save_weights
     model, _, meta, ood = load_weights(tiny_weights)
     meta["trained_on"] = {"name": "MIMIC-CXR-JPG", "n_reports": 40, "dataset": "mimic-cxr"}
     meta["image_encoder_datasets"] = ["mimic-cxr"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.predictor import InputError
+from core.serving.predictor import InputError
 from core.store import PredictionStore, hashed_name
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -109,7 +109,7 @@ def test_predict_then_review_verdict_in_history(at, app_env, xray):
 
 
 def test_out_of_distribution_shows_greyed_probabilities_under_the_warning(at, app_env, xray, monkeypatch):
-    from core.predictor import Predictor
+    from core.serving.predictor import Predictor
 
     original = Predictor.predict_batch
 
@@ -157,8 +157,8 @@ def test_every_head_and_method_offered_explains_without_a_traceback(at, xray):
 
 
 def test_text_head_with_grad_cam_is_refused_in_one_line(tiny_weights, xray):
-    from core.imaging import decode_image
-    from core.predictor import Predictor
+    from core.data.images import decode_image
+    from core.serving.predictor import Predictor
 
     gray = decode_image(xray[1], filename=xray[0]).gray
     model = Predictor.load(tiny_weights)

@@ -87,8 +87,9 @@ def test_page_view_reads_the_model_facts_without_importing_torch():
     for it would put seconds on the first page view."""
     import subprocess
     import sys
-    code = ("import sys; sys.path.insert(0, '.'); import ui.sidebar, ui.resources, ui.tables, core.records; "
-            "from core.weights_meta import read_metadata; read_metadata('weights'); "
+    code = ("import sys; sys.path.insert(0, '.'); "
+            "import ui.sidebar, ui.resources, ui.tables, core.serving.predict_and_log; "
+            "from core.model.description import read_metadata; read_metadata('weights'); "
             "print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True,
                          timeout=120, check=True)

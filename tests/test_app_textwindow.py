@@ -1,14 +1,14 @@
 """Long text: the IMPRESSION is read whole, the cut is said, nothing is dropped silently."""
 import pytest
 
-from core.textwindow import fit_text
+from core.data.text_window import fit_text
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from core.model import OFFLINE_TEXT_BACKBONE, resolve_text_backbone
+    from core.model.fusion import OFFLINE_TEXT_BACKBONE, resolve_text_backbone
     return AutoTokenizer.from_pretrained(resolve_text_backbone(OFFLINE_TEXT_BACKBONE))
 
 

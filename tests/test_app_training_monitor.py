@@ -1,11 +1,11 @@
-"""Training monitor: rendered from a small run log written with core.runlog.RunLog."""
+"""Training monitor: rendered from a small run log written with core.training.run_log.RunLog."""
 import math
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core.labels import FINDINGS
-from core.runlog import RunLog
+from core.data.labels import FINDINGS
+from core.training.run_log import RunLog
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

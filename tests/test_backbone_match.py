@@ -8,7 +8,7 @@ import hashlib
 import torch
 from transformers import BertConfig, BertModel
 
-from core.text_encoders.bert import BertEncoder
+from core.model.text_encoders.bert import BertEncoder
 
 
 def tiny_bert() -> BertEncoder:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.baseline import keyword_scores
-from core.labels import FINDINGS
-from core.metrics import (
+from core.data.labels import FINDINGS
+from core.evaluation.keyword_baseline import keyword_scores
+from core.evaluation.metrics import (
     bootstrap_auc_ci,
     ece,
     fit_temperature,

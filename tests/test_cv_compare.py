@@ -1,4 +1,4 @@
-"""Comparing two cross-validated recipes on the same held-out reports (core.cv.compare,
+"""Comparing two cross-validated recipes on the same held-out reports (core.evaluation.cross_validation.compare,
 scripts/compare_cv.py): the paired difference finds a real gain and is zero against itself."""
 import csv
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cv import compare
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
+from core.evaluation.cross_validation import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_compare_cli_prints_the_table_and_refuses_folders_without_common_folds(t
 
 
 def test_an_ensemble_averages_its_members_on_the_reports_all_of_them_scored(tmp_path):
-    from core.metrics import safe_auc
+    from core.evaluation.metrics import safe_auc
     _recipes(tmp_path)
     # an ensemble of a recipe with itself is that recipe
     alone = compare(tmp_path / "a", "none_image", tmp_path / "b", "none_image", n_boot=50)
@@ -83,7 +83,7 @@ def test_an_ensemble_averages_its_members_on_the_reports_all_of_them_scored(tmp_
 
 
 def _rows(path):
-    from core.cv import read_predictions_csv
+    from core.evaluation.cross_validation import read_predictions_csv
     return list(zip(*read_predictions_csv(path), strict=True))
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.labels import FINDINGS, labels_from_mesh
-from core.reports import DataLayoutError, load_reports, parse_report, split_reports
+from core.data.labels import FINDINGS, labels_from_mesh
+from core.data.reports import DataLayoutError, load_reports, parse_report, split_reports
 from tests.synthetic import make_openi
 
 

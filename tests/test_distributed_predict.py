@@ -1,4 +1,4 @@
-"""Sharded, resumable batch inference (core.sharded, scripts/predict.py --batch --out): two
+"""Sharded, resumable batch inference (core.serving.sharded_batch, scripts/predict.py --batch --out): two
 gloo processes under torchrun write exactly what one process writes, row for row; a run
 killed with SIGKILL mid-way resumes (here on two processes) with no row twice and none
 missing; torn lines are redone; parts of another batch are refused."""
@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from core.sharded import PartWriter, decode_line, done_rows, encode_line, merge, my_blocks, open_parts, parts_dir
+from core.serving.sharded_batch import (
+    PartWriter,
+    decode_line,
+    done_rows,
+    encode_line,
+    merge,
+    my_blocks,
+    open_parts,
+    parts_dir,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")  # the same threads in every process: same float sums

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from core.ema import WeightAverage
 from core.errors import RunStateError
-from core.training import Trainer
+from core.training.ema import WeightAverage
+from core.training.trainer import Trainer
 
 
 def small_net():

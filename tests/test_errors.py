@@ -46,12 +46,12 @@ def test_every_error_class_of_the_tool_is_a_cxr_error():
 
 def test_old_names_still_catch_as_before():
     """Callers that caught a built-in base (ValueError, RuntimeError) still catch these."""
-    from core.imaging import ImageDecodeError
-    from core.model import BackboneUnavailable
-    from core.reports import DataLayoutError
+    from core.data.images import ImageDecodeError
+    from core.data.reports import DataLayoutError
+    from core.data.text_clean import TextError
+    from core.model.description import WeightsError
+    from core.model.fusion import BackboneUnavailable
     from core.store import StoreError
-    from core.textclean import TextError
-    from core.weights_meta import WeightsError
     for cls, base in ((ImageDecodeError, ValueError), (TextError, ValueError), (DataLayoutError, ValueError),
                       (WeightsError, RuntimeError), (StoreError, RuntimeError), (BackboneUnavailable, RuntimeError)):
         assert issubclass(cls, CxrError) and issubclass(cls, base), cls

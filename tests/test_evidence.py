@@ -1,9 +1,9 @@
-"""core.evidence: the held-out evidence table and the "reliable from the image" rule."""
+"""core.evaluation.evidence: the held-out evidence table and the "reliable from the image" rule."""
 from __future__ import annotations
 
 import json
 
-from core.evidence import build_evidence, evidence_for, image_reliable
+from core.evaluation.evidence import build_evidence, evidence_for, image_reliable
 
 FINDINGS = ["Pneumonia", "Cardiomegaly", "Edema"]
 

@@ -1,5 +1,5 @@
-"""The fast inference path (BatchNorm folding and frozen graphs, core/fast.py; the int8
-image encoder, core/int8_image.py) keeps every finding's test AUC within 0.005 of the fp32
+"""The fast inference path (BatchNorm folding and frozen graphs, core/model/frozen.py; the int8
+image encoder, core/model/int8_image.py) keeps every finding's test AUC within 0.005 of the fp32
 eager model, and changes at most 1% of the thresholded decisions, on the shipped weights
 and the real test split. Skips when the weights or the data are absent."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights"
@@ -19,9 +19,9 @@ WEIGHTS = ROOT / "weights"
 def both(iu_xray_dir):
     if not (WEIGHTS / "model.safetensors").is_file():
         pytest.skip("no shipped weights in weights/ (train them with scripts/train.py)")
-    from core.predictor import Predictor
-    from core.reports import load_reports
-    from core.split_eval import select_reports
+    from core.data.reports import load_reports
+    from core.evaluation.split_eval import select_reports
+    from core.serving.predictor import Predictor
     fast, plain = Predictor.load(WEIGHTS, fast=True), Predictor.load(WEIGHTS, fast=False)
     reports = select_reports(load_reports(iu_xray_dir), "test", plain.metadata["split"])
     return fast, plain, reports, iu_xray_dir
@@ -32,7 +32,7 @@ _PLAIN: dict[str, dict] = {}
 
 def plain_probabilities(both, mode: str) -> dict:
     """The fp32 eager model's test-split probabilities (computed once per mode)."""
-    from core.split_eval import predict_reports
+    from core.evaluation.split_eval import predict_reports
     _, plain, reports, data = both
     if mode not in _PLAIN:
         _PLAIN[mode] = predict_reports(plain.model, plain.tokenizer, plain.metadata, reports, data, mode)
@@ -41,7 +41,7 @@ def plain_probabilities(both, mode: str) -> dict:
 
 def assert_same_decisions(both, mode: str, pf: dict) -> None:
     """Every head's AUC per finding within 0.005 of fp32 eager; at most 1% of decisions flipped."""
-    from core.metrics import safe_auc
+    from core.evaluation.metrics import safe_auc
     _, plain, reports, _ = both
     Y = np.array([r.labels for r in reports])
     pp = plain_probabilities(both, mode)
@@ -57,14 +57,14 @@ def assert_same_decisions(both, mode: str, pf: dict) -> None:
 
 @pytest.mark.parametrize("mode", ["report", "indication", "none"])
 def test_fast_path_keeps_auc(both, mode):
-    from core.split_eval import predict_reports
+    from core.evaluation.split_eval import predict_reports
     fast, _, reports, data = both
     assert_same_decisions(both, mode, predict_reports(fast.model, fast.tokenizer, fast.metadata, reports, data, mode))
 
 
 @pytest.fixture(scope="module")
 def int8_image(both):
-    from core.weights_meta import read_int8_info
+    from core.model.description import read_int8_info
     fast = both[0]
     if read_int8_info(WEIGHTS) is None:
         pytest.skip("the shipped weights have no int8 calibration (scripts/calibrate_int8.py makes one)")
@@ -74,9 +74,9 @@ def int8_image(both):
 
 @pytest.mark.parametrize("mode", ["report", "indication", "none"])
 def test_int8_image_encoder_keeps_auc(both, int8_image, mode):
-    """The served int8 image encoder (core.int8_image), on the test split it was not calibrated
+    """The served int8 image encoder (core.model.int8_image), on the test split it was not calibrated
     or checked on (calibration: training images; its gate: the validation split)."""
-    from core.split_eval import predict_reports
+    from core.evaluation.split_eval import predict_reports
     fast, _, reports, data = both
     assert_same_decisions(both, mode, predict_reports(fast.model, fast.tokenizer, fast.metadata, reports, data, mode,
                                                       image_encoder=int8_image.forward_features))
@@ -101,7 +101,7 @@ def test_frozen_int8_graph_gives_the_eager_int8_features(both, int8_image):
 
 
 def test_frozen_encoders_give_the_eager_probabilities(both):
-    """freeze_encoders() (TorchScript-frozen encoders on the predict path, core.fast) changes no
+    """freeze_encoders() (TorchScript-frozen encoders on the predict path, core.model.frozen) changes no
     probability beyond float rounding: real test studies with their reports and indications,
     one at a time and in padded batches of mixed lengths and modes."""
     from PIL import Image

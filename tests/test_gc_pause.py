@@ -1,4 +1,4 @@
-"""core.gc_pause: the cyclic collector is off inside the block, back on after (only the outermost
+"""core.serving.gc_pause: the cyclic collector is off inside the block, back on after (only the outermost
 block turns it back on), and ``freeze`` moves what is alive out of later full collections."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from core.gc_pause import collector_paused
+from core.serving.gc_pause import collector_paused
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.ood import LATERAL_REASON, OODDetector
+from core.model.guard import LATERAL_REASON, OODDetector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def gray(path: Path) -> np.ndarray:
 def shipped():
     from safetensors import safe_open
 
-    from core.checkpoint import OOD_PREFIX, WEIGHTS_FILE, read_metadata
+    from core.model.checkpoint import OOD_PREFIX, WEIGHTS_FILE, read_metadata
     path = ROOT / "weights" / WEIGHTS_FILE
     if not path.is_file():
         pytest.skip("no shipped weights in weights/")

@@ -1,4 +1,4 @@
-"""core.imaging on inputs generated here: hostile files, odd-but-valid formats, DICOM variants.
+"""core.data.images on inputs generated here: hostile files, odd-but-valid formats, DICOM variants.
 
 No patient data is committed: every DICOM is built in the test, with a fake PatientName
 that must never surface in notes, metadata or errors."""
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.imaging import ImageDecodeError, decode_image, encode_png, load_png_gray, safe_dicom_metadata, thumbnail
+from core.data.images import ImageDecodeError, decode_image, encode_png, load_png_gray, safe_dicom_metadata, thumbnail
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402

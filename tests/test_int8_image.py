@@ -1,4 +1,4 @@
-"""The int8 image encoder (core/int8_image.py): its traceable forward is the encoder's, a
+"""The int8 image encoder (core/model/int8_image.py): its traceable forward is the encoder's, a
 stored calibration rebuilds exactly the graph a direct conversion gives, and a calibration
 that is damaged, incomplete or made for other weights is not used (fp32 serves, and the
 predictor says why). Random-weight encoders at 64 px; the fidelity on real data is in
@@ -11,10 +11,10 @@ import warnings
 import pytest
 import torch
 
-from core import int8_image as q8
-from core.fast import fold_batchnorm
-from core.model import ImageEncoder
-from core.weights_meta import INT8_FILE, read_int8_info
+from core.model import int8_image as q8
+from core.model.description import INT8_FILE, read_int8_info
+from core.model.frozen import fold_batchnorm
+from core.model.fusion import ImageEncoder
 
 pytestmark = pytest.mark.skipif(not q8.available(), reason="this torch build has no oneDNN quantised engine")
 
@@ -25,7 +25,7 @@ SIZE = 64
 def encoder():
     torch.manual_seed(0)
     enc = ImageEncoder().eval()
-    fold_batchnorm(enc)  # as served (core.fast)
+    fold_batchnorm(enc)  # as served (core.model.frozen)
     return enc
 
 
@@ -95,7 +95,7 @@ def test_the_predictor_serves_int8_only_with_a_fitting_calibration(tiny_weights,
     and says so; with one made for other weights it stays fp32 and says why."""
     import numpy as np
 
-    from core.predictor import Predictor
+    from core.serving.predictor import Predictor
     folder = tmp_path / "w"
     shutil.copytree(tiny_weights, folder)
     plain = Predictor.load(folder)
@@ -122,8 +122,8 @@ def test_the_predictor_serves_int8_only_with_a_fitting_calibration(tiny_weights,
 def test_a_calibration_is_written_only_within_its_limits(tiny_weights, iu_xray_dir, tmp_path, monkeypatch):
     """scripts/calibrate_int8.py's core: training images in, the validation split's changes
     measured, and nothing written when they exceed the limits."""
-    from core import int8_calibrate
-    from core.predictor import Predictor
+    from core.serving import int8_calibration as int8_calibrate
+    from core.serving.predictor import Predictor
     folder = tmp_path / "w"
     shutil.copytree(tiny_weights, folder)
     monkeypatch.setattr(int8_calibrate, "MAX_AUC_CHANGE", -1.0)  # any change is too much

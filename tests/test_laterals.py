@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cv import read_predictions_csv
-from core.laterals import lateral_paths
+from core.data.laterals import lateral_paths
+from core.evaluation.cross_validation import read_predictions_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

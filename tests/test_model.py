@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from core.checkpoint import WeightsError, load_weights, read_metadata, save_weights
-from core.labels import FINDINGS, TEXT_MODES
-from core.model import BackboneUnavailable, ModelConfig, build_model, load_image_weights
+from core.data.labels import FINDINGS, TEXT_MODES
+from core.model.checkpoint import WeightsError, load_weights, read_metadata, save_weights
+from core.model.fusion import BackboneUnavailable, ModelConfig, build_model, load_image_weights
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_a_file_missing_an_image_encoder_tensor_is_refused(tiny, tmp_path):
     # with the random initialisation it would otherwise keep
     from safetensors.torch import load_file, save_file
 
-    from core.checkpoint import DIGEST_KEY, content_digest
+    from core.model.checkpoint import DIGEST_KEY, content_digest
     model, _ = tiny
     save_weights(model, {"version": "t3"}, tmp_path)
     path = tmp_path / "model.safetensors"

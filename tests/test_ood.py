@@ -1,4 +1,4 @@
-"""core.ood: the "is this a frontal chest X-ray?" guard.
+"""core.model.guard: the "is this a frontal chest X-ray?" guard.
 
 Rates on real data are printed (pytest -q shows them) so they can be quoted:
     python -m pytest -q tests/test_ood.py
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from core.data.images import ImageDecodeError, decode_image, load_png_gray
 from core.errors import DataError
-from core.imaging import ImageDecodeError, decode_image, load_png_gray
-from core.ood import KEYS, OODDetector, OODResult, fit_ood
-from core.weights_meta import WeightsError
+from core.model.description import WeightsError
+from core.model.guard import KEYS, OODDetector, OODResult, fit_ood
 
 N_FIT = 1500
 

@@ -1,10 +1,10 @@
-"""core.operating: thresholds that survive few positives, report-QA operating points."""
+"""core.evaluation.operating_points: thresholds that survive few positives, report-QA operating points."""
 from __future__ import annotations
 
 import numpy as np
 
-from core.metrics import youden_threshold
-from core.operating import discordance, fit_discordance, operating_threshold
+from core.evaluation.metrics import youden_threshold
+from core.evaluation.operating_points import discordance, fit_discordance, operating_threshold
 
 FINDINGS = ["A", "B"]
 

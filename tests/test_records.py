@@ -1,6 +1,6 @@
-"""One path from upload to log (core.records): the Predict page, batch scoring and the soak
+"""One path from upload to log (core.serving.predict_and_log): the Predict page, batch scoring and the soak
 log the same row for the same study, with every head's thresholds, and the no-text rule is
-decided in one place (core.labels.effective_mode)."""
+decided in one place (core.data.labels.effective_mode)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.imaging import decode_image
-from core.labels import HEADS, TEXT_MODES, effective_mode
-from core.records import Study, predict_and_log, predict_and_log_many
+from core.data.images import decode_image
+from core.data.labels import HEADS, TEXT_MODES, effective_mode
+from core.serving.predict_and_log import Study, predict_and_log, predict_and_log_many
 from core.store import MAX_REVIEW_PX, PredictionStore, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ SAME = ("model_version", "image_sha256", "text", "text_sha256", "text_mode", "th
 
 @pytest.fixture(scope="module")
 def predictor(tiny_weights):
-    from core.predictor import Predictor
+    from core.serving.predictor import Predictor
     return Predictor.load(tiny_weights)
 
 
@@ -51,14 +51,14 @@ def test_no_text_means_mode_none():
 
 
 def test_the_rule_has_one_owner():
-    """No caller re-decides the no-text rule or logs on its own: they go through core.records."""
-    callers = ["pages/predict.py", "ui/batch_score.py", "scripts/soak.py", "core/predictor.py"]
+    """No caller re-decides the no-text rule or logs on its own: they go through core.serving.predict_and_log."""
+    callers = ["pages/predict.py", "ui/batch_score.py", "scripts/soak.py", "core/serving/predictor.py"]
     for path in callers:
         source = (ROOT / path).read_text()
         assert not NO_TEXT_RULE.search(source) and "def effective_mode" not in source, path
     for path in ["pages/predict.py", "ui/batch_score.py", "scripts/soak.py"]:
         source = (ROOT / path).read_text()
-        assert "from core.records import" in source, path
+        assert "from core.serving.predict_and_log import" in source, path
         for own_logging in (".log_prediction(", ".log_many(", "predict_batch(", "thumbnail("):
             assert own_logging not in source, (path, own_logging)
 

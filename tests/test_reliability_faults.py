@@ -3,7 +3,7 @@ through the app's logging path, and a read-only, full or unusable prediction log
 Predict page.
 
 tests/test_store.py already kills one writer once at store level; here writers log the way the
-pages do (core.records.log_entry: review thumbnail, hashes, three heads), two at a time, and
+pages do (core.serving.predict_and_log.log_entry: review thumbnail, hashes, three heads), two at a time, and
 are killed at random moments, round after round.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
 from core.store import PredictionStore, hashed_name
 from tests.test_reliability_inputs import (  # noqa: F401
     app_errors,
@@ -82,8 +82,8 @@ import sys
 sys.path.insert(0, {repo!r})
 import torch
 torch.set_num_threads(1)
-from core.checkpoint import save_weights
-from core.model import ModelConfig, build_model
+from core.model.checkpoint import save_weights
+from core.model.fusion import ModelConfig, build_model
 torch.manual_seed(0)
 model, _ = build_model(ModelConfig(num_aux=3))          # DenseNet-121 + MiniLM: a ~37 MB file
 marker = dict(model.named_parameters())[{marker!r}]
@@ -127,7 +127,7 @@ def _stop_mid_write(proc, reader, out: Path, before: set, rng: random.Random) ->
 
 
 def _kill_rounds(out: Path, modes: list[str]) -> list[dict]:
-    from core.checkpoint import load_weights
+    from core.model.checkpoint import load_weights
 
     marker = MARKER
     rng = random.Random(1234)
@@ -184,10 +184,10 @@ def test_sigkill_while_writing_weights_many_rounds(tmp_path):
 DB_WRITER = r"""
 import sys, types
 sys.path.insert(0, {repo!r})
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
 from core.store import PredictionStore
 from tests.test_reliability_faults import row_image, row_text, row_probs
-from core.records import log_entry
+from core.serving.predict_and_log import log_entry
 store = PredictionStore({db!r})
 print("ready", flush=True)
 i = 0

@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
+from core.data.text_clean import clean_text
 from core.store import PredictionStore
-from core.textclean import clean_text
 from tests.test_imaging import _png_header_only, chest_like, make_dicom, pil_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,8 +47,8 @@ _PREDICTORS: dict[str, object] = {}
 
 def cached_predictor(weights) -> object:
     """One Predictor per weights folder per test session (a load costs seconds here)."""
-    from core.checkpoint import load_weights
-    from core.predictor import Predictor
+    from core.model.checkpoint import load_weights
+    from core.serving.predictor import Predictor
 
     key = str(Path(weights).resolve())
     if key not in _PREDICTORS:
@@ -73,8 +73,8 @@ def one_torch_thread():
 def fast_load(monkeypatch):
     """predict.py's ``Predictor.load`` served from the session cache (the load path itself is
     exercised by the subprocess cases and the weights tests)."""
-    from core.checkpoint import WeightsError
-    from core.predictor import Predictor
+    from core.model.checkpoint import WeightsError
+    from core.serving.predictor import Predictor
 
     def load(cls, weights_dir="weights"):
         if not (Path(weights_dir) / "model.safetensors").is_file():
@@ -334,7 +334,7 @@ def test_predict_page(case, app_env, tiny_weights, monkeypatch):
     text, expected, reason = case.text, case.expected, case.reason
     if case.app == "capped":
         # The box has no character limit (a long report is fitted to the encoder's window, see
-        # core.textwindow); the page refuses text over 200,000 characters in one line, the CLIs
+        # core.data.text_window); the page refuses text over 200,000 characters in one line, the CLIs
         # over 20,000.
         expected, reason = "refused", "at most 200,000"
     app_predict(at, name, data, case.text, mime=mime(name))

@@ -5,7 +5,7 @@ manager, a patched config.get_option), so 8 AppTests in threads would test AppTe
 Instead:
 
 - default run: 8 threads, each a "session" doing exactly what the Predict page does per click
-  (decode the upload -> clean the text -> core.records.predict_and_log: predict under the page's
+  (decode the upload -> clean the text -> core.serving.predict_and_log.predict_and_log: predict under the page's
   MODEL_LOCK, log into one shared PredictionStore), 25 predictions each;
 - slow run (``-m slow``): the real ``streamlit run app.py`` server and 8 websocket clients
   speaking Streamlit's own protocol (upload over HTTP, widget states over the websocket), each
@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.data.text_clean import clean_text
 from core.store import PredictionStore
-from core.textclean import clean_text
 from tests.test_reliability_inputs import cached_predictor, chest_like, db_healthy, one_torch_thread, pil_bytes  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +79,8 @@ def study(session: int, i: int) -> tuple[str, bytes, str]:
 
 
 def test_eight_sessions_predict_and_log_concurrently(tiny_weights, tmp_path):
-    from core.imaging import decode_image
-    from core.records import Study, predict_and_log
+    from core.data.images import decode_image
+    from core.serving.predict_and_log import Study, predict_and_log
     from ui.resources import MODEL_LOCK
 
     predictor = cached_predictor(tiny_weights)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import share
+from core.serving import sharing as share
 from core.store import PredictionStore, hashed_name
 from tests.test_reliability_inputs import (  # noqa: F401
     SECRETS,
@@ -123,7 +123,7 @@ class _Payload:
 def test_loading_weights_never_unpickles(tiny_weights, monkeypatch):
     import torch
 
-    from core.checkpoint import load_weights
+    from core.model.checkpoint import load_weights
 
     def refuse(*args, **kwargs):
         raise AssertionError("unpickling during a weights load")
@@ -137,7 +137,7 @@ def test_loading_weights_never_unpickles(tiny_weights, monkeypatch):
 @pytest.fixture(scope="module")
 def digest_weights(tmp_path_factory, tiny_weights):
     """The tiny model saved again by this code, so its file carries the content digest."""
-    from core.checkpoint import DIGEST_KEY, load_weights, save_weights
+    from core.model.checkpoint import DIGEST_KEY, load_weights, save_weights
 
     model, _, meta, ood = load_weights(Path(tiny_weights))
     out = tmp_path_factory.mktemp("digest") / "w"
@@ -181,7 +181,7 @@ TAMPERED = ["truncated", "flipped-byte", "edited-threshold", "pickle", "empty"]
 
 @pytest.mark.parametrize("kind", TAMPERED)
 def test_damaged_weights_cli_exit_2_and_page_says_so(kind, digest_weights, tmp_path, app_env, monkeypatch, capsys):
-    from core.checkpoint import WeightsError, load_weights
+    from core.model.checkpoint import WeightsError, load_weights
 
     bad = _tamper(kind, digest_weights, tmp_path / "bad")
     with pytest.raises(WeightsError) as info:
@@ -207,7 +207,7 @@ def test_damaged_weights_cli_exit_2_and_page_says_so(kind, digest_weights, tmp_p
 
 
 def test_untouched_digest_weights_load_and_predict(digest_weights, tmp_path, capsys):
-    from core.checkpoint import DIGEST_KEY, read_metadata
+    from core.model.checkpoint import DIGEST_KEY, read_metadata
 
     assert len(read_metadata(digest_weights)[DIGEST_KEY]) == 64
     image = tmp_path / "cxr.png"

@@ -1,4 +1,4 @@
-"""Sharing over ngrok (core/share.py, scripts/share.py).
+"""Sharing over ngrok (core/serving/sharing.py, scripts/share.py).
 
 The ngrok service (and the CDN pyngrok downloads its agent from) cannot be reached from the
 machines these tests run on, so pyngrok's ``ngrok`` module is replaced by a mock: the tests
@@ -17,7 +17,7 @@ from unittest import mock
 import pytest
 from pyngrok.exception import PyngrokError, PyngrokNgrokError, PyngrokNgrokInstallError
 
-from core import share
+from core.serving import sharing as share
 from scripts import share as share_script
 
 REPO = Path(__file__).resolve().parents[1]

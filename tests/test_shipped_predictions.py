@@ -18,7 +18,7 @@ REFERENCE = json.loads((ROOT / "tests" / "data" / "shipped_reference.json").read
 def test_shipped_weights_predict_what_they_predicted_before(iu_xray_dir):
     if not (ROOT / "weights" / "model.safetensors").is_file():
         pytest.skip("no shipped weights in weights/")
-    from core.predictor import Predictor
+    from core.serving.predictor import Predictor
     predictor = Predictor.load(ROOT / "weights")
     if predictor.version != REFERENCE["model_version"]:
         pytest.skip(f"the shipped model is {predictor.version}, the reference is {REFERENCE['model_version']}")

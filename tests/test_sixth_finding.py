@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import read_metadata, save_weights
-from core.labels import FINDINGS, HEADS, TEXT_MODES
-from core.model import ModelConfig, build_model
+from core.data.labels import FINDINGS, HEADS, TEXT_MODES
+from core.model.checkpoint import read_metadata, save_weights
+from core.model.fusion import ModelConfig, build_model
 from core.store import PredictionStore, prob_column
 
 SIX = (*FINDINGS, "Pleural Effusion")  # a space in the name: columns must still be safe
@@ -62,8 +62,8 @@ def test_weights_carry_six_findings(six_weights):
 
 
 def test_sixth_finding_end_to_end(six_weights, old_log):
-    from core.predictor import Predictor
-    from core.records import Study, predict_and_log
+    from core.serving.predict_and_log import Study, predict_and_log
+    from core.serving.predictor import Predictor
 
     predictor = Predictor.load(six_weights)
     assert predictor.findings == SIX
@@ -134,15 +134,15 @@ def test_cli_writes_the_sixth_finding(six_weights, tmp_path):
 
 
 def test_evaluation_refuses_weights_whose_findings_differ_from_the_data_labels(six_weights):
-    from core.facts import FactsError
-    from core.split_eval import require_label_order
+    from core.evaluation.split_eval import require_label_order
+    from core.model.description import FactsError
     require_label_order({"labels": list(FINDINGS)})
     with pytest.raises(FactsError, match="evaluate with the labels they were trained on"):
         require_label_order(read_metadata(six_weights))
 
 
 def test_facts_fall_back_for_old_weights_and_refuse_what_the_code_cannot_run():
-    from core.facts import FactsError, ModelFacts, model_facts
+    from core.model.description import FactsError, ModelFacts, model_facts
     assert model_facts({}) == ModelFacts(FINDINGS, HEADS, TEXT_MODES)  # weights from before the facts
     assert model_facts({"labels": list(SIX)}).findings == SIX
     with pytest.raises(FactsError, match="update the tool"):

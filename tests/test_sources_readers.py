@@ -1,4 +1,4 @@
-"""Dataset readers (core.sources) on tiny copies of each official layout: MIMIC-CXR-JPG,
+"""Dataset readers (core.data.sources) on tiny copies of each official layout: MIMIC-CXR-JPG,
 CheXpert and a CSV manifest, built from IU X-ray studies (or synthetic ones for the unit
 checks), plus MIMIC report sectioning and the uncertain-label policy."""
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from core.reports import DataLayoutError
-from core.sources import DATASETS, check_layout, load_collection
-from core.sources.policy import LabelValueError, apply_policy, parse_cell
-from core.sources.sections import section_report
+from core.data.reports import DataLayoutError
+from core.data.sources import DATASETS, check_layout, load_collection
+from core.data.sources.policy import LabelValueError, apply_policy, parse_cell
+from core.data.sources.sections import section_report
 from tests.layouts import iu_studies, make_chexpert, make_manifest, make_mimic, synthetic_studies
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
 from core.store import (
     PredictionNotFound,
     PredictionStore,
@@ -315,7 +315,7 @@ WRITER = """
 import sys, struct, zlib
 sys.path.insert(0, {repo!r})
 from core.store import PredictionStore
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
 store = PredictionStore({db!r})
 i = 0
 while True:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import load_weights, read_metadata, save_weights
-from core.fast import quantize_text
-from core.labels import FINDINGS, HEADS, TEXT_MODES
-from core.model import ModelConfig, build_model
-from core.text_encoders import UnknownTextEncoder, family
+from core.data.labels import FINDINGS, HEADS, TEXT_MODES
+from core.model.checkpoint import load_weights, read_metadata, save_weights
+from core.model.frozen import quantize_text
+from core.model.fusion import ModelConfig, build_model
+from core.model.text_encoders import UnknownTextEncoder, family
 from tests.tiny_text_family import TinyGRUEncoder
 
 TEXT = "Cardiomegaly with mild pulmonary edema."
@@ -31,7 +31,7 @@ def tiny_gru():
 
 def test_family_is_found_by_name_and_unknown_names_fail_in_one_line():
     assert family("tinygru") is TinyGRUEncoder and family("bert").family == "bert"
-    with pytest.raises(UnknownTextEncoder, match="add core/text_encoders/nosuch.py"):
+    with pytest.raises(UnknownTextEncoder, match="add core/model/text_encoders/nosuch.py"):
         family("nosuch")
     with pytest.raises(UnknownTextEncoder):
         family("../../evil")  # weights cannot make us import a module outside the package
@@ -54,7 +54,7 @@ def test_a_training_step_moves_the_text_encoder(tiny_gru):
 
 
 def test_save_load_predict_attribute(tiny_gru, tmp_path):
-    from core.predictor import Predictor
+    from core.serving.predictor import Predictor
     model, _ = tiny_gru
     save_weights(model, metadata(), tmp_path)
     stored = read_metadata(tmp_path)["model_config"]

@@ -43,7 +43,7 @@ def test_train_writes_weights_eval_and_runlog(trained):
     assert set(meta["thresholds"]) == {"report", "indication", "none"}
     evals = sorted(p.name for p in (w / "eval").glob("*.json"))
     assert "test_report_fusion.json" in evals and "test_keyword_baseline.json" in evals
-    from core.runlog import read_runs, read_table
+    from core.training.run_log import read_runs, read_table
     runs = read_runs(tmp / "runs.db")
     assert runs[0]["status"] == "finished"
     phases = {row["phase"] for row in read_table("epochs", runs[0]["id"], tmp / "runs.db")}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ def trusted_weights(tiny_weights, tmp_path_factory):
     """The tiny weights with a known evidence table and report-QA points: Cardiomegaly is
     reliable from the image and always disagrees with the report; Pneumonia has a point but
     is not reliable, so it must never be flagged."""
-    from core.checkpoint import load_weights, save_weights
+    from core.model.checkpoint import load_weights, save_weights
     model, _, meta, ood = load_weights(tiny_weights)
     entry = lambda ok: {"auc": 0.9 if ok else 0.55, "ci": [0.85, 0.95] if ok else [0.3, 0.8],  # noqa: E731
                         "positives": 50 if ok else 6, "source": "test split, 100 studies", "reliable": ok}
@@ -37,12 +37,12 @@ def trusted_weights(tiny_weights, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def film(iu_xray_dir):
-    from core.imaging import load_png_gray
+    from core.data.images import load_png_gray
     return load_png_gray(sorted((iu_xray_dir / "NLMCXR_png").glob("*.png"))[0])
 
 
 def test_discordance_only_in_report_mode_and_only_where_the_image_is_reliable(trusted_weights, film):
-    from core.predictor import Predictor
+    from core.serving.predictor import Predictor
     p = Predictor.load(trusted_weights)
     report = p.predict(film, "Lungs are clear.", "report")
     assert report.discordant == ["Cardiomegaly"]
@@ -54,7 +54,7 @@ def test_discordance_only_in_report_mode_and_only_where_the_image_is_reliable(tr
 
 
 def test_every_probability_carries_its_evidence(trusted_weights, film):
-    from core.predictor import Predictor
+    from core.serving.predictor import Predictor
     pred = Predictor.load(trusted_weights).predict(film, "", "none")
     assert set(pred.evidence) == set(FINDINGS)
     assert pred.evidence["Cardiomegaly"]["reliable"] and not pred.evidence["Pneumonia"]["reliable"]

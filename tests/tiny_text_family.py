@@ -1,6 +1,6 @@
 """A second text-encoder family in one file: a tiny GRU over a WordPiece vocabulary built offline.
 
-It exists to show that a non-BERT encoder is a one-file change (core.text_encoders): nothing
+It exists to show that a non-BERT encoder is a one-file change (core.model.text_encoders): nothing
 in core, ui or scripts knows about it. Its word pieces continue with ``@@`` (not BERT's
 ``##``), it stores everything it needs in the weights (the tokenizer as JSON in ``options``;
 no backbone tables come from elsewhere) and its projection layer is what int8 may quantise.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from core.text_encoders import TextEncoder, register
+from core.model.text_encoders import TextEncoder, register
 
 CORPUS = ["The heart is enlarged.", "Cardiomegaly with mild pulmonary edema.", "No focal consolidation.",
           "Lungs are clear. No pneumothorax or effusion.", "Patchy atelectasis at the left base.",

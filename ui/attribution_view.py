@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from core.data.labels import HEADS
 from core.errors import CxrError
-from core.labels import HEADS
 from ui.overlay import colour_bar_css, overlay
 from ui.resources import MODEL_LOCK, predictor
 from ui.tokens import tokens_html
@@ -33,7 +33,7 @@ def explain(*, scope: str, prediction_id: int, gray: np.ndarray, text: str, mode
     """Controls + result. ``scope`` separates pages that explain the same prediction from
     different pixels (the upload vs the stored review copy). Returns the Attribution or None."""
     c1, c2, c3 = st.columns([2, 2, 3])
-    findings = predictor().findings  # the loaded weights' own (core.facts)
+    findings = predictor().findings  # the loaded weights' own (core.model.description)
     index = findings.index(default_finding) if default_finding in findings else 0
     finding = c1.selectbox("Finding", findings, index=index, key=f"{scope}_attr_finding_{prediction_id}")
     heads = HEADS if mode != "none" else ("image",)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.batch_uploads import CsvError, Item, Skipped, expand_uploads, read_text_map
+from core.data.images import ImageDecodeError, decode_image
+from core.data.labels import FINDINGS, TEXT_MODES
 from core.errors import CxrError
-from core.imaging import ImageDecodeError, decode_image
-from core.labels import FINDINGS, TEXT_MODES
-from core.records import Study, predict_and_log_many
+from core.serving.batch_uploads import CsvError, Item, Skipped, expand_uploads, read_text_map
+from core.serving.predict_and_log import Study, predict_and_log_many
 from ui.config import MAX_UPLOAD_MB
 from ui.prediction_view import reliability_caption, unreliable_findings
 from ui.resources import MODEL_LOCK, predictor, store

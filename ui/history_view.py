@@ -5,9 +5,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import streamlit as st
 
+from core.data.images import ImageDecodeError, decode_image
+from core.data.labels import FINDINGS
 from core.errors import CxrError
-from core.imaging import ImageDecodeError, decode_image
-from core.labels import FINDINGS
 from core.store import SEARCH_HELP, VERDICTS, PredictionStore, StoreError
 from ui import attribution_view, prediction_view
 from ui.tables import history_frame

@@ -43,7 +43,7 @@ def _int8_changes(info: dict) -> str:
 
 
 def serving_precision_note(info: dict | None, predictor=None) -> str:
-    """How the image encoder is served (int8 or fp32, core.int8_image) and what int8 changes.
+    """How the image encoder is served (int8 or fp32, core.model.int8_image) and what int8 changes.
     ``info``: the calibration file's own description; ``predictor``: the loaded one, if any."""
     if predictor is not None and predictor.image_precision == "int8":
         return (f"**Serving precision.** The image encoder serves in int8 (oneDNN; calibrated on "

@@ -1,5 +1,5 @@
 """Cached, process-wide resources: the model (loaded once per weights file), its metadata
-and the prediction log. Loading never touches the network (core.checkpoint guarantees it)."""
+and the prediction log. Loading never touches the network (core.model.checkpoint guarantees it)."""
 from __future__ import annotations
 
 import atexit
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.gc_pause import collector_paused
+from core.model.description import WeightsError, read_metadata
+from core.serving.gc_pause import collector_paused
 from core.store import PredictionStore, default_path
-from core.weights_meta import WeightsError, read_metadata
 from ui.config import weights_dir, weights_stamp
 
 # Captum registers hooks on the shared model: one model call at a time across sessions.
@@ -63,9 +63,9 @@ class _ModelLoads:
     def _load(self, key: tuple) -> None:
         try:
             # the collector paused across the imports and the load, then everything loaded frozen
-            # out of later full collections (core.gc_pause): ~0.75 s less to the first prediction
+            # out of later full collections (core.serving.gc_pause): ~0.75 s less to the first prediction
             with self._load_lock, collector_paused(freeze=True):
-                from core.predictor import Predictor  # torch import only when the model is needed
+                from core.serving.predictor import Predictor  # torch import only when the model is needed
                 # the memory release (a full gc pass holding the GIL) waits below, off the first prediction's path
                 self._results[key] = Predictor.load(key[0], release_memory=False)
         except BaseException as exc:  # noqa: BLE001 — handed to the caller of get(), who reports it
@@ -80,13 +80,13 @@ class _ModelLoads:
             time.sleep(2)
         if self._exiting:
             return
-        from core.predictor import release_freed_memory
+        from core.serving.predictor import release_freed_memory
         release_freed_memory()
         # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
         _import_captum()
-        # the int8 image encoder (core.int8_image, ~1.4 s) is built on a copy, beside any prediction
+        # the int8 image encoder (core.model.int8_image, ~1.4 s) is built on a copy, beside any prediction
         self._results[key].build_int8_image()
-        # then the frozen encoders (core.fast), holding the model lock: no prediction or attribution
+        # then the frozen encoders (core.model.frozen), holding the model lock: no prediction or attribution
         # runs beside the tracing and the graphs' first runs. Without it, 2 of 5 browser runs hung
         # (a page stopped drawing for > 120 s) when a prediction met the freeze; with it, a
         # prediction asked for in those ~2.5 s waits for them, once per server process.

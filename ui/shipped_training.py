@@ -1,5 +1,5 @@
 """Training monitor: how the loaded (shipped) model was trained — its exported run log when the
-weights carry one (core.trainlog), else the summary its metadata keeps (phase times, final
+weights carry one (core.training.run_log_export), else the summary its metadata keeps (phase times, final
 validation AUCs)."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.facts import model_facts
-from core.run_frames import auc_frame, steps_frame
-from core.trainlog import FILE, load
+from core.model.description import model_facts
+from core.training.monitor_frames import auc_frame, steps_frame
+from core.training.run_log_export import FILE, load
 from ui.charts import lines_figure, loss_figure
 
 PHASES = ("image", "frozen", "unfrozen")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.share import share_status
+from core.serving.sharing import share_status
 from ui.charts import finite
 from ui.config import SHARE_COMMAND, weights_dir
 from ui.resources import metadata

@@ -1,13 +1,13 @@
 """The tables the pages show (st.dataframe): a prediction's heads, the log's review table and
 the model card's metrics. Column names, flags and number formats are wording for the screen;
-the log row is core.records', the evaluation files are core.eval_files'."""
+the log row is core.serving.predict_and_log', the evaluation files are core.evaluation.eval_files'."""
 from __future__ import annotations
 
 import math
 
 import pandas as pd
 
-from core.eval_files import HEAD_ORDER, MODE_ORDER, eval_name
+from core.evaluation.eval_files import HEAD_ORDER, MODE_ORDER, eval_name
 from core.store.export import row_findings
 
 
@@ -34,7 +34,7 @@ def heads_table(fusion: dict, image: dict, text: dict | None, thresholds: dict,
 def history_frame(rows: list[dict]) -> pd.DataFrame:
     """The review table: one row per logged prediction; what needs attention (out of
     distribution, discordance) comes before the probabilities, so it is never off-screen."""
-    findings = row_findings(rows)  # the five, then any a newer model added (core.facts)
+    findings = row_findings(rows)  # the five, then any a newer model added (core.model.description)
     out = []
     for r in rows:
         flags = (["⚠ out of distribution"] if r["out_of_distribution"] else []) + \
@@ -50,7 +50,7 @@ def history_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
-# ---------------------------------------------------------------- model card (core.eval_files)
+# ---------------------------------------------------------------- model card (core.evaluation.eval_files)
 
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)

@@ -6,7 +6,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.labels import FINDINGS, HEADS
+from core.data.labels import FINDINGS, HEADS
 from core.store.schema import finding_key
 
 
@@ -24,12 +24,12 @@ def csv_columns(findings: Sequence[str] = FINDINGS) -> list[str]:
     )
 
 
-CSV_COLUMNS: list[str] = csv_columns(FINDINGS)  # the five of core.labels; a log that has seen more has more
+CSV_COLUMNS: list[str] = csv_columns(FINDINGS)  # the five of core.data.labels; a log that has seen more has more
 _HEAD_KEYS = {"fusion": "fusion", "image": "image", "text": "text_probs"}
 
 
 def row_findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The five of core.labels (every log has their columns), then any other finding of these
+    """The five of core.data.labels (every log has their columns), then any other finding of these
     rows in first-seen order."""
     return list(dict.fromkeys([*FINDINGS, *(f for r in rows for f in (r.get("fusion") or {}))]))
 

@@ -155,7 +155,7 @@ class Reads(Connection):
                             columns=csv_columns(findings))
 
     def findings(self) -> list[str]:
-        """The findings this log has columns for (core.labels' five first, then any a model added)."""
+        """The findings this log has columns for (core.data.labels' five first, then any a model added)."""
         with self._connect() as conn:
             return known_findings(conn)
 

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.data.labels import FINDINGS, HEADS, TEXT_MODES
 from core.errors import LogEntryError
-from core.labels import FINDINGS, HEADS, TEXT_MODES
 from core.store.schema import prob_column, utc_iso
 
 MAX_REVIEW_PX = 256
@@ -23,7 +23,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _png_size(data: bytes) -> tuple[int, int]:
     if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        raise LogEntryError("image_png must be PNG bytes; pass the review copy core.imaging makes")
+        raise LogEntryError("image_png must be PNG bytes; pass the review copy core.data.images makes")
     return struct.unpack(">II", data[16:24])
 
 
@@ -86,7 +86,7 @@ def _finding_names(findings: Sequence[str] | None) -> tuple[str, ...]:
     names = tuple(FINDINGS if findings is None else findings)
     bad = [f for f in names if not isinstance(f, str) or not f.strip() or len(f) > 64 or not f.isprintable()]
     if bad or len(set(names)) != len(names) or not names:
-        raise LogEntryError(f"findings {list(names)} are not distinct names; pass the model's labels (core.facts)")
+        raise LogEntryError(f"findings {list(names)} are not distinct names; pass the model's labels")
     return names
 
 
@@ -114,7 +114,7 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
                   evidence: Mapping[str, Any] | None = None, image_reliable: Mapping[str, bool] | None = None,
                   original_name: bool = True, findings: Sequence[str] | None = None) -> dict[str, Any]:
     """One prediction as a row of the predictions table; raises on any value it cannot store.
-    ``findings``: those of the model that made it (core.facts; default the five of core.labels)."""
+    ``findings``: those of the model that made it (core.model.description; default the five of core.data.labels)."""
     findings = _finding_names(findings)
     if text_mode not in TEXT_MODES:
         raise LogEntryError(f"text_mode {text_mode!r} is unknown; use one of {', '.join(TEXT_MODES)}")

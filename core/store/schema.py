@@ -2,7 +2,7 @@
 that bring any older file up to date (version n is ``MIGRATIONS[n - 1]``; each runs once, in
 one transaction). A schema change is a new function appended to ``MIGRATIONS``.
 
-Findings are not fixed here: the weights name them (core.facts). Each finding the log has
+Findings are not fixed here: the weights name them (core.model.description). Each finding the log has
 seen has a row in ``findings`` and a flat REAL column ``fusion_<finding>`` in ``predictions``;
 ``add_findings`` adds both the first time a model logs a finding the file has not seen."""
 from __future__ import annotations

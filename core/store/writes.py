@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from core.data.labels import FINDINGS
 from core.errors import LogEntryError, PredictionNotFound, StoreError
-from core.labels import FINDINGS
 from core.store.connection import BUSY_TIMEOUT_S, Connection
 from core.store.rows import VERDICTS, validated_row
 from core.store.schema import add_findings, known_findings, utc_iso
@@ -27,8 +27,8 @@ class Writes(Connection):
                        evidence: Mapping[str, Any] | None = None,
                        image_reliable: Mapping[str, bool] | None = None, original_name: bool = True,
                        findings: Sequence[str] | None = None) -> int:
-        """Append one prediction; returns its id. ``findings``: the model's (core.facts; default
-        the five of core.labels); the log gains a column for any it has not seen."""
+        """Append one prediction; returns its id. ``findings``: the model's (core.model.description; default
+        the five of core.data.labels); the log gains a column for any it has not seen."""
         return self.log_many([dict(
             model_version=model_version, image_png=image_png, image_name=image_name, image_sha256=image_sha256,
             text=text, text_mode=text_mode, fusion=fusion, image=image, text_probs=text_probs,

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import torch
 
-from core.inference import image_features, report_logits, report_probabilities, text_features
-from core.labels import FINDINGS, HEADS, TEXT_MODES
-from core.metrics import fit_temperature, macro_auc, safe_auc
-from core.operating import operating_threshold
+from core.data.labels import FINDINGS, HEADS, TEXT_MODES
+from core.evaluation.metrics import fit_temperature, macro_auc, safe_auc
+from core.evaluation.operating_points import operating_threshold
+from core.model.inference import image_features, report_logits, report_probabilities, text_features
 
 
 class Calibration:
@@ -88,7 +88,7 @@ class Calibration:
 
     def calibrate(self) -> dict:
         """Late-fusion weights, temperatures per head/mode/finding and thresholds (Youden's J
-        shrunk toward the training prevalence, core.operating), all on validation."""
+        shrunk toward the training prevalence, core.evaluation.operating_points), all on validation."""
         s = self.samples["val"]
         feats = self.img_cache[s.image_rows]
         rows = sorted(set(s.report_idx))

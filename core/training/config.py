@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.labels import TEXT_MODES
-from core.model import OFFLINE_TEXT_BACKBONE
-from core.reports import DataLayoutError
-from core.text_encoders import DEFAULT_FAMILY
+from core.data.labels import TEXT_MODES
+from core.data.reports import DataLayoutError
+from core.model.fusion import OFFLINE_TEXT_BACKBONE
+from core.model.text_encoders import DEFAULT_FAMILY
 
 NONE_MODE = TEXT_MODES.index("none")
 
@@ -20,7 +20,7 @@ class TrainConfig:
     run_dir: str = "runs/default"
     image_weights: str = "none"
     text_backbone: str = OFFLINE_TEXT_BACKBONE
-    text_family: str = DEFAULT_FAMILY  # the text-encoder family (core/text_encoders/<family>.py)
+    text_family: str = DEFAULT_FAMILY  # the text-encoder family (core/model/text_encoders/<family>.py)
     image_size: int = 128
     seed: int = 0
     batch_size: int = 32
@@ -45,12 +45,12 @@ class TrainConfig:
     log_every: int = 10
     fit_ood: bool = True
     split_file: str = ""            # JSON {"train": [uid...], "val": [...], "test": [...]}; "" = seeded split
-    dataset: str = "openi"          # openi | mimic-cxr | chexpert | csv (core.sources)
-    uncertain_policy: str = "ignore"  # uncertain (-1) labels: ignore | positive | negative (core.sources.policy)
+    dataset: str = "openi"          # openi | mimic-cxr | chexpert | csv (core.data.sources)
+    uncertain_policy: str = "ignore"  # uncertain (-1) labels: ignore | positive | negative (core.data.sources.policy)
     image_weights_datasets: str = ""  # comma-separated collections a pretrained image encoder saw ("" = from its name)
     loader_workers: int = 0         # processes that decode images (0 = in the main process)
     laterals: bool = False          # image phase also trains on the training reports' lateral views
-                                    # (same labels; Open-I folders with lateral/, core.laterals)
+                                    # (same labels; Open-I folders with lateral/, core.data.laterals)
 
     def unfreeze_parts(self) -> set[str]:
         if self.unfreeze == "auto":

@@ -11,8 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core.ema import WeightAverage
 from core.training.distributed import broadcast_float, shard
+from core.training.ema import WeightAverage
 
 
 def pos_weights(labels: torch.Tensor) -> torch.Tensor:

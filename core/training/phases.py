@@ -7,10 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from core.ema import WeightAverage
-from core.image_bank import augment
-from core.labels import FINDINGS, TEXT_MODES
+from core.data.image_bank import augment
+from core.data.labels import FINDINGS, TEXT_MODES
 from core.training.config import NONE_MODE
+from core.training.ema import WeightAverage
 from core.training.nets import HeadsNet, ImagePhaseNet
 
 
@@ -129,7 +129,7 @@ class Phases:
         cfg = self.cfg
         model = self.model
         parts = cfg.unfreeze_parts()
-        for p in model.text_encoder.tuned_parameters():  # the family says which (core.text_encoders)
+        for p in model.text_encoder.tuned_parameters():  # the family says which (core.model.text_encoders)
             p.requires_grad_("text" in parts)
         for p in model.image_encoder.parameters():
             p.requires_grad_("image" in parts)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import torch
 
+from core.data.image_bank import ImageBank, Samples, aux_matrix, label_matrix, mode_texts, normalise
+from core.data.reports import DataLayoutError, auxiliary_vocabulary, split_reports
 from core.errors import RunStateError
-from core.image_bank import ImageBank, Samples, aux_matrix, label_matrix, mode_texts, normalise
-from core.model import ModelConfig, build_model, image_weights_info
-from core.reports import DataLayoutError, auxiliary_vocabulary, split_reports
-from core.runlog import RunLog
+from core.model.fusion import ModelConfig, build_model, image_weights_info
 from core.training.config import TrainConfig, load_split
 from core.training.distributed import dist_info, seed_everything
 from core.training.loops import pos_weights
+from core.training.run_log import RunLog
 
 
 class Setup:
@@ -58,7 +58,7 @@ class Setup:
 
     # ------------------------------------------------------------------- data
     def _prepare_data(self) -> None:
-        from core.sources import load_collection
+        from core.data.sources import load_collection
         cfg = self.cfg
         self.collection = load_collection(cfg.dataset, Path(cfg.data), uncertain_policy=cfg.uncertain_policy,
                                           use_automatic=cfg.use_automatic, seed=cfg.seed)
@@ -119,8 +119,8 @@ class Setup:
         """Append every report's lateral views to the bank (ids ``lateral:<file stem>``) and make
         ``samples["train_views"]``: the training split's frontal and lateral images, which the
         image phase trains on. Validation, calibration and the heads stay frontal."""
-        from core.image_bank import decode_all
-        from core.laterals import lateral_paths
+        from core.data.image_bank import decode_all
+        from core.data.laterals import lateral_paths
         found = lateral_paths(Path(self.cfg.data), [r.uid for r in reports])
         if not found:
             raise DataLayoutError(f"--laterals: {self.cfg.data} has no lateral_manifest.csv with lateral/ files")
@@ -148,7 +148,7 @@ class Setup:
             missing, unexpected = self.model.load_state_dict(self.resume_state["model"], strict=False)
             if unexpected or set(missing) - {"late_weights"}:  # checkpoints from before late fusion lack it
                 raise RunStateError(f"{self.state_path} does not match this model; start a new --run-dir")
-        # the backbone's own tables (BERT: the embeddings) stay frozen: they are not shipped (core.checkpoint)
+        # the backbone's own tables (BERT: the embeddings) stay frozen: they are not shipped (core.model.checkpoint)
         tuned = {id(p) for p in self.model.text_encoder.tuned_parameters()}
         for p in self.model.text_encoder.parameters():
             if id(p) not in tuned:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from core.labels import FINDINGS
+from core.data.labels import FINDINGS
 from core.store import PredictionStore, hashed_name
 
 CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))  # same as conftest.py
@@ -38,7 +38,7 @@ STEP_MS = 60_000      # ordinary reruns
 def _study(iu_xray_dir: Path) -> tuple[Path, str]:
     """A frontal PNG and its report text (FINDINGS + IMPRESSION), preferring a study coded
     with cardiomegaly so the screenshots show something above threshold."""
-    from core.reports import parse_report
+    from core.data.reports import parse_report
 
     png_dir = iu_xray_dir / "NLMCXR_png"
     xmls = sorted((iu_xray_dir / "NLMCXR_reports" / "ecgen-radiology").glob("*.xml"),

@@ -1,0 +1,63 @@
+"""The five findings and how they are read from the IU X-ray MeSH coding.
+
+One place for the mapping, so training, evaluation, the keyword baseline and the
+model card all agree. A report is positive for a finding when one of its MeSH
+``major`` terms (the manual coding) starts with one of the listed descriptors; the
+first path component of a MeSH term (``Pulmonary Atelectasis/base/left``) is the
+descriptor. Synonyms follow the CheXpert labeller's grouping: pulmonary congestion
+counts as Edema, an enlarged cardiac shadow as Cardiomegaly.
+"""
+from __future__ import annotations
+
+FINDINGS: tuple[str, ...] = ("Pneumonia", "Edema", "Cardiomegaly", "Atelectasis", "Consolidation")
+
+# finding -> MeSH descriptors (first component of a term, compared case-insensitively)
+MESH_MAP: dict[str, tuple[str, ...]] = {
+    "Pneumonia": ("pneumonia",),
+    "Edema": ("pulmonary edema", "edema", "pulmonary congestion"),
+    "Cardiomegaly": ("cardiomegaly",),
+    "Atelectasis": ("pulmonary atelectasis", "atelectasis"),
+    "Consolidation": ("consolidation",),
+}
+# Cardiac Shadow/enlarged is coded with a qualifier rather than its own descriptor.
+MESH_QUALIFIED: dict[str, tuple[str, ...]] = {
+    "Cardiomegaly": ("cardiac shadow/enlarged",),
+}
+
+# Regular expressions the keyword baseline looks for in FINDINGS + IMPRESSION
+# (see core/evaluation/keyword_baseline.py); written from the wording of this collection's reports.
+KEYWORDS: dict[str, tuple[str, ...]] = {
+    "Pneumonia": (r"pneumonia",),
+    "Edema": (r"edema", r"congesti", r"vascular (prominence|engorgement|redistribution)",
+              r"(prominen\w*|engorge\w*) (of )?(the )?(central )?(pulmonary )?vascula", r"venous hypertension"),
+    "Cardiomegaly": (r"cardiomegaly", r"(heart|cardiac)( \w+){0,4} (enlarged|large|prominent|borderline)",
+                     r"enlarged (heart|cardiac)", r"borderline (heart|cardiac)", r"cardiac enlargement",
+                     r"upper limits? of normal (heart|cardiac)"),
+    "Atelectasis": (r"atelecta",),
+    "Consolidation": (r"consolidat",),
+}
+
+TEXT_MODES: tuple[str, ...] = ("report", "indication", "none")
+HEADS: tuple[str, ...] = ("fusion", "image", "text")
+
+
+def effective_mode(text: str | None, mode: str) -> str:
+    """The no-text rule, decided here only: a study without text (empty or blank) is read in
+    mode ``none``, whatever mode was asked for."""
+    return mode if (text or "").strip() else "none"
+
+
+def mesh_descriptor(term: str) -> str:
+    return term.split("/", 1)[0].strip().lower()
+
+
+def labels_from_mesh(terms: list[str]) -> list[int]:
+    """Binary label per finding (order of FINDINGS) from a report's MeSH terms."""
+    lowered = [t.strip().lower() for t in terms]
+    descriptors = {mesh_descriptor(t) for t in lowered}
+    out = []
+    for finding in FINDINGS:
+        hit = any(d in descriptors for d in MESH_MAP[finding])
+        hit = hit or any(t.startswith(q) for t in lowered for q in MESH_QUALIFIED.get(finding, ()))
+        out.append(int(hit))
+    return out

@@ -1,0 +1,129 @@
+"""Held-out evidence behind every probability the tool shows.
+
+For each text mode, head and finding: the AUC on studies no training choice saw, its 95%
+bootstrap CI and the number of positives behind it. The source is the test split of the
+shipped model (``eval/test_<mode>_<head>.json``) and, when a cross-validation summary of the
+recipe is given (``scripts/cv.py``), its pooled out-of-fold AUC as well.
+
+The rule (issue 9): a finding is *reliable from the image* only if its image-only AUC has a
+CI lower bound of at least 0.60 on at least 10 held-out positives, on the test split and,
+where there is one, in cross-validation. Findings that are not get no discordance flag
+from the image, and every page and CLI marks their probabilities.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.evaluation.eval_files import eval_name
+
+MIN_CI_LOWER = 0.60
+MIN_POSITIVES = 10
+IMAGE_KEY = ("none", "image")        # the image-only task: text mode none, image head
+RULE = (f"reliable from the image: image-only held-out AUC 95% CI lower bound >= {MIN_CI_LOWER:.2f} "
+        f"on >= {MIN_POSITIVES} positives (test split, and cross-validation where available)")
+
+
+def _passes(auc, ci, positives) -> bool:
+    return auc is not None and auc == auc and ci is not None and ci[0] == ci[0] \
+        and ci[0] >= MIN_CI_LOWER and positives >= MIN_POSITIVES
+
+
+def _entry(auc, ci, positives, source: str) -> dict:
+    auc = None if auc is None or auc != auc else round(float(auc), 4)
+    ci = None if not ci or ci[0] != ci[0] else [round(float(ci[0]), 4), round(float(ci[1]), 4)]
+    return {"auc": auc, "ci": ci, "positives": int(positives), "source": source,
+            "reliable": _passes(auc, ci, positives)}
+
+
+def build_evidence(eval_dir: Path, findings: list[str], modes: list[str], heads: list[str], *,
+                   cv_summary: dict | None = None, split: str = "test") -> dict:
+    """The ``evidence`` block of the weights' metadata (see the module docstring)."""
+    eval_dir = Path(eval_dir)
+    table: dict = {}
+    for mode in modes:
+        for head in heads:
+            path = eval_dir / f"{eval_name(split, mode, head)}.json"
+            if not path.is_file():
+                continue
+            res = json.loads(path.read_text())
+            src = f"{split} split, {res.get('n_studies', '?')} studies"
+            table.setdefault(mode, {})[head] = {
+                f: _entry(res["auc"].get(f), res.get("auc_ci", {}).get(f), res.get("n_positive", {}).get(f, 0), src)
+                for f in findings}
+            cv = (cv_summary or {}).get("results", {}).get(f"{mode}_{head}")
+            if cv:
+                for f in findings:
+                    c = cv["findings"][f]
+                    table[mode][head][f]["cv"] = {
+                        "pooled_auc": round(c["pooled_auc"], 4), "pooled_ci": [round(x, 4) for x in c["pooled_ci"]],
+                        "positives": c["positives"], "fold_mean": round(c["fold_mean"], 4),
+                        "fold_sd": round(c["fold_sd"], 4), "folds": cv_summary.get("n_folds_done")}
+    image = table.get(IMAGE_KEY[0], {}).get(IMAGE_KEY[1], {})
+    image_reliable = {}
+    for f in findings:
+        e = image.get(f)
+        ok = bool(e and e["reliable"])
+        if ok and "cv" in e:
+            ok = _passes(e["cv"]["pooled_auc"], e["cv"]["pooled_ci"], e["cv"]["positives"])
+        image_reliable[f] = ok
+    return {"rule": RULE, "split": split, "table": table, "image_reliable": image_reliable,
+            "cv": ({"folds_done": cv_summary.get("n_folds_done"), "folds": cv_summary.get("n_folds"),
+                    "recipe": cv_summary.get("recipe"), "macro": _cv_macros(cv_summary)} if cv_summary else None)}
+
+
+def _cv_macros(cv_summary: dict) -> dict:
+    """"mode/head" -> pooled out-of-fold macro AUC [CI] and studies: the headline numbers the
+    sidebar shows beside the test split's, so a lucky split is never quoted alone."""
+    out = {}
+    for key, res in (cv_summary.get("results") or {}).items():
+        if res.get("macro_pooled") is None:
+            continue
+        mode, head = key.split("_", 1)
+        out[f"{mode}/{head}"] = {"macro_auc": round(res["macro_pooled"], 4),
+                                 "macro_auc_ci": [round(x, 4) for x in res.get("macro_pooled_ci") or []],
+                                 "n_studies": res.get("n_studies")}
+    return out
+
+
+def unknown_entry() -> dict:
+    return {"auc": None, "ci": None, "positives": 0, "source": "no held-out evaluation in these weights",
+            "reliable": False}
+
+
+def evidence_for(metadata: dict, mode: str, head: str, findings) -> dict[str, dict]:
+    """finding -> {auc, ci, positives, reliable, source} for one text mode and head."""
+    block = (metadata.get("evidence") or {}).get("table", {}).get(mode, {}).get(head, {})
+    return {f: dict(block.get(f) or unknown_entry()) for f in findings}
+
+
+def image_reliable(metadata: dict, findings) -> dict[str, bool]:
+    block = (metadata.get("evidence") or {}).get("image_reliable", {})
+    return {f: bool(block.get(f, False)) for f in findings}
+
+
+def card_rows(metadata: dict, eval_dir: Path, mode: str, head: str, findings) -> list[dict]:
+    """One row per finding for the model card: held-out AUC [CI] and positives, the
+    cross-validation estimate of the recipe, reliability from the image, and sensitivity /
+    specificity at the shipped threshold (from ``eval_dir``'s test file)."""
+    ev = evidence_for(metadata, mode, head, findings)
+    reliable = image_reliable(metadata, findings)
+    path = Path(eval_dir) / f"{eval_name('test', mode, head)}.json"
+    res = json.loads(path.read_text()) if path.is_file() else {}
+    rows = []
+    for f in findings:
+        e = ev[f]
+        cv = e.get("cv")
+        sens, spec = res.get("sensitivity", {}).get(f), res.get("specificity", {}).get(f)
+        rows.append({
+            "finding": f,
+            "held-out AUC [95% CI]": (f"{e['auc']:.3f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]"
+                                      if e["auc"] is not None and e["ci"] else "—"),
+            "positives": e["positives"],
+            "cross-validation AUC (mean ± sd)": (f"{cv['fold_mean']:.3f} ± {cv['fold_sd']:.3f} ({cv['folds']} folds, "
+                                                 f"{cv['positives']} pos.)" if cv else "—"),
+            "threshold": metadata.get("thresholds", {}).get(mode, {}).get(head, {}).get(f),
+            "sensitivity": sens, "specificity": spec,
+            "from the image": "reliable" if reliable[f] else "NOT reliable",
+        })
+    return rows
