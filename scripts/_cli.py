@@ -56,3 +56,9 @@ def run_main(main) -> None:
         code = 130
     sys.stdout.flush()
     sys.exit(code)
+
+
+def pct(values, q: float) -> float:
+    """The q-th percentile by nearest rank (the benchmarks' p50 / p95: a value that was measured)."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]

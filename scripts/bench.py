@@ -23,7 +23,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, pct, run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,11 +35,6 @@ def parse_args(argv=None):
     p.add_argument("--studies", type=int, default=64, help="real studies used for the measurements")
     p.add_argument("--repeats", type=int, default=30, help="single-study predictions timed")
     return p.parse_args(argv)
-
-
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
 def timed(fn, repeats):

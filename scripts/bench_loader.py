@@ -43,7 +43,8 @@ def parse_args(argv=None):
 def measure(paths, size: int, workers: int, batch_size: int) -> float:
     import torch
 
-    from core.data.image_bank import DecodeDataset, augment, normalise
+    from core.data.image_bank import DecodeDataset, augment
+    from core.data.preprocess import normalise
     loader = torch.utils.data.DataLoader(DecodeDataset(paths, size), batch_size=batch_size, num_workers=workers,
                                          persistent_workers=False)
     gen = torch.Generator().manual_seed(0)

@@ -39,7 +39,7 @@ import time  # noqa: E402
 import urllib.request  # noqa: E402
 import zipfile  # noqa: E402
 
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, pct, run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))
@@ -58,11 +58,6 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=50, help="studies in the batch zip")
     p.add_argument("--shots", default=None, help="folder for a screenshot of each step (optional)")
     return p.parse_args(argv)
-
-
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
 def studies(data: Path, n: int) -> list[tuple[Path, str]]:

@@ -23,7 +23,7 @@ import json  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 
-from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, pct, run_main  # noqa: E402
 
 TEXTS = [  # (text, mode): short and long, both modes, image only
     ("Cough and fever for three days.", "indication"),
@@ -74,11 +74,6 @@ def find_images(data: Path, limit: int) -> list[Path]:
     if not paths:
         fail(f"no PNG, JPEG or DICOM images under {folder}")
     return paths[:limit]
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
 def main(argv=None) -> int:

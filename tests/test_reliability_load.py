@@ -28,6 +28,7 @@ from PIL import Image
 
 from core.data.text_clean import clean_text
 from core.store import PredictionStore
+from scripts._cli import pct
 from tests.test_reliability_inputs import cached_predictor, chest_like, db_healthy, one_torch_thread, pil_bytes  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,11 +39,6 @@ def out_dir() -> Path:
     path = Path(os.environ.get("CXR_RELIABILITY_DIR") or REPO / "var" / "reliability")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
 def summary(kind: str, latencies_ms: list[float], wall_s: float, rows: int, errors: list[str], **extra) -> dict:

@@ -3,8 +3,8 @@ indexing it, label matrices, normalisation and batch augmentation.
 
 Every image is decoded and resized once and kept as uint8 (S x S bytes each: 377k MIMIC
 images at 224 px are 19 GB); augmentation runs on whole batches as tensors. Decoding runs
-in ``workers`` loader processes (torch DataLoader) when asked; JPEGs decode at a reduced
-DCT scale (Pillow ``draft``, still at least twice the target size) before the resize.
+in ``workers`` loader processes (torch DataLoader) when asked, through core.data.preprocess's
+``load_resized`` (the one pixel pipeline).
 """
 from __future__ import annotations
 
@@ -12,26 +12,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.data.images import load_png_gray
 from core.data.labels import TEXT_MODES
-from core.data.preprocess import resize_gray
+from core.data.preprocess import load_resized
 from core.data.reports import Report, auxiliary_labels
-
-
-def load_resized(path: Path, size: int) -> np.ndarray:
-    """uint8 S x S grey image from a PNG or JPEG file (square resize, as core.data.preprocess)."""
-    path = Path(path)
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        from PIL import Image
-        with Image.open(path, formats=("JPEG",)) as im:
-            im.draft("L", (2 * size, 2 * size))  # DCT-domain downscale: several times faster on large JPEGs
-            if im.mode == "L":
-                return np.array(resize_gray(np.asarray(im, dtype=np.uint8), size))
-    return np.array(resize_gray(load_png_gray(path), size))  # a writable copy
 
 
 class DecodeDataset(torch.utils.data.Dataset):
@@ -114,10 +100,6 @@ def label_matrix(reports: list[Report]) -> torch.Tensor:
 def aux_matrix(reports: list[Report], vocab: list[str]) -> torch.Tensor:
     rows = [auxiliary_labels(r, vocab) for r in reports]
     return torch.tensor(rows, dtype=torch.float32).reshape(len(reports), len(vocab))
-
-
-def normalise(pixels_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    return pixels_u8.float().div_(255.0).sub_(mean).div_(std).unsqueeze(1)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

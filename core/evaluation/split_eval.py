@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.data.image_bank import ImageBank, Samples, normalise
+from core.data.image_bank import ImageBank, Samples
 from core.data.labels import FINDINGS
+from core.data.preprocess import normalise
 from core.data.reports import Report
 from core.errors import OptionError
 from core.evaluation.keyword_baseline import keyword_matrix

@@ -1,15 +1,25 @@
-"""The metadata of a weights file, read without torch.
+"""The description of a model: what its weights say of themselves, typed, read without torch.
 
-The sidebar and every page need the model's facts (version, thresholds, evidence) before
-any model is loaded; importing torch for that would put seconds on the first page view.
-A safetensors file starts with an 8-byte little-endian header length and a JSON header
-whose ``__metadata__`` holds our metadata under ``"cxr"`` (core.model.checkpoint writes it).
+``ModelDescription`` is the one place the weights' metadata is written and read: findings,
+heads and text modes, thresholds, held-out evidence, report-QA operating points,
+preprocessing, the data split, provenance (version, commit, backbones, data, training
+config, refits) and the metrics recorded at training time. Every tool that works on existing
+weights takes its findings from here, never from ``core.data.labels``' constants, so a
+model with a sixth finding needs no code change. (The out-of-distribution guard's
+parameters are tensors in the weights file, ``core.model.guard``; ``guard_fitted`` says
+whether training fitted one.)
+
+The sidebar and every page need these facts before any model is loaded; importing torch for
+that would put seconds on the first page view. A safetensors file starts with an 8-byte
+little-endian header length and a JSON header whose ``__metadata__`` holds the metadata
+under ``"cxr"`` (core.model.checkpoint writes it, with a digest over exactly this JSON, so
+``to_metadata`` gives back the dict ``from_metadata`` read, key for key).
 """
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from core.data.labels import FINDINGS, HEADS, TEXT_MODES
@@ -85,3 +95,127 @@ def model_facts(metadata: dict | None) -> ModelFacts:
                                                                   for f in facts.findings):
         raise FactsError(f"the weights' findings {list(facts.findings)} must be distinct names; retrain them")
     return facts
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How pixels become the model's input (core.data.preprocess applies it)."""
+    image_size: int
+    mean: float
+    std: float
+    color: str = "grayscale"
+    resize: str = "square bilinear"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(image_size=int(d["image_size"]), mean=float(d["mean"]), std=float(d["std"]),
+                   color=d.get("color", "grayscale"), resize=d.get("resize", "square bilinear"))
+
+    def to_dict(self) -> dict:
+        return {"color": self.color, "image_size": self.image_size, "mean": self.mean, "resize": self.resize,
+                "std": self.std}
+
+
+# attribute -> metadata key, for the fields kept as they are in the JSON (dicts of plain values)
+_PLAIN = {"version": "version", "thresholds": "thresholds", "threshold_rule": "threshold_rule",
+          "evidence": "evidence", "discordance": "discordance", "text_max_len": "text_max_len", "split": "split",
+          "model_config": "model_config", "text_embedding_fingerprint": "text_embedding_fingerprint",
+          "created_at": "created_at", "git_commit": "git_commit", "format": "format", "backbones": "backbones",
+          "data": "data", "label_source": "label_source", "trained_on": "trained_on",
+          "training_config": "training_config", "refits": "refits", "test_summary": "test_summary", "val": "val",
+          "timings": "timings", "external_validation": "external_validation", "content_sha256": "content_sha256"}
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """Everything a weights file says of itself. ``None`` means the file does not say it
+    (older weights); ``extra`` keeps keys this code does not know, so nothing is lost."""
+    findings: tuple[str, ...] = FINDINGS
+    heads: tuple[str, ...] = HEADS
+    text_modes: tuple[str, ...] = TEXT_MODES
+    version: str | None = None
+    # text mode -> head -> finding -> threshold on the calibrated probability
+    thresholds: dict[str, dict[str, dict[str, float]]] | None = None
+    threshold_rule: str | None = None
+    # rule, split, table (mode -> head -> finding -> {auc, ci, positives, source, reliable, cv}),
+    # image_reliable (finding -> bool), cv (the recipe's cross-validation summary) — core.evaluation.evidence
+    evidence: dict | None = None
+    discordance: dict | None = None  # report-QA operating points (core.evaluation.operating_points)
+    preprocessing: Preprocessing | None = None
+    text_max_len: int | None = None
+    split: dict[str, list[str]] | None = None  # train / val / test -> report uids
+    model_config: dict | None = None  # the arguments that rebuild the network (core.model.fusion.ModelConfig)
+    text_embedding_fingerprint: str | None = None
+    # provenance
+    created_at: str | None = None
+    git_commit: str | None = None
+    format: str | None = None
+    backbones: dict | None = None
+    data: dict | None = None
+    label_source: str | None = None
+    trained_on: dict | None = None
+    training_config: dict | None = None
+    refits: list | None = None
+    # metrics recorded when the weights were made
+    test_summary: dict | None = None
+    val: dict | None = None
+    timings: dict | None = None
+    external_validation: dict | None = None
+    content_sha256: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict | None) -> ModelDescription:
+        """Read a metadata dict, old formats included (findings, heads and modes default to
+        the code's constants where a file predates them)."""
+        md = dict(metadata or {})
+        facts = model_facts(md)
+        kwargs = {attr: md.pop(key) for attr, key in _PLAIN.items() if key in md}
+        for key in ("labels", "heads", "text_modes"):
+            md.pop(key, None)
+        pre = md.pop("preprocessing", None)
+        return cls(findings=facts.findings, heads=facts.heads, text_modes=facts.text_modes,
+                   preprocessing=Preprocessing.from_dict(pre) if pre else None, extra=md, **kwargs)
+
+    def to_metadata(self) -> dict:
+        """The metadata dict to write (keys whose value is None are left out)."""
+        out = dict(self.extra)
+        out.update(ModelFacts(self.findings, self.heads, self.text_modes).to_metadata())
+        for attr, key in _PLAIN.items():
+            value = getattr(self, attr)
+            if value is not None:
+                out[key] = value
+        if self.preprocessing is not None:
+            out["preprocessing"] = self.preprocessing.to_dict()
+        return out
+
+    def updated(self, **changes) -> ModelDescription:
+        """A copy with some fields changed (the refit, calibration and training write through this)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"ModelDescription has no field(s) {sorted(unknown)}")
+        return replace(self, **changes)
+
+    # -- reads every tool needs -------------------------------------------------------------
+    def thresholds_for(self, mode: str, head: str) -> dict[str, float]:
+        """finding -> threshold for one text mode and head ({} when the weights have none)."""
+        return dict(((self.thresholds or {}).get(mode) or {}).get(head) or {})
+
+    def split_uids(self, name: str) -> list[str] | None:
+        """The report uids of one split (train / val / test), or None when the weights keep no split."""
+        return None if self.split is None else list(self.split.get(name, []))
+
+    @property
+    def image_reliable(self) -> dict[str, bool]:
+        block = (self.evidence or {}).get("image_reliable", {})
+        return {f: bool(block.get(f, False)) for f in self.findings}
+
+    @property
+    def guard_fitted(self) -> bool:
+        return bool((self.training_config or {}).get("fit_ood", False))
+
+
+def read_description(weights_dir: Path) -> ModelDescription:
+    """The typed description of the weights in ``weights_dir`` (torch-free)."""
+    return ModelDescription.from_metadata(read_metadata(weights_dir))

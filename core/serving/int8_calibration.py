@@ -26,7 +26,8 @@ class CalibrationRejected(CxrError):
 
 
 def _calibration_pixels(reports, data_dir: Path, metadata: dict, images: int, seed: int) -> torch.Tensor:
-    from core.data.image_bank import ImageBank, normalise
+    from core.data.image_bank import ImageBank
+    from core.data.preprocess import normalise
     pre = metadata["preprocessing"]
     frontals = [r.image_ids[0] for r in reports if r.image_ids]
     pick = [frontals[k] for k in np.random.default_rng(seed).permutation(len(frontals))[:images]]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from core.data.image_bank import ImageBank, Samples, aux_matrix, label_matrix, mode_texts, normalise
+from core.data.image_bank import ImageBank, Samples, aux_matrix, label_matrix, mode_texts
+from core.data.preprocess import normalise
 from core.data.reports import DataLayoutError, auxiliary_vocabulary, split_reports
 from core.errors import RunStateError
 from core.model.fusion import ModelConfig, build_model, image_weights_info
