@@ -1,6 +1,6 @@
 """Training-loader throughput: images/s of JPEG/PNG decode + resize + augment, per worker count.
 
-    python scripts/bench_loader.py --data ../shared/iu-xray --n 256 --workers 0 1 2 --json bench/loader.json
+    python scripts/bench_loader.py --data ../shared/iu-xray --n 256 --workers 0 1 2 --json bench/runs/loader.json
     python scripts/bench_loader.py --data ../shared/iu-xray --upscale 2500 --n 128   # MIMIC-sized JPEGs
 
 Runs the loader the trainer uses (core.data.image_bank.DecodeDataset in a torch DataLoader with

@@ -1,6 +1,6 @@
 """Benchmark the app as a user meets it: the real server, driven by Debian's Chromium.
 
-    python scripts/bench_ui.py --json bench/ui_run1.json [--weights weights] [--data ../shared/iu-xray]
+    python scripts/bench_ui.py --json bench/runs/ui_runN.json [--weights weights] [--data ../shared/iu-xray]
 
 Starts `streamlit run app.py` on a free port (a fresh prediction log and run log in a
 temporary folder, the given weights), drives it with Playwright, and writes one JSON object:
