@@ -1,0 +1,144 @@
+"""Score the chest X-rays of a PACS over DICOMweb and store each result back as a DICOM SR.
+
+    export CXR_PACS_USER=alice CXR_PACS_PASSWORD=...          # or a ~/.netrc entry for the host
+    python scripts/pacs.py --url http://localhost:8042/dicom-web --since 20261201 --json out.json
+    python scripts/pacs.py --url URL --study 1.2.840.113619.2.55.3 --dry-run
+    python scripts/pacs.py --url URL --all --follow              # keep polling; SIGTERM stops it cleanly
+
+Finds the CR/DX studies (QIDO-RS), picks the frontal chest image of each (ViewPosition, else the
+guard), reads the indication from its header (indication mode; image-only without one), predicts,
+stores one Comprehensive SR per study and model version into the study (STOW-RS) and logs the
+prediction (source 'cli', the study named by a hash of its UID). Running it again adds nothing.
+See docs/pacs.md.
+
+``--json OUT`` writes {"studies": [...]}: per study ``study_uid``, ``status`` (scored | exists |
+skipped), ``reason``, ``source_sop_instance_uid``, ``sr_sop_instance_uid``, ``text_mode``, ``fusion``,
+``image``, ``text``, ``model``. Exit 0 when the run completed (skipped studies included); 2 on bad
+arguments or refused credentials (one line on stderr); 1 when the PACS failed mid-run (one line;
+what was stored so far is complete, the rest is left for a re-run).
+Credentials come only from the environment (CXR_PACS_USER / CXR_PACS_PASSWORD) or ~/.netrc.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+
+from scripts._cli import Parser, fail, load_predictor, one_line, run_main  # noqa: E402
+
+UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--url", required=True, help="the DICOMweb root, e.g. http://localhost:8042/dicom-web")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", metavar="UID", help="one study by its Study Instance UID")
+    which.add_argument("--since", metavar="YYYYMMDD", help="studies from this date on")
+    which.add_argument("--all", action="store_true", help="every CR/DX study on the server")
+    p.add_argument("--follow", action="store_true", help="keep polling for new studies until SIGTERM or Ctrl-C")
+    p.add_argument("--interval", type=float, default=30.0, help="--follow: seconds between polls (default 30)")
+    p.add_argument("--dry-run", action="store_true", help="find, fetch and predict, but store and log nothing")
+    p.add_argument("--json", metavar="OUT", help="write the per-study results here")
+    p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"))
+    p.add_argument("--workers", type=int, default=2, help="threads fetching and decoding ahead of the model")
+    p.add_argument("--batch", type=int, default=8, help="studies per model call")
+    p.add_argument("--no-log", action="store_true", help="store the SRs but do not write the prediction log")
+    args = p.parse_args(argv)
+    if args.study and not (UID_RE.match(args.study) and len(args.study) <= 64):
+        fail(f"--study {args.study!r} is not a DICOM UID (digits and dots, at most 64 characters)")
+    if args.since:
+        try:
+            datetime.strptime(args.since, "%Y%m%d")
+        except ValueError:
+            fail(f"--since {args.since!r} is not a date written YYYYMMDD")
+    if args.interval <= 0 or args.workers < 1 or args.batch < 1:
+        fail("--interval, --workers and --batch must be positive")
+    if args.json and not Path(args.json).expanduser().resolve().parent.is_dir():
+        fail(f"--json {args.json}: its folder does not exist")
+    return args
+
+
+def write_json(path: str, outcomes, *, dry_run: bool) -> None:
+    """Atomically: a reader never sees half a file."""
+    out = Path(path).expanduser()
+    data = {"studies": [o.to_json() for o in outcomes], "dry_run": dry_run}
+    fd, tmp = tempfile.mkstemp(dir=out.resolve().parent, prefix=".pacs-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(tmp, out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from core.pacs.connection import PacsConfigError, PacsError, PacsUnavailable, connect
+    from core.pacs.run import Runner
+    try:
+        pacs = connect(args.url)
+    except PacsConfigError as exc:
+        fail(str(exc))
+    stop = threading.Event()
+
+    def _stop(signum, frame):  # SIGTERM / Ctrl-C: finish the study in hand, then stop
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    outcomes: list = []
+    try:
+        pacs.check()  # refused credentials or no server: one line, before the model loads
+        predictor = load_predictor(args.weights)
+        store = None
+        if not args.dry_run and not args.no_log:
+            from core.store import PredictionStore
+            store = PredictionStore()
+
+        def show(o):
+            print(o.line(), flush=True)
+        runner = Runner(pacs, predictor, store, dry_run=args.dry_run, workers=args.workers, batch=args.batch,
+                        stop=stop, on_outcome=show)
+        since = args.since
+        if args.follow and not (args.since or args.study or args.all):
+            since = datetime.now(UTC).strftime("%Y%m%d")
+        looked: dict[str, int | str] = {}
+        while True:
+            refs = pacs.find_studies(since=since, study_uid=args.study)
+            if args.study and not refs and not args.follow:
+                print(f"no CR/DX study with UID {args.study} on the PACS", file=sys.stderr)
+            fresh = [r for r in refs if looked.get(r.study_uid) != r.instances]
+            for o in runner.run(fresh):
+                outcomes.append(o)
+            for r in fresh:
+                looked[r.study_uid] = r.instances
+            if args.json:
+                write_json(args.json, outcomes, dry_run=args.dry_run)
+            if not args.follow or stop.wait(args.interval):
+                break
+    except PacsUnavailable as exc:  # mid-run: the studies done are complete; a re-run does the rest
+        if args.json:
+            write_json(args.json, outcomes, dry_run=args.dry_run)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except PacsError:
+        if args.json and outcomes:
+            write_json(args.json, outcomes, dry_run=args.dry_run)
+        raise  # refused credentials, a URL that is not DICOMweb: one line, exit 2 (run_main)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("scored", "exists", "skipped")}
+    print(f"done: {counts['scored']} scored, {counts['exists']} already had an SR of model {runner.version}, "
+          f"{counts['skipped']} skipped" + (" (dry run: nothing stored or logged)" if args.dry_run else ""),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
