@@ -295,6 +295,54 @@ def test_dicom_compressed_without_decoder():
     assert_private(err.value)
 
 
+def _compressed(arr: np.ndarray, syntax_name: str, tmp_path, **kw) -> bytes:
+    """``make_dicom`` bytes re-encoded losslessly: pydicom's encoders, or dcmtk's dcmcjpeg for JPEG Lossless."""
+    import shutil
+    import subprocess
+
+    from pydicom import uid
+    plain = make_dicom(arr, **kw)
+    if syntax_name == "JPEGLosslessSV1":
+        if not shutil.which("dcmcjpeg"):
+            pytest.skip("dcmcjpeg (Debian dcmtk) is not installed")
+        src, out = tmp_path / "plain.dcm", tmp_path / "jpeg-lossless.dcm"
+        src.write_bytes(plain)
+        subprocess.run(["dcmcjpeg", "+e1", str(src), str(out)], check=True, capture_output=True, timeout=120)
+        return out.read_bytes()
+    ds = pydicom.dcmread(io.BytesIO(plain))
+    try:
+        ds.compress(getattr(uid, syntax_name))
+    except RuntimeError as exc:  # no encoder for this syntax here (the decoder is what is tested)
+        pytest.skip(f"no {syntax_name} encoder: {exc}")
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("syntax_name", ["JPEGLosslessSV1", "JPEGLSLossless", "JPEG2000Lossless", "RLELossless"])
+def test_dicom_compressed_lossless_decodes_like_uncompressed(syntax_name, tmp_path):
+    """PACS images: 12-bit in 16, MONOCHROME1, with a VOI window, in each lossless syntax a PACS stores
+    (JPEG Lossless process 14 SV1 and JPEG-LS were refused before the pylibjpeg / pyjpegls decoders)."""
+    arr = (chest_like(600, 500).astype(np.uint16) * 16)
+    kw = dict(photometric="MONOCHROME1", window=(2048, 4096))
+    reference = decode_image(make_dicom(arr, **kw))
+    data = _compressed(arr, syntax_name, tmp_path, **kw)
+    assert pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID.is_compressed
+    out = decode_image(data)
+    np.testing.assert_array_equal(out.gray, reference.gray)
+    assert "MONOCHROME1 inverted" in out.notes and "DICOM window (VOI LUT) applied" in out.notes
+    assert_private(out)
+
+
+def test_dicom_jpeg_lossless_full_size(tmp_path):
+    """A full-size (3000 x 3000) 16-bit JPEG Lossless radiograph decodes, downscaled to 2048 px."""
+    y, x = np.mgrid[0:3000, 0:3000]
+    arr = ((x + y) % 4096).astype(np.uint16)
+    out = decode_image(_compressed(arr, "JPEGLosslessSV1", tmp_path, window=(2048, 4096)))
+    assert out.gray.shape == (2048, 2048) and any("downscaled" in n for n in out.notes)
+    assert_private(out)
+
+
 def test_dicom_declared_size_checked_before_decoding():
     data = make_dicom(chest_like().astype(np.uint16), rows_cols=(20_000, 20_000))
     with pytest.raises(ImageDecodeError, match="allowed"):
