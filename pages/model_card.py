@@ -8,7 +8,7 @@ import streamlit as st
 from core.data.labels import FINDINGS
 from core.evaluation import eval_files
 from core.evaluation.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows, image_reliable
-from core.model.description import model_facts, read_int8_info
+from core.model.description import read_int8_info
 from ui import notices, router, tables
 from ui.charts import reliability_figure, roc_figure
 from ui.config import EVAL_COMMAND, weights_dir
@@ -22,15 +22,15 @@ CITATION = ("Demner-Fushman D, et al. Preparing a collection of radiology examin
 
 st.title("Model card")
 meta, problem = metadata()
-findings = model_facts(meta).findings if meta is not None else FINDINGS  # the weights' own (core.model.description)
+findings = meta.findings if meta is not None else FINDINGS  # the weights' own (core.model.description)
 folder = weights_dir()
 eval_dir = folder / "eval"
 
 if meta is None:
     notices.no_weights(problem)
 else:
-    st.caption(f"Version `{meta.get('version', '?')}` · created {meta.get('created_at', '?')} · "
-               f"git {str(meta.get('git_commit', '?'))[:12]} · weights `{folder}`")
+    st.caption(f"Version `{meta.version or '?'}` · created {meta.created_at or '?'} · "
+               f"git {str(meta.git_commit or '?')[:12]} · weights `{folder}`")
 
 @st.cache_data(show_spinner=False)
 def _curves(path: str, mtime: float):
@@ -56,7 +56,7 @@ if meta is not None:
     st.header("What the image can and cannot support")
     reliable = image_reliable(meta, findings)
     weak = [f for f, ok in reliable.items() if not ok]
-    ev = meta.get("evidence") or {}
+    ev = meta.evidence or {}
     if not ev:
         st.warning("These weights carry no held-out evidence: treat every finding as unvalidated.")
     else:
@@ -75,12 +75,12 @@ if meta is not None:
                 "specificity": st.column_config.NumberColumn(format="%.2f")})
         st.caption("Held-out = the test split of the shipped model (no training, threshold or calibration choice "
                    "saw it). A test AUC on 5–6 positives is not evidence: its CI spans most of the scale. "
-                   "Thresholds: " + meta.get("threshold_rule", "Youden's J on validation") + "."
+                   "Thresholds: " + (meta.threshold_rule or "Youden's J on validation") + "."
                    + (f" Cross-validation: {ev['cv'].get('folds_done')} of {ev['cv'].get('folds')} folds "
                       "over train+val "
                       f"of the recipe `{ev['cv'].get('recipe') or 'see the README'}`; it estimates the recipe, "
                       "not these exact weights." if ev.get("cv") else ""))
-    qa = meta.get("discordance") or {}
+    qa = meta.discordance or {}
     qa_file = eval_dir / "report_qa_test.json"
     if qa:
         st.subheader("Report QA: how often it flags, what it catches")
@@ -103,17 +103,17 @@ if meta is not None:
             st.markdown(text)
 
 st.header("Data")
-data = (meta or {}).get("data", {})
+data = (meta.data if meta is not None else None) or {}
 st.markdown(
     f"**{data.get('name', 'Indiana University Chest X-ray Collection (Open-I)')}** — licence "
     f"**{data.get('license', 'CC BY-NC-ND 4.0')}**: non-commercial use, no derivatives of the data. "
     f"Labels: the reports' MeSH *major* terms (manual coding), mapped to the five findings in `core/data/labels.py`."
     + (f" Reports used: {data['n_reports']}." if data.get("n_reports") else ""))
 st.caption("Citation: " + data.get("citation", CITATION))
-trained = (meta or {}).get("trained_on") or {}
-external = (meta or {}).get("external_validation") or []
+trained = (meta.trained_on if meta is not None else None) or {}
+external = (meta.external_validation if meta is not None else None) or []
 if meta is not None and (external or trained):
-    seen = ", ".join(meta.get("image_encoder_datasets") or []) or "?"
+    seen = ", ".join(meta.image_encoder_datasets or []) or "?"
     st.markdown(f"**Trained on {trained.get('name', data.get('name', '?'))}** ({trained.get('n_reports', '?')} "
                 f"studies; the image encoder has seen: {seen}).")
     for ext in external:
@@ -126,8 +126,8 @@ if meta is not None and (external or trained):
 
 if meta is not None:
     st.header("Model")
-    bb = meta.get("backbones", {})
-    pre = meta.get("preprocessing", {})
+    bb = meta.backbones or {}
+    pre = meta.preprocessing.to_dict() if meta.preprocessing else {}
     image_init = bb.get("image_weights", "none")
     st.table(pd.DataFrame([
         {"part": "image encoder", "backbone": bb.get("image", "?"),
@@ -135,11 +135,11 @@ if meta is not None:
         {"part": "text encoder", "backbone": bb.get("text", "?"), "initialisation": "pretrained"},
     ]).set_index("part"))
     st.caption(f"Input: {pre.get('image_size', '?')} px {pre.get('color', 'grayscale')}, {pre.get('resize', '')}; "
-               f"text up to {meta.get('text_max_len', '?')} tokens; late fusion with per-branch heads "
+               f"text up to {meta.text_max_len or '?'} tokens; late fusion with per-branch heads "
                "(fusion, image, text).")
     st.markdown(notices.serving_precision_note(read_int8_info(folder), loaded_predictor()))
     with st.expander("Training configuration and decision thresholds"):
-        st.json({"training_config": meta.get("training_config", {}), "thresholds": meta.get("thresholds", {})},
+        st.json({"training_config": meta.training_config or {}, "thresholds": meta.thresholds or {}},
                 expanded=False)
 
 st.header("Test metrics")
@@ -154,9 +154,9 @@ if not table.empty:
     if positives is not None:
         st.caption("Positive studies per finding in the test split (few positives → wide CIs):")
         st.dataframe(positives, hide_index=True)
-elif meta and meta.get("test_summary"):
+elif meta is not None and meta.test_summary:
     st.info(f"No evaluation files in `{eval_dir}`; showing the summary stored with the weights.")
-    st.dataframe(tables.summary_table(meta["test_summary"]), hide_index=True)
+    st.dataframe(tables.summary_table(meta.test_summary), hide_index=True)
 else:
     st.info(f"No evaluation results in `{eval_dir}`. Make them with:")
     st.code(EVAL_COMMAND, language="bash", wrap_lines=True)
@@ -194,7 +194,7 @@ else:
     st.caption(f"`{eval_dir}/{eval_files.BASELINE}.json` not found.")
 
 st.header("Known limitations")
-scratch = (meta or {}).get("backbones", {}).get("image_weights", "none") in (None, "none")
+scratch = ((meta.backbones if meta is not None else None) or {}).get("image_weights", "none") in (None, "none")
 n_reports = data.get("n_reports")
 st.markdown(
     ("- **Image encoder trained from scratch**: no ImageNet or chest X-ray pretraining could be downloaded "
@@ -209,4 +209,5 @@ st.markdown(
     "- Labels come from report coding, not from image review: label noise is built in.")
 if meta is not None:
     with st.expander("Raw metadata"):
-        st.code(json.dumps({k: v for k, v in meta.items() if k != "split"}, indent=2, default=str), language="json")
+        raw = {k: v for k, v in meta.to_metadata().items() if k != "split"}
+        st.code(json.dumps(raw, indent=2, default=str), language="json")

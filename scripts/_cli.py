@@ -25,12 +25,21 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise CliError(f"{self.prog}: {message} (see --help)")
 
-    def add_weights_and_data(self) -> None:
+    def add_weights_and_data(self, *, dataset: bool = True) -> None:
         """--weights (default: the shipped weights/) and --data (default: $IU_XRAY_DIR, else
         ../shared/iu-xray next to the repository)."""
         root = Path(__file__).resolve().parents[1]
         self.add_argument("--weights", default=str(root / "weights"))
-        self.add_argument("--data", default=os.environ.get("IU_XRAY_DIR", str(root.parent / "shared" / "iu-xray")))
+        self.add_argument("--data", default=os.environ.get("IU_XRAY_DIR", str(root.parent / "shared" / "iu-xray")),
+                          help="the data folder (default: $IU_XRAY_DIR, else ../shared/iu-xray)")
+        if dataset:
+            self.add_dataset()
+
+    def add_dataset(self) -> None:
+        """--dataset: the layout of --data (core.data.sources); default the one the weights were trained on."""
+        from core.data.sources import DATASETS
+        self.add_argument("--dataset", choices=list(DATASETS), default=None,
+                          help="layout of --data (default: the dataset the weights were trained on)")
 
 
 def load_predictor(weights):

@@ -52,7 +52,7 @@ TIMEOUT_MS = 120_000
 
 def parse_args(argv=None):
     p = Parser(description=__doc__.splitlines()[0])
-    p.add_weights_and_data()
+    p.add_weights_and_data(dataset=False)  # the browser uploads Open-I PNGs
     p.add_argument("--json", required=True, dest="json_out")
     p.add_argument("--predictions", type=int, default=20, help="warm predictions timed")
     p.add_argument("--batch", type=int, default=50, help="studies in the batch zip")

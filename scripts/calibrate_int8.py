@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     from core.data.reports import DataLayoutError
     from core.serving.int8_calibration import calibrate_weights
     try:
-        info = calibrate_weights(Path(args.weights), Path(args.data), images=args.images, seed=args.seed)
+        info = calibrate_weights(Path(args.weights), Path(args.data), images=args.images, seed=args.seed,
+                                 dataset=args.dataset)
     except DataLayoutError as exc:
         fail(str(exc))
     v = info["validation"]

@@ -82,8 +82,11 @@ def stratified_folds(reports, uids: list[str], k: int, seed: int) -> list[list[s
 
 def pool_and_test(reports, split_from: Path, seed: int) -> tuple[list[str], list[str]]:
     from core.data.reports import split_reports
-    meta = split_from / "metadata.json"
-    split = json.loads(meta.read_text())["split"] if meta.is_file() else split_reports(reports, seed=seed)
+    from core.model.description import WeightsError, read_description
+    try:
+        split = read_description(split_from).split or split_reports(reports, seed=seed)
+    except WeightsError:  # no weights there: a seeded split of the pool
+        split = split_reports(reports, seed=seed)
     return list(split["train"]) + list(split["val"]), list(split["test"])
 
 
@@ -91,6 +94,7 @@ def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[st
     from core.data.reports import split_reports
     from core.evaluation.eval_files import eval_name, eval_pairs
     from core.evaluation.split_eval import predict_reports, write_predictions_csv
+    from core.model.description import ModelDescription, Preprocessing
     from core.training.trainer import TrainConfig, Trainer
     fold_dir = out / f"fold{fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -106,8 +110,8 @@ def run_fold(args, reports, fold_uids: list[str], pool: list[str], test: list[st
     trainer = Trainer(cfg)
     trainer.fit()
     held_reports = [r for r in trainer.reports if r.uid in held]
-    meta = {"preprocessing": {"image_size": cfg.image_size, "mean": trainer.mean, "std": trainer.std},
-            "text_max_len": cfg.text_max_len}
+    meta = ModelDescription(preprocessing=Preprocessing(image_size=cfg.image_size, mean=trainer.mean, std=trainer.std),
+                            text_max_len=cfg.text_max_len)
     probs = {}
     for mode, head in eval_pairs():
         if mode not in probs:
@@ -129,16 +133,18 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.fold_seed is None:
         args.fold_seed = args.seed
-    from core.data.reports import DataLayoutError, check_layout, load_reports
+    from core.data.reports import DataLayoutError
+    from core.data.sources import check_layout, load_collection
     from core.evaluation.cross_validation import summarise
     out = Path(args.root) / args.name
     if not args.summary_only:
         try:
-            check_layout(Path(args.data))
+            check_layout(args.dataset, Path(args.data))
         except DataLayoutError as exc:
             fail(str(exc))
         os.environ.setdefault("CXR_RUNLOG", str(out / "runs.db"))  # keep folds out of the main run log
-        reports = load_reports(Path(args.data), use_automatic=args.use_automatic)
+        reports = load_collection(args.dataset, Path(args.data), use_automatic=args.use_automatic,
+                                  uncertain_policy=args.uncertain_policy).reports
         if args.max_reports:  # smoke runs: the trainer reads only the first reports too
             reports = reports[: args.max_reports]
         pool, test = pool_and_test(reports, Path(args.split_from), args.fold_seed)

@@ -44,11 +44,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def check_unseen(metadata: dict, dataset: str, split: str) -> str:
+def check_unseen(desc, dataset: str, split: str) -> str:
     """The dataset the weights were trained on; refuses data the image encoder's pretraining
     saw, and a named split of a dataset the weights were not trained on."""
-    trained_on = metadata.get("trained_on", {}).get("dataset", "openi")  # weights from before core.data.sources: IU
-    pretraining = metadata.get("backbones", {}).get("image_pretraining", {}) or {}
+    trained_on = (desc.trained_on or {}).get("dataset", "openi")  # weights from before core.data.sources: IU
+    pretraining = (desc.backbones or {}).get("image_pretraining", {}) or {}
     if dataset in (pretraining.get("datasets") or []):
         fail(f"the image encoder was pretrained on {dataset} ({pretraining.get('kind')} weights "
              f"{pretraining.get('file', '')}); scoring it there is not a validation: use a dataset it has not seen")
@@ -63,37 +63,37 @@ def main(argv=None) -> int:
     import numpy as np
 
     from core.data.reports import DataLayoutError
-    from core.data.sources import load_collection
     from core.evaluation.split_eval import (
         REPORT_MODE_CAVEAT,
         keyword_baseline_json,
         metrics_json,
         predict_reports,
         select_reports,
+        weights_collection,
         write_predictions_csv,
     )
     from core.model.checkpoint import WeightsError, load_weights
+    from core.model.description import describe
     if args.head == "text" and args.text_mode == "none":
         fail("the text head has nothing to read with --text-mode none; use --head image or fusion")
     try:
         model, tokenizer, metadata, _ = load_weights(Path(args.weights))
-        trained_on = check_unseen(metadata, args.dataset, args.split)
-        coll = load_collection(args.dataset, Path(args.data),
-                               uncertain_policy=metadata.get("training_config", {}).get("uncertain_policy", "ignore"),
-                               use_automatic="automatic" in metadata.get("label_source", ""))
+        desc = describe(metadata)
+        trained_on = check_unseen(desc, args.dataset, args.split)
+        coll = weights_collection(desc, Path(args.data), args.dataset)
         if args.text_mode != "none" and not coll.has_text:
             fail(f"{coll.title} has no report text; use --text-mode none")
-        reports = select_reports(coll.reports, args.split, metadata.get("split"))
+        reports = select_reports(coll.reports, args.split, desc.split)
     except (WeightsError, DataLayoutError, ValueError) as exc:
         fail(str(exc))
     if not reports:
         fail(f"no report of the {args.split} split has a frontal image in {args.data}")
-    probs = predict_reports(model, tokenizer, metadata, reports, Path(args.data), args.text_mode,
+    probs = predict_reports(model, tokenizer, desc, reports, Path(args.data), args.text_mode,
                             paths=coll.image_paths)[args.head]
     Y = np.array([r.labels for r in reports], dtype=float)
-    result = metrics_json(Y, probs, thresholds=metadata["thresholds"][args.text_mode][args.head],
-                          n_boot=args.bootstrap)
-    result.update(split=args.split, text_mode=args.text_mode, head=args.head, model=metadata.get("version"),
+    result = metrics_json(Y, probs, thresholds=desc.thresholds_for(args.text_mode, args.head),
+                          n_boot=args.bootstrap, findings=desc.findings)
+    result.update(split=args.split, text_mode=args.text_mode, head=args.head, model=desc.version,
                   combine="mean of calibrated probabilities over a report's frontal images",
                   keyword_baseline=keyword_baseline_json(reports, n_boot=args.bootstrap),
                   trained_on=trained_on, validated_on=args.dataset, external=args.dataset != trained_on)
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if args.predictions:
-        write_predictions_csv(Path(args.predictions), reports, probs)
+        write_predictions_csv(Path(args.predictions), reports, probs, desc.findings)
     ci = result["macro_auc_ci"]
     print(f"{args.split}/{args.text_mode}/{args.head}: {result['n_studies']} studies, macro AUC "
           f"{result['macro_auc']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]; keyword baseline "

@@ -26,8 +26,9 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 def parse_args(argv=None):
     p = Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default="weights")
-    p.add_argument("--data", required=True)
+    p.add_argument("--weights", default="weights", help="the weights folder to refit in place")
+    p.add_argument("--data", required=True, help="the data folder the weights were trained on")
+    p.add_dataset()
     p.add_argument("--cv", help="summary.json written by scripts/cv.py (evidence from cross-validation too)")
     p.add_argument("--keep-guard", action="store_true", help="do not refit the out-of-distribution guard")
     p.add_argument("--guard-only", action="store_true", help="refit only the out-of-distribution guard")
@@ -36,13 +37,15 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.data.reports import DataLayoutError, check_layout, load_reports
+    from core.data.reports import DataLayoutError
     from core.evaluation.refit import fit_guard, refit, rescore_thresholds
-    from core.model.checkpoint import WeightsError, load_weights, save_weights
+    from core.evaluation.split_eval import weights_collection
+    from core.model.checkpoint import WeightsError, describe, load_weights, save_weights
     weights = Path(args.weights)
     try:
-        check_layout(Path(args.data))
         model, tokenizer, metadata, ood = load_weights(weights)
+        desc = describe(metadata)
+        coll = weights_collection(desc, Path(args.data), args.dataset)
     except (WeightsError, DataLayoutError) as exc:
         fail(str(exc))
     cv = None
@@ -51,30 +54,29 @@ def main(argv=None) -> int:
             cv = json.loads(Path(args.cv).read_text())
         except (OSError, ValueError) as exc:
             fail(f"cannot read the cross-validation summary {args.cv}: {exc}")
-    reports = load_reports(Path(args.data), use_automatic="automatic" in metadata.get("label_source", ""))
     t0 = time.time()
-    meta = dict(metadata) if args.guard_only else refit(model, tokenizer, metadata, reports, Path(args.data),
-                                                        weights / "eval", cv_summary=cv)
+    new = desc if args.guard_only else refit(model, tokenizer, desc, coll.reports, Path(args.data),
+                                             weights / "eval", cv_summary=cv, paths=coll.image_paths)
     if not args.keep_guard:
-        ood = fit_guard(Path(args.data), reports, meta["split"]["train"])
-    base = metadata.get("version", "unknown").split("+")[0]
-    meta["version"] = f"{base}+refit{time.strftime('%Y%m%d')}"
-    meta.pop("refit", None)
-    meta["refits"] = [*metadata.get("refits", []), {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                   "script": "scripts/refit_operating_points.py",
-                     "what": "guard" if args.guard_only else
-                     "thresholds, evidence, report-QA operating points" + ("" if args.keep_guard else ", guard")}]
-    save_weights(model, meta, weights, ood=ood)
-    rescore_thresholds(weights / "eval", meta)
+        ood = fit_guard(coll, new.split_uids("train"))
+    base = (desc.version or "unknown").split("+")[0]
+    new = new.updated(version=f"{base}+refit{time.strftime('%Y%m%d')}", extra={
+        k: v for k, v in new.extra.items() if k != "refit"}, refits=[*(desc.refits or []), {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "script": "scripts/refit_operating_points.py",
+            "what": "guard" if args.guard_only else
+            "thresholds, evidence, report-QA operating points" + ("" if args.keep_guard else ", guard")}])
+    save_weights(model, new, weights, ood=ood)
+    rescore_thresholds(weights / "eval", new)
     if args.guard_only:
         print(f"refit the guard of {weights} in {time.time() - t0:.0f}s")
         return 0
-    ev = meta["evidence"]["image_reliable"]
+    ev = new.image_reliable
     print(f"refit {weights} in {time.time() - t0:.0f}s; reliable from the image: "
           f"{', '.join(f for f, ok in ev.items() if ok) or 'none'}; "
           f"not: {', '.join(f for f, ok in ev.items() if not ok)}")
-    print(f"report QA: budget {meta['discordance']['budget']:.0%}, validation flag rate "
-          f"{meta['discordance']['val_flag_rate']:.1%}, points {json.dumps(meta['discordance']['points'])}")
+    qa = new.discordance
+    print(f"report QA: budget {qa['budget']:.0%}, validation flag rate "
+          f"{qa['val_flag_rate']:.1%}, points {json.dumps(qa['points'])}")
     return 0
 
 

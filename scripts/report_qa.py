@@ -70,8 +70,9 @@ def edit_report(text: str, finding: str, edit: str) -> str:
 
 def parse_args(argv=None):
     p = Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default="weights")
-    p.add_argument("--data", required=True)
+    p.add_argument("--weights", default="weights", help="the weights folder")
+    p.add_argument("--data", required=True, help="the data folder")
+    p.add_dataset()
     p.add_argument("--split", choices=["val", "test", "all"], default="test")
     p.add_argument("--json", dest="json_out")
     p.add_argument("--batch-size", type=int, default=32)
@@ -86,24 +87,24 @@ def rate(caught: int, n: int) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.data.images import load_png_gray
-    from core.data.labels import FINDINGS
-    from core.data.reports import DataLayoutError, check_layout, load_reports
-    from core.evaluation.split_eval import select_reports
+    from core.data.reports import DataLayoutError
+    from core.evaluation.split_eval import select_reports, weights_collection
+    from core.model.description import describe
     predictor = load_predictor(args.weights)
+    desc = describe(predictor.metadata)
     try:
-        check_layout(Path(args.data))
-        reports = select_reports(load_reports(Path(args.data)), args.split, predictor.metadata.get("split"))
+        coll = weights_collection(desc, Path(args.data), args.dataset)
+        reports = select_reports(coll.reports, args.split, desc.split)
     except (DataLayoutError, ValueError) as exc:
         fail(str(exc))
     reports = [r for r in reports if r.text("report").strip()]
     if not reports:
         fail(f"no report of the {args.split} split has report text and a frontal image in {args.data}")
-    png = Path(args.data) / "NLMCXR_png"
     jobs = []   # (study index, finding or None, edit or None, text)
     for i, r in enumerate(reports):
         text = r.text("report")
         jobs.append((i, None, None, text))
-        for k, f in enumerate(FINDINGS):
+        for k, f in enumerate(desc.findings):
             for edit in (("deny", "delete") if r.labels[k] else ("add",)):
                 jobs.append((i, f, edit, edit_report(text, f, edit)))
     grays = {}
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
         chunk = jobs[s:s + args.batch_size]
         for i, *_ in chunk:
             if i not in grays:
-                grays[i] = load_png_gray(png / f"{reports[i].image_ids[0]}.png")
+                grays[i] = load_png_gray(coll.image_paths[reports[i].image_ids[0]])
         preds = predictor.predict_batch([grays[i] for i, *_ in chunk], [t for *_, t in chunk], ["report"] * len(chunk))
         flags += [set(p.discordant) for p in preds]
         if len(grays) > 2 * args.batch_size:   # keep memory flat
@@ -121,12 +122,12 @@ def main(argv=None) -> int:
     unedited = [fl for (i, f, e, _), fl in zip(jobs, flags, strict=True) if f is None]
     out = {"split": args.split, "n_studies": len(reports), "model": predictor.version,
            "image": "first frontal film of each report", "mode": "report",
-           "supported": (predictor.metadata.get("discordance") or {}).get("supported", []),
-           "budget": (predictor.metadata.get("discordance") or {}).get("budget"),
+           "supported": (desc.discordance or {}).get("supported", []),
+           "budget": (desc.discordance or {}).get("budget"),
            "unedited_any": rate(sum(bool(fl) for fl in unedited), len(unedited)),
-           "unedited_per_finding": {f: rate(sum(f in fl for fl in unedited), len(unedited)) for f in FINDINGS},
+           "unedited_per_finding": {f: rate(sum(f in fl for fl in unedited), len(unedited)) for f in desc.findings},
            "edits": {}}
-    for f in FINDINGS:
+    for f in desc.findings:
         out["edits"][f] = {}
         for edit in EDITS:
             hits = [f in fl for (i, g, e, _), fl in zip(jobs, flags, strict=True) if g == f and e == edit]
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
     u = out["unedited_any"]
     print(f"{args.split}: {len(reports)} studies; unedited reports flagged for any finding: "
           f"{u['rate']:.1%} [{u['ci'][0]:.1%}, {u['ci'][1]:.1%}] ({u['flagged']}/{u['n']})")
-    for f in FINDINGS:
+    for f in desc.findings:
         cells = []
         for edit in EDITS:
             c = out["edits"][f][edit]

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     from core.data.sources import check_layout
     from core.model.checkpoint import save_weights
     from core.model.fusion import BackboneUnavailable, image_weights_info
-    from core.training.outputs import build_metadata, evaluate_test_split, external_validation, fit_ood_guard
+    from core.training.outputs import build_description, evaluate_test_split, external_validation, fit_ood_guard
     from core.training.trainer import TrainConfig, Trainer
     try:
         check_layout(args.dataset, Path(args.data))
@@ -81,26 +81,26 @@ def main(argv=None) -> int:
     result = trainer.fit()
     if trainer.rank != 0:
         return 0
-    metadata = build_metadata(trainer, result, cfg)
+    desc = build_description(trainer, result, cfg)
     ood = fit_ood_guard(trainer) if cfg.fit_ood else None
     out = Path(cfg.out)
     if not args.no_eval:
         from core.evaluation.refit import refit
-        metadata["test_summary"] = evaluate_test_split(trainer, metadata, out)
+        desc = desc.updated(test_summary=evaluate_test_split(trainer, desc, out))
         # held-out evidence per finding and report-QA operating points (core.evaluation)
-        metadata = refit(trainer.model, trainer.tokenizer, metadata, trainer.reports, Path(cfg.data), out / "eval",
-                         refit_thresholds=False, bank=trainer.bank)
+        desc = refit(trainer.model, trainer.tokenizer, desc, trainer.reports, Path(cfg.data), out / "eval",
+                     refit_thresholds=False, bank=trainer.bank)
     if args.external_data:
-        metadata["external_validation"] = [external_validation(trainer, metadata, out, args.external_dataset,
-                                                               Path(args.external_data))]
-    metadata["timings"]["wall_s"] = time.time() - t0
-    path = save_weights(trainer.model, metadata, out, ood=ood)
+        desc = desc.updated(external_validation=[external_validation(trainer, desc, out, args.external_dataset,
+                                                                     Path(args.external_data))])
+    desc = desc.updated(timings={**desc.timings, "wall_s": time.time() - t0})
+    path = save_weights(trainer.model, desc, out, ood=ood)
     if trainer.log:
         trainer.log.finish(best_val_macro_auc=result["val_score"])
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f}s")
-    for k, v in metadata.get("test_summary", {}).items():
+    for k, v in (desc.test_summary or {}).items():
         print(f"  test {k:22s} macro AUC {v['macro_auc']:.4f} [{v['macro_auc_ci'][0]:.3f}, {v['macro_auc_ci'][1]:.3f}]")
-    for ext in metadata.get("external_validation", []):
+    for ext in desc.external_validation or []:
         for k, v in ext["results"].items():
             print(f"  external {ext['validated_on']} {k:16s} macro AUC {v['macro_auc']:.4f} "
                   f"[{v['macro_auc_ci'][0]:.3f}, {v['macro_auc_ci'][1]:.3f}] ({v['n_studies']} studies)")

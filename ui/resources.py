@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.model.description import WeightsError, read_metadata
+from core.model.description import ModelDescription, WeightsError, read_description
 from core.serving.gc_pause import collector_paused
 from core.store import PredictionStore, default_path
 from ui.config import weights_dir, weights_stamp
@@ -18,13 +18,13 @@ from ui.config import weights_dir, weights_stamp
 MODEL_LOCK = threading.Lock()
 
 
-@st.cache_data(show_spinner=False)
-def _metadata(path: str, stamp: float | None) -> dict:
-    return read_metadata(Path(path))
+@st.cache_resource(show_spinner=False)  # a frozen dataclass: shared, never copied per rerun
+def _metadata(path: str, stamp: float | None) -> ModelDescription:
+    return read_description(Path(path))
 
 
-def metadata() -> tuple[dict | None, str | None]:
-    """(metadata, None) when weights are present, else (None, why not)."""
+def metadata() -> tuple[ModelDescription | None, str | None]:
+    """(the weights' description, None) when weights are present, else (None, why not)."""
     folder = weights_dir()
     try:
         return _metadata(str(folder), weights_stamp(folder)), None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.model.description import model_facts
+from core.model.description import ModelDescription
 from core.training.monitor_frames import auc_frame, steps_frame
 from core.training.run_log_export import FILE, load
 from ui.charts import lines_figure, loss_figure
@@ -16,21 +16,21 @@ from ui.charts import lines_figure, loss_figure
 PHASES = ("image", "frozen", "unfrozen")
 
 
-def summary_tables(meta: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def summary_tables(meta: ModelDescription) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(phase, minutes, samples/s) and (text mode, head, validation AUC per finding) from metadata."""
-    timings = meta.get("timings") or {}
+    timings = meta.timings or {}
     phases = pd.DataFrame([{"phase": p, "minutes": round(timings[f"{p}_s"] / 60, 1),
                             "samples / s": round(timings.get(f"{p}_samples_per_s") or 0, 1)}
                            for p in PHASES if timings.get(f"{p}_s") is not None])
-    rows, findings = [], model_facts(meta).findings  # the loaded weights' own
-    for mode, heads in ((meta.get("val") or {}).get("auc") or {}).items():
+    rows, findings = [], meta.findings  # the loaded weights' own
+    for mode, heads in ((meta.val or {}).get("auc") or {}).items():
         for head, values in heads.items():
             rows.append({"text mode": mode, "head": head,
                          **{f: round(v, 3) for f, v in zip(findings, values, strict=False) if v == v}})
     return phases, pd.DataFrame(rows)
 
 
-def render(meta: dict | None, weights: Path) -> None:
+def render(meta: ModelDescription | None, weights: Path) -> None:
     st.subheader("The loaded model")
     if meta is None:
         return
@@ -50,12 +50,12 @@ def render(meta: dict | None, weights: Path) -> None:
                            key="shipped_auc")
         return
     phases, val = summary_tables(meta)
-    st.caption(f"Model {meta.get('version', '?')}: its per-epoch curves were not exported with the weights "
+    st.caption(f"Model {meta.version or '?'}: its per-epoch curves were not exported with the weights "
                f"(`scripts/export_runlog.py` writes `{FILE}` next to them). What its metadata keeps:")
     a, b = st.columns([1, 2])
     if not phases.empty:
         a.dataframe(phases, hide_index=True)
-        total = (meta.get("timings") or {}).get("wall_s")
+        total = (meta.timings or {}).get("wall_s")
         if total:
             a.caption(f"Wall time {total / 3600:.1f} h in all.")
     if not val.empty:

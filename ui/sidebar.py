@@ -29,15 +29,15 @@ def model_status() -> dict | None:
         st.warning("No model loaded.")
         st.caption(f"Weights folder: `{weights_dir()}` — see any page for how to train one.")
         return None
-    backbones = meta.get("backbones", {})
+    backbones = (meta.backbones or {})
     image = backbones.get("image", "?")
     if backbones.get("image_weights") in (None, "none"):
         image += " (from scratch)"
-    st.markdown(f"**Version** `{meta.get('version', '?')}`  \n**Created** {meta.get('created_at', '?')}  \n"
+    st.markdown(f"**Version** `{meta.version or '?'}`  \n**Created** {meta.created_at or '?'}  \n"
                 f"**Image** {image}  \n**Text** {backbones.get('text', '?')}  \n"
-                f"**Input** {meta.get('preprocessing', {}).get('image_size', '?')} px")
-    summary = meta.get("test_summary") or {}
-    cv = ((meta.get("evidence") or {}).get("cv") or {}).get("macro") or {}
+                f"**Input** {meta.preprocessing.image_size if meta.preprocessing else '?'} px")
+    summary = meta.test_summary or {}
+    cv = ((meta.evidence or {}).get("cv") or {}).get("macro") or {}
     lines = []
     for key, label in HEADLINE:
         test, folds = _auc_text(summary.get(key)), _auc_text(cv.get(key))
@@ -50,7 +50,7 @@ def model_status() -> dict | None:
             st.caption("Cross-validation: the training recipe on reports no choice saw; trust it over "
                        "the single test split where they differ.")
         st.caption("Report-mode numbers are inflated: the labels were coded from the report text.")
-    reliable = (meta.get("evidence") or {}).get("image_reliable")
+    reliable = (meta.evidence or {}).get("image_reliable")
     if reliable:
         weak = [f for f, ok in reliable.items() if not ok]
         if weak:

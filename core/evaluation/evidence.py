@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from core.evaluation.eval_files import eval_name
+from core.model.description import describe
 
 MIN_CI_LOWER = 0.60
 MIN_POSITIVES = 10
@@ -91,23 +92,24 @@ def unknown_entry() -> dict:
             "reliable": False}
 
 
-def evidence_for(metadata: dict, mode: str, head: str, findings) -> dict[str, dict]:
+def evidence_for(description, mode: str, head: str, findings) -> dict[str, dict]:
     """finding -> {auc, ci, positives, reliable, source} for one text mode and head."""
-    block = (metadata.get("evidence") or {}).get("table", {}).get(mode, {}).get(head, {})
+    block = (describe(description).evidence or {}).get("table", {}).get(mode, {}).get(head, {})
     return {f: dict(block.get(f) or unknown_entry()) for f in findings}
 
 
-def image_reliable(metadata: dict, findings) -> dict[str, bool]:
-    block = (metadata.get("evidence") or {}).get("image_reliable", {})
+def image_reliable(description, findings) -> dict[str, bool]:
+    block = describe(description).image_reliable
     return {f: bool(block.get(f, False)) for f in findings}
 
 
-def card_rows(metadata: dict, eval_dir: Path, mode: str, head: str, findings) -> list[dict]:
+def card_rows(description, eval_dir: Path, mode: str, head: str, findings) -> list[dict]:
     """One row per finding for the model card: held-out AUC [CI] and positives, the
     cross-validation estimate of the recipe, reliability from the image, and sensitivity /
     specificity at the shipped threshold (from ``eval_dir``'s test file)."""
-    ev = evidence_for(metadata, mode, head, findings)
-    reliable = image_reliable(metadata, findings)
+    desc = describe(description)
+    ev = evidence_for(desc, mode, head, findings)
+    reliable = image_reliable(desc, findings)
     path = Path(eval_dir) / f"{eval_name('test', mode, head)}.json"
     res = json.loads(path.read_text()) if path.is_file() else {}
     rows = []
@@ -122,7 +124,7 @@ def card_rows(metadata: dict, eval_dir: Path, mode: str, head: str, findings) ->
             "positives": e["positives"],
             "cross-validation AUC (mean ± sd)": (f"{cv['fold_mean']:.3f} ± {cv['fold_sd']:.3f} ({cv['folds']} folds, "
                                                  f"{cv['positives']} pos.)" if cv else "—"),
-            "threshold": metadata.get("thresholds", {}).get(mode, {}).get(head, {}).get(f),
+            "threshold": desc.thresholds_for(mode, head).get(f),
             "sensitivity": sens, "specificity": spec,
             "from the image": "reliable" if reliable[f] else "NOT reliable",
         })

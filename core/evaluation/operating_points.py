@@ -57,6 +57,23 @@ def operating_threshold(y: np.ndarray, p: np.ndarray, prevalence: float, *,
     return float(_sigmoid(w * _logit(youden_threshold(y, p)) + (1 - w) * _logit(prevalence)))
 
 
+def fit_thresholds(probs: dict, labels: np.ndarray, prevalence: np.ndarray, findings, modes, heads) -> dict:
+    """mode -> head -> finding -> operating threshold, from validation probabilities
+    ``probs[mode][head]`` (reports x findings). The text head reads nothing in mode ``none``:
+    its threshold there is 0.5 and never used. Training and the refit both fit through this."""
+    out: dict = {}
+    for mode in modes:
+        out[mode] = {}
+        for head in heads:
+            if head == "text" and mode == "none":
+                out[mode][head] = {f: 0.5 for f in findings}
+                continue
+            P = probs[mode][head]
+            out[mode][head] = {f: operating_threshold(labels[:, k], P[:, k], prevalence[k])
+                               for k, f in enumerate(findings)}
+    return out
+
+
 def fit_discordance(p_image: np.ndarray, p_text: np.ndarray, labels: np.ndarray, text_thresholds: np.ndarray,
                     findings: list[str], supported: list[str], *, budget: float = 0.04,
                     grid: tuple[float, ...] = TAIL_GRID) -> dict:

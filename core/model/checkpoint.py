@@ -26,7 +26,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from core.model.description import METADATA_FILE, WEIGHTS_FILE, ModelFacts, WeightsError, model_facts, read_metadata  # noqa: F401 (re-exported)
+from core.model.description import (  # noqa: F401 (re-exported)
+    METADATA_FILE,
+    WEIGHTS_FILE,
+    ModelDescription,
+    ModelFacts,
+    WeightsError,
+    describe,
+    model_facts,
+    read_metadata,
+)
 from core.model.fusion import FusionModel, ModelConfig, build_model
 
 OOD_PREFIX = "ood."
@@ -100,8 +109,10 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def save_weights(model: FusionModel, metadata: dict, out_dir: Path, *, ood: dict | None = None) -> Path:
+def save_weights(model: FusionModel, description: ModelDescription | dict, out_dir: Path, *,
+                 ood: dict | None = None) -> Path:
     out_dir = Path(out_dir)
+    metadata = describe(description).to_metadata()
     facts = _facts(metadata, model.config, out_dir)  # the weights carry findings, heads and text modes
     metadata = dict(metadata, **facts.to_metadata(), model_config=model.config.to_dict(),
                     text_embedding_fingerprint=embedding_fingerprint(model))

@@ -122,6 +122,7 @@ _PLAIN = {"version": "version", "thresholds": "thresholds", "threshold_rule": "t
           "model_config": "model_config", "text_embedding_fingerprint": "text_embedding_fingerprint",
           "created_at": "created_at", "git_commit": "git_commit", "format": "format", "backbones": "backbones",
           "data": "data", "label_source": "label_source", "trained_on": "trained_on",
+          "image_encoder_datasets": "image_encoder_datasets",
           "training_config": "training_config", "refits": "refits", "test_summary": "test_summary", "val": "val",
           "timings": "timings", "external_validation": "external_validation", "content_sha256": "content_sha256"}
 
@@ -154,6 +155,7 @@ class ModelDescription:
     data: dict | None = None
     label_source: str | None = None
     trained_on: dict | None = None
+    image_encoder_datasets: list | None = None  # every collection whose images the image encoder has seen
     training_config: dict | None = None
     refits: list | None = None
     # metrics recorded when the weights were made
@@ -219,3 +221,9 @@ class ModelDescription:
 def read_description(weights_dir: Path) -> ModelDescription:
     """The typed description of the weights in ``weights_dir`` (torch-free)."""
     return ModelDescription.from_metadata(read_metadata(weights_dir))
+
+
+def describe(metadata: dict | ModelDescription | None) -> ModelDescription:
+    """The typed description of a metadata dict (or the description itself): what functions
+    that take either call first, so they read typed fields only."""
+    return metadata if isinstance(metadata, ModelDescription) else ModelDescription.from_metadata(metadata)

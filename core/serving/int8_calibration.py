@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from core.errors import CxrError
-from core.model.description import INT8_FILE
+from core.model.description import INT8_FILE, describe
 
 MAX_AUC_CHANGE = 0.005
 MAX_FLIPS = 0.01
@@ -25,14 +25,14 @@ class CalibrationRejected(CxrError):
     """int8 would change the predictions more than allowed; the calibration was not written."""
 
 
-def _calibration_pixels(reports, data_dir: Path, metadata: dict, images: int, seed: int) -> torch.Tensor:
+def _calibration_pixels(collection, reports, desc, images: int, seed: int) -> torch.Tensor:
     from core.data.image_bank import ImageBank
     from core.data.preprocess import normalise
-    pre = metadata["preprocessing"]
+    pre = desc.preprocessing
     frontals = [r.image_ids[0] for r in reports if r.image_ids]
     pick = [frontals[k] for k in np.random.default_rng(seed).permutation(len(frontals))[:images]]
-    bank = ImageBank.build(Path(data_dir), pick, int(pre["image_size"]))
-    return normalise(bank.pixels, pre["mean"], pre["std"])
+    bank = ImageBank.build(collection.root, pick, pre.image_size, paths=collection.image_paths)
+    return normalise(bank.pixels, pre.mean, pre.std)
 
 
 def _change(a: float, b: float) -> float | None:
@@ -40,25 +40,25 @@ def _change(a: float, b: float) -> float | None:
     return None if np.isnan(a) or np.isnan(b) else abs(float(a) - float(b))
 
 
-def fidelity(predictor, int8_encoder, reports, data_dir: Path) -> dict:
+def fidelity(predictor, int8_encoder, reports, data_dir: Path, *, paths: dict | None = None) -> dict:
     """fp32 against int8 on ``reports``: per text mode and head, each finding's AUC change,
     the flipped decisions and the largest probability change."""
     from core.evaluation.metrics import safe_auc
     from core.evaluation.split_eval import predict_reports
-    model, md = predictor.model, predictor.metadata
+    model, desc = predictor.model, describe(predictor.metadata)
     Y = np.array([r.labels for r in reports])
     out = {"n_studies": len(reports), "n_positive": dict(zip(predictor.findings, map(int, Y.sum(0)), strict=True)),
            "modes": {}}
     worst_auc = worst_flips = worst_dp = 0.0
     for mode in predictor.text_modes:
-        fp32 = predict_reports(model, predictor.tokenizer, md, reports, data_dir, mode)
-        int8 = predict_reports(model, predictor.tokenizer, md, reports, data_dir, mode,
+        fp32 = predict_reports(model, predictor.tokenizer, desc, reports, data_dir, mode, paths=paths)
+        int8 = predict_reports(model, predictor.tokenizer, desc, reports, data_dir, mode, paths=paths,
                                image_encoder=int8_encoder.forward_features)
         out["modes"][mode] = {}
         for head in predictor.heads:
             auc_change = {f: _change(safe_auc(Y[:, k], int8[head][:, k]), safe_auc(Y[:, k], fp32[head][:, k]))
                           for k, f in enumerate(predictor.findings)}
-            th = np.array([md["thresholds"][mode][head][f] for f in predictor.findings])
+            th = np.array([desc.thresholds_for(mode, head)[f] for f in predictor.findings])
             flips = float(((int8[head] >= th) != (fp32[head] >= th)).mean())
             dp = float(np.abs(int8[head] - fp32[head]).max())
             out["modes"][mode][head] = {"auc_change": auc_change, "flipped_decisions": flips, "max_prob_change": dp}
@@ -68,22 +68,22 @@ def fidelity(predictor, int8_encoder, reports, data_dir: Path) -> dict:
     return out
 
 
-def calibrate_weights(weights_dir: Path, data_dir: Path, *, images: int = 512, seed: int = 0) -> dict:
+def calibrate_weights(weights_dir: Path, data_dir: Path, *, images: int = 512, seed: int = 0,
+                      dataset: str | None = None) -> dict:
     """Calibrate, check on the validation split, and write ``image_int8.safetensors`` next to
     the weights; returns the info written. Raises CalibrationRejected (nothing written)."""
-    from core.data.reports import load_reports
-    from core.evaluation.split_eval import select_reports
+    from core.evaluation.split_eval import select_reports, weights_collection
     from core.model.int8_image import calibrate, encoder_digest, int8_encoder, save_calibration
     from core.serving.predictor import Predictor
     predictor = Predictor.load(weights_dir)
-    md = predictor.metadata
-    reports = load_reports(Path(data_dir))
-    train = select_reports(reports, "train", md.get("split"))
-    val = select_reports(reports, "val", md.get("split"))
-    pixels = _calibration_pixels(train, data_dir, md, images, seed)
+    desc = describe(predictor.metadata)
+    coll = weights_collection(desc, Path(data_dir), dataset)
+    train = select_reports(coll.reports, "train", desc.split)
+    val = select_reports(coll.reports, "val", desc.split)
+    pixels = _calibration_pixels(coll, train, desc, images, seed)
     encoder = predictor.model.image_encoder
     state = calibrate(encoder, pixels)
-    check = fidelity(predictor, int8_encoder(encoder, state, predictor.size), val, data_dir)
+    check = fidelity(predictor, int8_encoder(encoder, state, predictor.size), val, data_dir, paths=coll.image_paths)
     info = {"encoder_sha256": encoder_digest(encoder), "weights_version": predictor.version,
             "engine": "onednn", "torch": torch.__version__.split("+")[0],
             "calibration": f"{len(pixels)} training-split frontal images (seed {seed})",

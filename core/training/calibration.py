@@ -9,7 +9,7 @@ import torch
 
 from core.data.labels import FINDINGS, HEADS, TEXT_MODES
 from core.evaluation.metrics import fit_temperature, macro_auc, safe_auc
-from core.evaluation.operating_points import operating_threshold
+from core.evaluation.operating_points import fit_thresholds
 from core.model.inference import image_features, report_logits, report_probabilities, text_features
 
 
@@ -94,7 +94,7 @@ class Calibration:
         rows = sorted(set(s.report_idx))
         Y = self.labels[rows].numpy()
         prevalence = self.labels[sorted(set(self.samples["train"].report_idx))].numpy().mean(axis=0)
-        thresholds = {}
+        probs: dict = {}
         temp = torch.ones_like(self.model.temperature)
         self.model.late_weights.zero_()
         self.model.late_weights[..., 0] = 1.0  # start from the fusion head alone
@@ -102,16 +102,13 @@ class Calibration:
             logits = report_logits(self.model, feats, self.txt_cache[mode], s.report_idx, len(self.reports), mode)
             self.fit_late_fusion({h: v[rows] for h, v in logits.items()}, Y, mi, mode)
             logits = report_logits(self.model, feats, self.txt_cache[mode], s.report_idx, len(self.reports), mode)
-            thresholds[mode] = {}
+            probs[mode] = {}
             for hi, head in enumerate(HEADS):
                 if head == "text" and mode == "none":
-                    thresholds[mode][head] = {f: 0.5 for f in FINDINGS}
                     continue
                 L = logits[head][rows]
                 for k in range(len(FINDINGS)):
                     temp[hi, mi, k] = fit_temperature(Y[:, k], L[:, k])
-                P = 1 / (1 + np.exp(-L / temp[hi, mi].numpy()))
-                thresholds[mode][head] = {f: operating_threshold(Y[:, k], P[:, k], prevalence[k])
-                                          for k, f in enumerate(FINDINGS)}
+                probs[mode][head] = 1 / (1 + np.exp(-L / temp[hi, mi].numpy()))
         self.model.temperature.copy_(temp)
-        return thresholds
+        return fit_thresholds(probs, Y, prevalence, FINDINGS, TEXT_MODES, HEADS)

@@ -2,8 +2,8 @@
 metadata, the out-of-distribution guard fitted on the training images, the test-split
 evaluation files and, when asked, an external validation on another dataset.
 
-    metadata = build_metadata(trainer, result, cfg)
-    metadata["test_summary"] = evaluate_test_split(trainer, metadata, out)
+    description = build_description(trainer, result, cfg)
+    description = description.updated(test_summary=evaluate_test_split(trainer, description, out))
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.evaluation.eval_files import BASELINE, eval_name, eval_pairs
+from core.model.description import ModelDescription, Preprocessing
 
 
 def git_commit() -> str:
@@ -24,34 +25,31 @@ def git_commit() -> str:
         return "unknown"
 
 
-def build_metadata(trainer, result: dict, cfg) -> dict:
-    """The weights' metadata.json: labels, thresholds, preprocessing, provenance, split, timings."""
-    from core.data.labels import FINDINGS, TEXT_MODES
-    return {
-        "format": "cxr-fusion/1",
-        "version": time.strftime("%Y%m%d-%H%M%S") + "-" + git_commit()[:8],
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git_commit": git_commit(),
-        "labels": list(FINDINGS),
-        "text_modes": list(TEXT_MODES),
-        "label_source": trainer.collection.label_source,
-        "aux_vocab": trainer.aux_vocab,
-        "thresholds": result["thresholds"],
-        "preprocessing": {"image_size": cfg.image_size, "mean": trainer.mean, "std": trainer.std,
-                          "color": "grayscale", "resize": "square bilinear"},
-        "backbones": {"image": "torchvision densenet121", "image_weights": cfg.image_weights,
-                      "text": cfg.text_backbone, "image_pretraining": trainer.image_prior},
+def build_description(trainer, result: dict, cfg) -> ModelDescription:
+    """The new weights' description: findings, thresholds, preprocessing, provenance, split, timings."""
+    from core.data.labels import FINDINGS, HEADS, TEXT_MODES
+    return ModelDescription(
+        findings=FINDINGS, heads=HEADS, text_modes=TEXT_MODES,
+        format="cxr-fusion/1",
+        version=time.strftime("%Y%m%d-%H%M%S") + "-" + git_commit()[:8],
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        git_commit=git_commit(),
+        label_source=trainer.collection.label_source,
+        thresholds=result["thresholds"],
+        preprocessing=Preprocessing(image_size=cfg.image_size, mean=trainer.mean, std=trainer.std),
+        backbones={"image": "torchvision densenet121", "image_weights": cfg.image_weights,
+                   "text": cfg.text_backbone, "image_pretraining": trainer.image_prior},
+        trained_on=trainer.collection.metadata(),
         # every collection whose images the image encoder has seen: its pretraining's and this run's
-        "image_encoder_datasets": encoder_datasets(trainer),
-        "trained_on": trainer.collection.metadata(),
-        "text_max_len": cfg.text_max_len,
-        "training_config": asdict(cfg),
-        "split": trainer.split,
-        "val": {"score": result["val_score"], "auc": result["val_auc"]},
-        "timings": {k: (float(sum(v) / len(v)) if isinstance(v, list) else v) for k, v in trainer.timings.items()},
-        "data": {"name": trainer.collection.title, "license": trainer.collection.license,
-                 "citation": trainer.collection.citation, "n_reports": len(trainer.reports)},
-    }
+        image_encoder_datasets=encoder_datasets(trainer),
+        text_max_len=cfg.text_max_len,
+        training_config=asdict(cfg),
+        split=trainer.split,
+        val={"score": result["val_score"], "auc": result["val_auc"]},
+        timings={k: (float(sum(v) / len(v)) if isinstance(v, list) else v) for k, v in trainer.timings.items()},
+        data={"name": trainer.collection.title, "license": trainer.collection.license,
+              "citation": trainer.collection.citation, "n_reports": len(trainer.reports)},
+        extra={"aux_vocab": trainer.aux_vocab})
 
 
 def encoder_datasets(trainer) -> list[str]:
@@ -59,24 +57,12 @@ def encoder_datasets(trainer) -> list[str]:
 
 
 def fit_ood_guard(trainer, limit: int = 5000):
-    """Out-of-distribution guard fitted on the training images (see core.model.guard); at most
-    ``limit`` of them (a seeded sample) on large datasets."""
-    import random
-
-    from core.data.images import load_png_gray
-    from core.model.guard import fit_ood
-    rows = trainer.samples["train"].image_rows
-    if len(rows) > limit:
-        rows = sorted(random.Random(trainer.cfg.seed).sample(rows, limit))
-    paths = trainer.collection.image_paths
-    laterals = []
-    if trainer.cfg.dataset == "openi":  # the view stage learns laterals where the folder has them
-        from core.evaluation.refit import lateral_films
-        laterals = lateral_films(Path(trainer.cfg.data), trainer.split["train"])
-    return fit_ood([load_png_gray(paths[trainer.bank.ids[r]]) for r in rows], laterals=laterals or None)
+    """Out-of-distribution guard fitted on the training images (core.evaluation.refit.fit_guard)."""
+    from core.evaluation.refit import fit_guard
+    return fit_guard(trainer.collection, trainer.split["train"], limit=limit, seed=trainer.cfg.seed)
 
 
-def external_validation(trainer, metadata: dict, out: Path, dataset: str, data: Path) -> dict:
+def external_validation(trainer, desc: ModelDescription, out: Path, dataset: str, data: Path) -> dict:
     """Score every study of another dataset (split ``all``), every text mode and head: the
     'trained on X, validated on Y' numbers of the model card."""
     import numpy as np
@@ -91,10 +77,11 @@ def external_validation(trainer, metadata: dict, out: Path, dataset: str, data: 
         if mode != "none" and not coll.has_text:
             continue
         if mode not in probs:
-            probs[mode] = predict_reports(trainer.model, trainer.tokenizer, metadata, coll.reports, data, mode,
+            probs[mode] = predict_reports(trainer.model, trainer.tokenizer, desc, coll.reports, data, mode,
                                           paths=coll.image_paths)
-        res = metrics_json(Y, probs[mode][head], thresholds=metadata["thresholds"][mode][head])
-        res.update(split="all", text_mode=mode, head=head, model=metadata["version"],
+        res = metrics_json(Y, probs[mode][head], thresholds=desc.thresholds_for(mode, head),
+                           findings=desc.findings)
+        res.update(split="all", text_mode=mode, head=head, model=desc.version,
                    trained_on=trainer.cfg.dataset, validated_on=dataset)
         name = eval_name(f"external_{dataset}", mode, head)
         (out / "eval" / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -105,7 +92,7 @@ def external_validation(trainer, metadata: dict, out: Path, dataset: str, data: 
             "n_studies": len(coll.reports), "results": results}
 
 
-def evaluate_test_split(trainer, metadata: dict, out: Path) -> dict:
+def evaluate_test_split(trainer, desc: ModelDescription, out: Path) -> dict:
     """Test-split metrics of every text mode and head, plus the keyword baseline, written to
     ``out/eval/`` (core.evaluation.eval_files names them); returns the summary kept in the metadata."""
     import numpy as np
@@ -117,10 +104,11 @@ def evaluate_test_split(trainer, metadata: dict, out: Path) -> dict:
     (out / "eval").mkdir(parents=True, exist_ok=True)
     for mode, head in eval_pairs():
         if mode not in probs:
-            probs[mode] = predict_reports(trainer.model, trainer.tokenizer, metadata, test, Path(trainer.cfg.data),
+            probs[mode] = predict_reports(trainer.model, trainer.tokenizer, desc, test, Path(trainer.cfg.data),
                                           mode, bank=trainer.bank)
-        res = metrics_json(Y, probs[mode][head], thresholds=metadata["thresholds"][mode][head])
-        res.update(split="test", text_mode=mode, head=head, model=metadata["version"])
+        res = metrics_json(Y, probs[mode][head], thresholds=desc.thresholds_for(mode, head),
+                           findings=desc.findings)
+        res.update(split="test", text_mode=mode, head=head, model=desc.version)
         name = eval_name("test", mode, head)
         (out / "eval" / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
         write_predictions_csv(out / "eval" / f"{name}.csv", test, probs[mode][head])  # ROC/calibration plots
