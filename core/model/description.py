@@ -124,7 +124,8 @@ _PLAIN = {"version": "version", "thresholds": "thresholds", "threshold_rule": "t
           "data": "data", "label_source": "label_source", "trained_on": "trained_on",
           "image_encoder_datasets": "image_encoder_datasets",
           "training_config": "training_config", "refits": "refits", "test_summary": "test_summary", "val": "val",
-          "timings": "timings", "external_validation": "external_validation", "content_sha256": "content_sha256"}
+          "timings": "timings", "external_validation": "external_validation", "content_sha256": "content_sha256",
+          "recalibration": "recalibration"}
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,9 @@ class ModelDescription:
     val: dict | None = None
     timings: dict | None = None
     external_validation: dict | None = None
+    # per-finding Platt maps on the probability (core.evaluation.recalibration): method, fitted_on,
+    # maps (mode -> head -> finding -> {a, b, positives, n} or {calibrated: False, reason}); None: none
+    recalibration: dict | None = None
     content_sha256: str | None = None
     extra: dict = field(default_factory=dict)
 
