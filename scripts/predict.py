@@ -1,6 +1,8 @@
 """Predict the five findings for one chest X-ray (or a CSV batch) from the command line.
 
-    python scripts/predict.py --weights weights --image cxr.png --text "Heart is enlarged." --text-mode report --json
+    python scripts/predict.py --image cxr.png --text "Shortness of breath"        # indication (the default)
+    python scripts/predict.py --image cxr.png --text "Heart is enlarged." --text-mode report --json
+    python scripts/predict.py --image cxr.png                                     # image only
     python scripts/predict.py --weights weights --batch studies.csv --out predictions.csv
     torchrun --nproc_per_node 4 scripts/predict.py --weights weights --batch studies.csv --out predictions.csv
 
@@ -10,11 +12,17 @@ input order; after a kill, the same command (on any number of processes) skips t
 already done. Files are checked to exist up front; an undecodable image stops the run with
 one line (exit 2) and keeps the parts for a rerun once it is fixed.
 
-A batch CSV has a column ``image`` (path, relative to the CSV's folder or absolute) and
-optional ``text`` and ``text_mode``. ``--json`` prints one object per study: fusion, image,
-text (finding -> probability), thresholds, discordant, out_of_distribution, model.
-Bad input (missing file, undecodable image, unknown option) prints one line on stderr and
-exits 2.
+Text given without ``--text-mode`` is read as the clinical *indication*, as in the app and
+the web batch; no text means image only; text with ``--text-mode none`` is refused. The mode
+is named in every output. A batch CSV has the same columns as the web batch: ``image`` (path,
+relative to the CSV's folder or absolute; ``file`` is accepted too), optional ``text``,
+``text_mode`` (``mode`` accepted) and ``id`` (your own study ID, copied to the output).
+``--json`` prints one object per study: fusion, image, text (finding -> probability; null
+when no text was read), thresholds, discordant, out_of_distribution, model, evidence.
+Single-image and ``--json`` batch predictions are logged to the prediction log
+(``$CXR_DB_PATH``, source ``cli``) like the app's, unless ``--no-log``; the sharded form
+writes its CSV only. Bad input (missing file, undecodable image, unknown option) prints one
+line on stderr and exits 2.
 """
 from __future__ import annotations
 
@@ -34,15 +42,33 @@ MAX_TEXT_CHARS = 20_000
 def parse_args(argv=None):
     from core.data.labels import TEXT_MODES
     p = Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"))
+    p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"),
+                   help="the weights folder (default: the shipped weights/)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="PNG, JPEG or DICOM file")
-    src.add_argument("--batch", help="CSV with columns image[,text,text_mode]")
-    p.add_argument("--text", default="")
-    p.add_argument("--text-mode", choices=list(TEXT_MODES), default="report")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--out", help="batch: write a CSV of fused probabilities here")
+    src.add_argument("--batch", help="CSV with columns image[,text,text_mode,id]")
+    p.add_argument("--text", default="", help="the indication (default) or, with --text-mode report, the report")
+    p.add_argument("--text-mode", choices=list(TEXT_MODES), default=None,
+                   help="how the text is read (default: indication when there is text, else none)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per study instead of a table")
+    p.add_argument("--out", help="batch: write a CSV of fused probabilities here (sharded, resumable)")
+    p.add_argument("--no-log", action="store_true", help="do not log the predictions to $CXR_DB_PATH")
     return p.parse_args(argv)
+
+
+def study_mode(text: str, mode: str | None, where: str = "") -> str:
+    """The mode the study is read in (core.data.labels.resolve_mode), or one line and exit 2."""
+    from core.data.labels import resolve_mode
+    from core.errors import OptionError
+    try:
+        return resolve_mode(text, mode)
+    except OptionError as exc:
+        fail(f"{where}{exc}")
+
+
+def batch_cell(row: dict, name: str, alias: str) -> str:
+    """A batch CSV cell by its name or the web batch's older name for it."""
+    return (row.get(name) if row.get(name) is not None else row.get(alias)) or ""
 
 
 def clean_text(text: str) -> str:
@@ -70,6 +96,8 @@ def result_json(pred) -> dict:
     out = {k: d[k] for k in ("fusion", "image", "text", "thresholds", "discordant", "discordance",
                              "discordance_score", "out_of_distribution", "ood_score", "ood_reason", "text_mode",
                              "model", "image_reliable")}
+    if not pred.has_text:  # the text head read nothing: its numbers would mean nothing
+        out["text"] = None
     # held-out evidence behind each fused probability (core.evaluation.evidence): auc, ci, positives, reliable
     out["evidence"] = {f: {k: e[k] for k in ("auc", "ci", "positives", "reliable")} for f, e in d["evidence"].items()}
     return out
@@ -77,69 +105,101 @@ def result_json(pred) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.data.labels import TEXT_MODES
 
     if args.image:
-        img = read_image(Path(args.image))
+        path = Path(args.image)
+        img = read_image(path)
         text = clean_text(args.text)
+        mode = study_mode(text, args.text_mode)
         predictor = load_predictor(args.weights)  # after the inputs are checked: bad input is refused at once
-        pred = predictor.predict(img.gray, text, args.text_mode, colorfulness=img.colorfulness)
+        done = predict_and_log_cli(predictor, [(path, img, text, mode)], log=not args.no_log)[0]
+        pred = done.prediction
         if args.json:
             print(json.dumps(result_json(pred)))
         else:
-            if pred.out_of_distribution:
-                print(f"WARNING: this does not look like a frontal chest X-ray ({pred.ood_reason}); "
-                      "the probabilities below are not meaningful")
-            for f in predictor.findings:  # the weights' own (core.model.description)
-                flag = "  DISCORDANT" if f in pred.discordant else ""
-                e = pred.evidence[f]
-                held = (f"held-out AUC {e['auc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], {e['positives']} pos."
-                        if e["auc"] is not None else "no held-out evidence")
-                weak = "" if pred.image_reliable.get(f) else "  (not reliable from the image)"
-                print(f"{f:14s} fused {pred.fusion[f]:.3f} (threshold {pred.thresholds[f]:.3f})  "
-                      f"image {pred.image[f]:.3f}  text {pred.text[f]:.3f}  {held}{weak}{flag}")
+            print_table(predictor, pred, done)
         return 0
     batch = Path(args.batch)
     if not batch.is_file():
         fail(f"batch file {batch} not found")
     with batch.open(newline="", encoding="utf-8", errors="replace") as fh:
         rows = list(csv.DictReader(fh))
-    if not rows or "image" not in rows[0]:
-        fail(f"{batch.name} needs a header with an 'image' column")
+    if not rows or not ({"image", "file"} & set(rows[0])):
+        fail(f"{batch.name} needs a header with an 'image' column (image,text,text_mode,id)")
+    for row in rows:
+        row["image"], row["text_mode"] = batch_cell(row, "image", "file"), batch_cell(row, "text_mode", "mode")
     if args.out and not args.json:
         return predict_sharded(args, batch, rows)
     studies = []
-    for row in rows:  # validate everything before predicting anything
-        mode = (row.get("text_mode") or args.text_mode).strip()
-        if mode not in TEXT_MODES:
-            fail(f"{batch.name}: unknown text_mode {mode!r} for {row['image']}")
+    for i, row in enumerate(rows):  # validate everything before predicting anything
+        text = clean_text(row.get("text") or "")
+        mode = study_mode(text, row["text_mode"].strip() or args.text_mode, f"{batch.name} line {i + 2}: ")
         path = Path(row["image"])
-        studies.append((row["image"], read_image(path if path.is_absolute() else batch.parent / path),
-                        clean_text(row.get("text") or ""), mode))
+        path = path if path.is_absolute() else batch.parent / path
+        studies.append((path, read_image(path), text, mode))
     predictor = load_predictor(args.weights)
     results = []
     for s in range(0, len(studies), 16):
-        chunk = studies[s:s + 16]
-        results += predictor.predict_batch([c[1].gray for c in chunk], [c[2] for c in chunk], [c[3] for c in chunk],
-                                           colorfulness=[c[1].colorfulness for c in chunk])
+        results += predict_and_log_cli(predictor, studies[s:s + 16], log=not args.no_log)
     if args.out:
         with open(args.out, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["image", *predictor.findings, "discordant", "out_of_distribution"])
-            for (name, *_), p in zip(studies, results, strict=True):
-                w.writerow([name, *[f"{p.fusion[f]:.6f}" for f in predictor.findings], ";".join(p.discordant),
+            w.writerow(["image", "id", "text_mode", *predictor.findings, "discordant", "out_of_distribution"])
+            for row, done in zip(rows, results, strict=True):
+                p = done.prediction
+                w.writerow([row["image"], row.get("id") or "", p.text_mode,
+                            *[f"{p.fusion[f]:.6f}" for f in predictor.findings], ";".join(p.discordant),
                             int(p.out_of_distribution)])
     if args.json or not args.out:
-        for (name, *_), p in zip(studies, results, strict=True):
-            print(json.dumps(dict(result_json(p), image=name)))
+        for row, done in zip(rows, results, strict=True):
+            extra = {"id": row["id"]} if row.get("id") else {}
+            print(json.dumps(dict(result_json(done.prediction), image=row["image"], **extra)))
     return 0
+
+
+def predict_and_log_cli(predictor, studies, *, log: bool):
+    """(path, decoded image, text, mode) studies through core.serving.predict_and_log, logged
+    with source ``cli`` (the file's own name: the user chose it on their own machine). A log
+    that refuses the rows does not stop the predictions: one warning line on stderr."""
+    from core.serving.predict_and_log import Study, predict_and_log_many
+    from core.store import PredictionStore, StoreError
+    store = None
+    if log:
+        try:
+            store = PredictionStore()
+        except StoreError as exc:
+            print(f"warning: predictions not logged ({exc})", file=sys.stderr)
+    done = predict_and_log_many(predictor, store, [
+        Study(gray=img.gray, image_bytes=path.read_bytes(), image_name=path.name, text=text, mode=mode,
+              colorfulness=img.colorfulness) for path, img, text, mode in studies], source="cli", keep_names=True)
+    if done and done[0].log_error is not None:
+        print(f"warning: predictions not logged ({done[0].log_error})", file=sys.stderr)
+    return done
+
+
+def print_table(predictor, pred, done) -> None:
+    """The plain output: the mode first, then one line per finding with the evidence behind it."""
+    from core.data.labels import MODE_NAMES
+    print(f"text mode: {MODE_NAMES[pred.text_mode]}; model {pred.model}"
+          + (f"; logged as #{done.row_id}" if done.row_id is not None else ""))
+    if pred.out_of_distribution:
+        print(f"WARNING: this does not look like a frontal chest X-ray ({pred.ood_reason}); "
+              "the probabilities below are not meaningful")
+    for f in predictor.findings:  # the weights' own (core.model.description)
+        flag = "  DISCORDANT" if f in pred.discordant else ""
+        e = pred.evidence[f]
+        held = (f"held-out AUC {e['auc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], {e['positives']} pos."
+                if e["auc"] is not None else "no held-out evidence")
+        weak = "" if pred.image_reliable.get(f) else "  (not reliable from the image)"
+        text = f"  text {pred.text[f]:.3f}" if pred.has_text else ""
+        print(f"{f:14s} fused {pred.fusion[f]:.3f} (threshold {pred.thresholds[f]:.3f})  "
+              f"image {pred.image[f]:.3f}{text}  {held}{weak}{flag}")
 
 
 def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
     """This process's share of the rows into OUT.parts/, then (rank 0) the merge into OUT."""
     import os
 
-    from core.data.labels import TEXT_MODES
     from core.serving.sharded_batch import (
         PartsError,
         PartWriter,
@@ -150,9 +210,8 @@ def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
         open_parts,
     )
     for i, row in enumerate(rows):  # cheap checks of every row before any work
-        mode = (row.get("text_mode") or args.text_mode).strip()
-        if mode not in TEXT_MODES:
-            fail(f"{batch.name}: unknown text_mode {mode!r} for {row['image']}")
+        row["text_mode"] = study_mode(clean_text(row.get("text") or ""), row["text_mode"].strip() or args.text_mode,
+                                      f"{batch.name} line {i + 2}: ")
         path = Path(row["image"] or "")
         if not (path if path.is_absolute() else batch.parent / path).is_file():
             fail(f"{batch.name} line {i + 2}: image {row['image']!r} not found")
@@ -177,10 +236,11 @@ def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
             path = Path(rows[r]["image"])
             images.append(read_image(path if path.is_absolute() else batch.parent / path))
             texts.append(clean_text(rows[r].get("text") or ""))
-            modes.append((rows[r].get("text_mode") or args.text_mode).strip())
+            modes.append(rows[r]["text_mode"])
         preds = predictor.predict_batch([im.gray for im in images], texts, modes,
                                         colorfulness=[im.colorfulness for im in images])
-        writer.write([(r, [rows[r]["image"], *[f"{p.fusion[f]:.6f}" for f in predictor.findings],
+        writer.write([(r, [rows[r]["image"], rows[r].get("id") or "", p.text_mode,
+                           *[f"{p.fusion[f]:.6f}" for f in predictor.findings],
                            ";".join(p.discordant), int(p.out_of_distribution)])
                       for r, p in zip(chunk, preds, strict=True)])
     writer.close()
@@ -188,7 +248,8 @@ def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
         dist.barrier()
     if rank == 0:
         try:
-            n = merge(out, ["image", *predictor.findings, "discordant", "out_of_distribution"], len(rows))
+            n = merge(out, ["image", "id", "text_mode", *predictor.findings, "discordant", "out_of_distribution"],
+                      len(rows))
         except PartsError as exc:
             fail(str(exc))
         print(f"wrote {out}: {n} studies ({sum(map(len, todo))} predicted by rank 0 in this run, "

@@ -4,6 +4,15 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _prediction_log_outside_the_repo(tmp_path_factory):
+    """The CLIs log every prediction (core.store): in tests, to a session file, never var/."""
+    import os
+    if "CXR_DB_PATH" not in os.environ:
+        os.environ["CXR_DB_PATH"] = str(tmp_path_factory.mktemp("log") / "predictions.db")
+    yield
+
+
 @pytest.fixture
 def fresh_db(tmp_path):
     """A new, migrated prediction log in a temporary folder."""

@@ -38,7 +38,24 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 
 TEXT_MODES: tuple[str, ...] = ("report", "indication", "none")
+# The one default of the app, the CLI and the web batch: text given without a mode is the
+# clinical indication (report mode reads the answer; it must be asked for).
+DEFAULT_TEXT_MODE = "indication"
+MODE_NAMES = {"report": "report (report QA)", "indication": "indication (before the read)",
+              "none": "none (image only)"}
 HEADS: tuple[str, ...] = ("fusion", "image", "text")
+
+
+def resolve_mode(text: str | None, mode: str | None) -> str:
+    """The mode a study is read in: the one asked for (``None``: the default), then the no-text
+    rule. Text given with mode ``none`` would be dropped without a word: refused instead."""
+    from core.errors import OptionError
+    if mode is not None and mode not in TEXT_MODES:
+        raise OptionError(f"text mode {mode!r} is not one of {', '.join(TEXT_MODES)}")
+    if mode == "none" and (text or "").strip():
+        raise OptionError("text was given with text mode none, where it would not be read; "
+                          "drop the text or choose indication or report")
+    return effective_mode(text, mode or DEFAULT_TEXT_MODE)
 
 
 def effective_mode(text: str | None, mode: str) -> str:
