@@ -116,9 +116,10 @@ class Runner:
                 if self.version in algorithm_versions(meta):
                     prep.sr_exists = True
                     prep.sr_uid = str(((meta.get("00080018") or {}).get("Value") or [None])[0])
-        if prep.sr_exists and (self.dry_run or self.store is None
-                               or ledger.logged_id(self.store, uid, self.version) is not None):
-            prep.outcome = Outcome(uid, "exists", "", sr_sop_instance_uid=prep.sr_uid, model=self.version)
+        row_id = None if self.store is None else ledger.logged_id(self.store, uid, self.version)
+        if prep.sr_exists and (self.dry_run or self.store is None or row_id is not None):
+            prep.outcome = Outcome(uid, "exists", "", sr_sop_instance_uid=prep.sr_uid, model=self.version,
+                                   row_id=row_id, date=prep.ref.date)
             return
         frontal, unknown, lateral = ordered(images)
         if not images:

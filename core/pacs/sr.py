@@ -18,7 +18,7 @@ declared in the Coding Scheme Identification Sequence.
 """
 from __future__ import annotations
 
-from pydicom.uid import generate_uid
+import hashlib
 
 ALGORITHM_NAME = "cxr-findings late-fusion"
 MANUFACTURER = "cxr-findings (open-source research tool; not a medical device)"
@@ -60,11 +60,18 @@ def base_version(model: str) -> str:
     return model[: -len(INT8_SUFFIX)] if model.endswith(INT8_SUFFIX) else model
 
 
+def derived_uid(*parts: str) -> str:
+    """A UID that is always the same for the same parts: '2.25.' and 128 bits of their SHA-256
+    (pydicom's generate_uid ignores its entropy sources without an org root)."""
+    digest = hashlib.sha256("\x1f".join(("cxr-findings", *parts)).encode()).digest()
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+
+
 def sr_uids(study_uid: str, version: str) -> tuple[str, str]:
     """(series UID, SOP instance UID) of our SR for a study and model version: always the same."""
     version = base_version(version)
-    return (generate_uid(prefix=None, entropy_srcs=["cxr-findings-sr-series", study_uid, version]),
-            generate_uid(prefix=None, entropy_srcs=["cxr-findings-sr", study_uid, version]))
+    return (derived_uid(*["cxr-findings-sr-series", study_uid, version]),
+            derived_uid(*["cxr-findings-sr", study_uid, version]))
 
 
 def _code(value: str, scheme: str, meaning: str):
@@ -120,7 +127,7 @@ def build_sr(source, prediction, *, version: str | None = None, series_number: i
     algorithm = AlgorithmIdentification(name=ALGORITHM_NAME, version=version[:64],
                                         parameters=[f"text mode: {prediction.text_mode}"])
     device = DeviceObserverIdentifyingAttributes(
-        uid=generate_uid(prefix=None, entropy_srcs=["cxr-findings-device", version]), name=ALGORITHM_NAME[:64],
+        uid=derived_uid(*["cxr-findings-device", version]), name=ALGORITHM_NAME[:64],
         manufacturer_name="cxr-findings", model_name=version[:64])
     context = ObservationContext(observer_device_context=ObserverContext(observer_type=codes.DCM.Device,
                                                                           observer_identifying_attributes=device))
@@ -150,7 +157,7 @@ def build_sr(source, prediction, *, version: str | None = None, series_number: i
         ]
         groups.append(MeasurementsAndQualitativeEvaluations(
             tracking_identifier=TrackingIdentifier(
-                uid=generate_uid(prefix=None, entropy_srcs=[sop_uid, finding]), identifier=finding[:64]),
+                uid=derived_uid(*[sop_uid, finding]), identifier=finding[:64]),
             finding_type=_finding_code(finding), algorithm_id=algorithm, measurements=measurements,
             qualitative_evaluations=evaluations, source_images=[src_ref]))
     procedure = _code("399208008", "SCT", "Plain chest X-ray")

@@ -1,0 +1,325 @@
+"""scripts/pacs.py against a real PACS: Debian's Orthanc with DICOMweb, authentication on, the DICOM
+port off, on a free loopback port with its own storage (tests/pacs_fixtures.py).
+
+Studies are made here from the shared IU images: full-size 16-bit frontals in JPEG Lossless,
+JPEG-LS, JPEG 2000 and RLE, MONOCHROME1 and 2, laterals as their own series, a frontal without a
+ViewPosition (the guard decides), a lateral-only study, corrupt pixels, a hand. Skips with the
+reason when the data or the Debian tools are missing.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import pacs_fixtures as pf
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "weights"
+PACS_CLI = [sys.executable, "scripts/pacs.py"]
+
+pytestmark = pytest.mark.skipif(bool(pf.missing_tools()), reason=f"missing Debian tools: {pf.missing_tools()}")
+
+
+def run_cli(args, env, timeout=300):
+    return subprocess.run([*PACS_CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def corrupt_instance(made: pf.Made, out: Path) -> Path:
+    """The same header, its JPEG Lossless pixel data replaced by random bytes."""
+    import numpy as np
+    import pydicom
+    from pydicom.encaps import encapsulate
+    ds = pydicom.dcmread(made.path)
+    ds.PixelData = encapsulate([np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()])
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, iu_xray_dir):
+    """One Orthanc with the test studies; yields a dict of what was made, the env and a fresh log."""
+    folder = tmp_path_factory.mktemp("pacs")
+    pairs = pf.iu_pairs(iu_xray_dir, 8)
+    made: dict[str, dict] = {}
+    with pf.Orthanc(folder / "orthanc") as pacs:
+        specs = [  # name, syntax, size, MONOCHROME1, indication, view, lateral
+            ("A", "jpeg-lossless", 3000, False, "Cough and fever for three days.", "PA", True),
+            ("B", "jpeg-ls", 2500, True, "", "AP", True),
+            ("C", "jpeg2000", 2000, False, "Shortness of breath.", None, True),
+            ("R", "rle", 2000, True, "", "PA", False),
+        ]
+        for i, (name, syntax, size, mono1, indication, view, lateral) in enumerate(specs):
+            frontal, lat = pairs[i]
+            uid = pf.study_uid_for(name)
+            f = pf.make_instance(frontal, folder / f"{name}-f.dcm", study_uid=uid, syntax=syntax, size=size,
+                                 monochrome1=mono1, indication=indication, view=view or "",
+                                 view_position=view is not None)
+            pacs.upload(f.path)
+            if lateral and lat is not None:
+                pacs.upload(pf.make_instance(lat, folder / f"{name}-l.dcm", study_uid=uid, view="LL", syntax="rle",
+                                             size=1500, series_number=2).path)
+            made[name] = {"uid": uid, "frontal": f, "mode": "indication" if indication else "none"}
+        # a study with only a lateral; one whose pixels are corrupt; a hand
+        lat_only = pf.make_instance(pairs[4][1], folder / "L.dcm", study_uid=pf.study_uid_for("L"), view="LL",
+                                    syntax="rle", size=1500)
+        pacs.upload(lat_only.path)
+        good = pf.make_instance(pairs[5][0], folder / "X-src.dcm", study_uid=pf.study_uid_for("X"),
+                                syntax="jpeg-lossless", size=1000)
+        pacs.upload(corrupt_instance(good, folder / "X.dcm"))
+        hand = pf.make_instance(pairs[6][0], folder / "H.dcm", study_uid=pf.study_uid_for("H"), body_part="HAND",
+                                size=1000)
+        pacs.upload(hand.path)
+        made.update(L={"uid": lat_only.study_uid}, X={"uid": good.study_uid}, H={"uid": hand.study_uid})
+        env = pf.env_with(pacs, CXR_DB_PATH=str(folder / "predictions.db"))
+        yield {"pacs": pacs, "made": made, "env": env, "folder": folder, "pairs": pairs}
+
+
+@pytest.fixture(scope="module")
+def first_run(world):
+    out = world["folder"] / "first.json"
+    r = run_cli(["--url", world["pacs"].url, "--all", "--json", str(out)], world["env"])
+    assert r.returncode == 0, r.stderr
+    return {"result": r, "json": json.loads(out.read_text())}
+
+
+def by_uid(report):
+    return {s["study_uid"]: s for s in report["studies"]}
+
+
+def sr_files(pacs: pf.Orthanc, study_uid: str) -> list:
+    """Every SR of a study, read back over DICOMweb (QIDO-RS, then WADO-RS)."""
+    import pydicom
+
+    from core.pacs.connection import _first, connect
+    client = connect(pacs.url, environ=pacs.env())
+    out = []
+    for series in client.series(study_uid):
+        if _first(series, "00080060") != "SR":
+            continue
+        for meta in client.series_metadata(study_uid, _first(series, "0020000E")):
+            data = client.retrieve(study_uid, _first(series, "0020000E"), _first(meta, "00080018"))
+            out.append(pydicom.dcmread(io.BytesIO(data)))
+    return out
+
+
+def pacs_rows(db_path) -> list[dict]:
+    from core.store import PredictionStore
+    return [r for r in PredictionStore(db_path).list_predictions(limit=None) if r["image_name"].startswith("pacs-")]
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+def test_first_run_scores_chests_and_skips_the_rest(world, first_run):
+    got, made = by_uid(first_run["json"]), world["made"]
+    for name in "ABCR":
+        s = got[made[name]["uid"]]
+        assert s["status"] == "scored", s
+        assert s["source_sop_instance_uid"] == made[name]["frontal"].sop_uid    # the frontal, not the lateral
+        assert s["text_mode"] == made[name]["mode"]
+        assert set(s["fusion"]) == {"Pneumonia", "Edema", "Cardiomegaly", "Atelectasis", "Consolidation"}
+        assert s["model"] and "+int8" not in s["model"] and s["sr_sop_instance_uid"]
+    assert got[made["L"]["uid"]]["status"] == "skipped" and "lateral" in got[made["L"]["uid"]]["reason"]
+    assert got[made["X"]["uid"]]["status"] == "skipped" and "decoded" in got[made["X"]["uid"]]["reason"]
+    assert got[made["H"]["uid"]]["status"] == "skipped" and "not a chest" in got[made["H"]["uid"]]["reason"]
+    out = first_run["result"].stdout
+    assert len(out.strip().splitlines()) == 7 and "Doe" not in out + first_run["result"].stderr
+    # one log row per scored study, named by a hash, never a patient identifier
+    rows = pacs_rows(world["env"]["CXR_DB_PATH"])
+    assert len(rows) == 4 and all(r["source"] == "cli" for r in rows)
+    assert not any("Doe" in json.dumps(r, default=str) or "MRN-" in json.dumps(r, default=str) for r in rows)
+
+
+def test_srs_are_in_the_right_studies_valid_and_carry_the_numbers(world, first_run):
+    from core.pacs.sr import ALGORITHM_NAME, algorithm_versions, read_probabilities
+    got, made, pacs = by_uid(first_run["json"]), world["made"], world["pacs"]
+    for name in "ABCR":
+        uid = made[name]["uid"]
+        srs = sr_files(pacs, uid)
+        assert len(srs) == 1
+        sr, source = srs[0], made[name]["frontal"]
+        assert sr.StudyInstanceUID == uid and sr.SOPInstanceUID == got[uid]["sr_sop_instance_uid"]
+        assert str(sr.PatientName) == "Doe^Jane" and sr.PatientID.startswith("MRN-")   # filed with the patient
+        assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"                         # Comprehensive SR
+        refs = [r.ReferencedSOPInstanceUID for e in sr.CurrentRequestedProcedureEvidenceSequence
+                for s in e.ReferencedSeriesSequence for r in s.ReferencedSOPSequence]
+        assert refs == [source.sop_uid]
+        assert algorithm_versions(sr) == {got[uid]["model"]}
+        assert ALGORITHM_NAME in str(sr)
+        numbers = read_probabilities(sr)
+        for finding, p in got[uid]["fusion"].items():
+            assert numbers[finding]["fused"] == pytest.approx(p, abs=1e-12 + 1e-9)
+            assert numbers[finding]["image"] == pytest.approx(got[uid]["image"][finding], abs=1e-9)
+            assert numbers[finding]["present"] == (p >= numbers[finding]["threshold"])
+            assert ("text" in numbers[finding]) == (made[name]["mode"] == "indication")
+        path = world["folder"] / f"sr-{name}.dcm"
+        sr.save_as(path, enforce_file_format=True)
+        check = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+        errors = [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, errors
+
+
+def test_sr_probabilities_equal_predict_cli(world, first_run):
+    """The same images through scripts/predict.py --json, in the same text mode, give the same numbers."""
+    got, made = by_uid(first_run["json"]), world["made"]
+    batch = world["folder"] / "batch.csv"
+    with batch.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "text", "text_mode"])
+        for name in "ABCR":
+            f = made[name]["frontal"]
+            w.writerow([str(f.path), f.indication, made[name]["mode"]])
+    r = subprocess.run([sys.executable, "scripts/predict.py", "--weights", str(WEIGHTS), "--batch", str(batch),
+                        "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for name, line in zip("ABCR", r.stdout.strip().splitlines(), strict=True):
+        ref, mine = json.loads(line), got[made[name]["uid"]]
+        assert ref["text_mode"] == mine["text_mode"] and ref["model"] == mine["model"]
+        for finding, p in ref["fusion"].items():  # (the batch form's "image" key holds the file's name)
+            assert mine["fusion"][finding] == pytest.approx(p, abs=1e-6), (name, finding)
+
+
+def test_second_run_in_follow_mode_adds_nothing_and_stops_on_sigterm(world, first_run):
+    pacs, env = world["pacs"], world["env"]
+    out = world["folder"] / "second.json"
+    proc = subprocess.Popen([*PACS_CLI, "--url", pacs.url, "--all", "--follow", "--interval", "1", "--json", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not out.is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    report = by_uid(json.loads(out.read_text()))
+    assert {report[world["made"][n]["uid"]]["status"] for n in "ABCR"} == {"exists"}
+    assert "Traceback" not in stderr
+    for name in "ABCR":
+        assert len(sr_files(pacs, world["made"][name]["uid"])) == 1
+    assert len(pacs_rows(env["CXR_DB_PATH"])) == 4
+
+
+def test_kill9_then_resume_duplicates_nothing_and_loses_nothing(world, first_run):
+    pacs, env, folder = world["pacs"], world["env"], world["folder"]
+    uids = []
+    for i, (frontal, _) in enumerate(pf.iu_pairs(Path(os.environ.get("IU_XRAY_DIR") or ROOT.parent / "shared/iu-xray"),
+                                                 6, skip=20)):
+        uid = pf.study_uid_for(f"K{i}")
+        pacs.upload(pf.make_instance(frontal, folder / f"K{i}.dcm", study_uid=uid, syntax="rle", size=1200,
+                                     study_date="20261203").path)
+        uids.append(uid)
+    args = ["--url", pacs.url, "--since", "20261203", "--batch", "1", "--workers", "1"]
+    proc = subprocess.Popen([*PACS_CLI, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(pacs.instances_of(u, "SR") for u in uids[:2]):
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with_sr = [u for u in uids if pacs.instances_of(u, "SR")]
+    assert 0 < len(with_sr) < len(uids)              # killed mid-way
+    r = run_cli([*args, "--json", str(folder / "resume.json")], env)
+    assert r.returncode == 0, r.stderr
+    for u in uids:
+        assert len(pacs.instances_of(u, "SR")) == 1
+    from core.pacs.ledger import row_name
+    names = [row["image_name"] for row in pacs_rows(env["CXR_DB_PATH"])]
+    assert sorted(names) == sorted({*names}) and all(row_name(u) in names for u in uids)
+    assert len(names) == 4 + len(uids)
+
+
+def test_sr_without_log_row_is_reconciled_and_a_new_version_adds_its_own_sr(world, first_run, tmp_path, monkeypatch):
+    """kill -9 between the SR and the log row: the re-run writes the row and no second SR; a new model
+    version (whatever precision serves it) adds its own SR beside the old one."""
+    from core.pacs.connection import connect
+    from core.pacs.run import Runner
+    from core.serving.predictor import Predictor
+    from core.store import PredictionStore
+    pacs, made = world["pacs"], world["made"]
+    predictor = Predictor.load(WEIGHTS)
+    client = connect(pacs.url, environ=pacs.env())
+    ref = client.find_studies(study_uid=made["A"]["uid"])
+    store = PredictionStore(tmp_path / "other.db")         # a log that never saw study A
+    out = Runner(client, predictor, store).run(ref)
+    assert out[0].status == "exists" and out[0].row_id is not None and "log row" in out[0].reason
+    assert Runner(client, predictor, store).run(ref)[0].row_id == out[0].row_id
+    assert len(PredictionStore(tmp_path / "other.db").list_predictions()) == 1
+    predictor.version = "test-version-2"
+    monkeypatch.setattr(type(predictor), "served_version", property(lambda self: f"{self.version}+int8"))
+    new = Runner(client, predictor, store).run(ref)[0]
+    assert new.status == "scored" and new.model == "test-version-2+int8"
+    srs = sr_files(pacs, made["A"]["uid"])
+    from core.pacs.sr import algorithm_versions
+    assert sorted(v for sr in srs for v in algorithm_versions(sr)) == sorted([out[0].model, "test-version-2"])
+    again = Runner(client, predictor, store).run(ref)[0]
+    assert again.status == "exists" and len(sr_files(pacs, made["A"]["uid"])) == 2
+
+
+def test_wrong_credentials_one_line(world):
+    env = {**world["env"], "CXR_PACS_PASSWORD": "not-the-password"}
+    r = run_cli(["--url", world["pacs"].url, "--all"], env, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "refused the credentials" in r.stderr
+    assert "not-the-password" not in r.stderr + r.stdout and "Traceback" not in r.stderr
+
+
+def test_bad_arguments_and_credentials_in_url(world):
+    env = world["env"]
+    r = run_cli(["--url", world["pacs"].url.replace("http://", "http://cxr:pw@"), "--all"], env, timeout=60)
+    assert r.returncode == 2 and "must not carry credentials" in r.stderr and r.stderr.count("\n") == 1
+    r = run_cli(["--url", world["pacs"].url, "--since", "2026-12-01"], env, timeout=60)
+    assert r.returncode == 2 and "YYYYMMDD" in r.stderr
+    r = run_cli(["--url", world["pacs"].url, "--all", "--password", "x"], env, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+def test_orthanc_stopped_mid_run(world, tmp_path):
+    """The PACS dies mid-run: one line, exit 1, and every SR stored has its log row or gets it on a re-run."""
+    pairs = world["pairs"]
+    db = tmp_path / "stopped.db"
+    with pf.Orthanc(tmp_path / "orthanc") as pacs:
+        uids = []
+        for i in range(8):
+            uid = pf.study_uid_for(f"S{i}")
+            made = pf.make_instance(pairs[i % len(pairs)][0], tmp_path / f"S{i}.dcm", study_uid=uid, size=900)
+            pacs.upload(made.path)
+            uids.append(uid)
+        env = pf.env_with(pacs, CXR_DB_PATH=str(db))
+        proc = subprocess.Popen([*PACS_CLI, "--url", pacs.url, "--all", "--batch", "1", "--workers", "1"], cwd=ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(pacs.instances_of(u, "SR") for u in uids[:2]):
+                break
+            time.sleep(0.05)
+        pacs.proc.kill()                                   # the server goes away mid-run
+        pacs.proc.wait(timeout=30)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 1, stderr
+        assert stderr.strip().count("\n") == 0 and "cannot reach the PACS" in stderr and "Traceback" not in stderr
+    with pf.Orthanc(tmp_path / "orthanc") as pacs:         # back, on the same storage
+        env = pf.env_with(pacs, CXR_DB_PATH=str(db))
+        stored = [u for u in uids if pacs.instances_of(u, "SR")]
+        logged = {r["image_name"] for r in pacs_rows(db)}
+        from core.pacs.ledger import row_name
+        assert logged <= {row_name(u) for u in stored}       # no row without its SR
+        r = run_cli(["--url", pacs.url, "--all"], env)
+        assert r.returncode == 0, r.stderr
+        assert all(len(pacs.instances_of(u, "SR")) == 1 for u in uids)
+        assert sorted(r["image_name"] for r in pacs_rows(db)) == sorted(row_name(u) for u in uids)
