@@ -38,3 +38,14 @@ def test_long_text_without_headings_keeps_the_beginning_and_says_so(tokenizer):
     w = fit_text(text, tokenizer, max_len=160)
     assert text.startswith(w.read) and _n(tokenizer, w.read) == 160
     assert w.skipped[0][1] == len(text) and "Not read" in w.note
+
+
+def test_the_note_names_the_encoders_limit_and_the_count_read_is_the_originals(tokenizer):
+    """The note says the limit the encoder has (158 pieces of text in a 160 window), not how
+    many this text used; joining two parts with a space does not count as a character read."""
+    findings = "FINDINGS: " + "The lungs are clear without focal airspace disease. " * 400
+    text = findings + "IMPRESSION: Cardiomegaly with pulmonary edema."
+    w = fit_text(text, tokenizer, max_len=160)
+    assert "at most 158 word pieces of text" in w.note
+    (a, b), = w.skipped
+    assert w.chars_read == len(text) - (b - a) == len(w.read) - 1  # the join's space is not the text's

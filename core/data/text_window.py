@@ -27,10 +27,16 @@ class TextWindow:
     pieces_read: int
     skipped: list[tuple[int, int]] = field(default_factory=list)  # character spans of the original not read
     impression_first: bool = False  # the IMPRESSION was kept by cutting the text before it
+    limit: int = 0                  # word pieces of text the encoder reads at most (its window less its markers)
 
     @property
     def truncated(self) -> bool:
         return bool(self.skipped)
+
+    @property
+    def chars_read(self) -> int:
+        """Characters of the original the model read (``read`` may join two parts with a space)."""
+        return self.original_chars - sum(b - a for a, b in self.skipped)
 
     @property
     def note(self) -> str:
@@ -39,8 +45,8 @@ class TextWindow:
         cut = sum(b - a for a, b in self.skipped)
         where = ("the end of the text before the IMPRESSION (the IMPRESSION was read whole)"
                  if self.impression_first else "everything after the first part")
-        return (f"The text model reads at most {self.pieces_read} word pieces; this text has {self.pieces_total:,}. "
-                f"Not read: {cut:,} of {self.original_chars:,} characters — {where}.")
+        return (f"The text model reads at most {self.limit} word pieces of text; this text has "
+                f"{self.pieces_total:,}. Not read: {cut:,} of {self.original_chars:,} characters — {where}.")
 
 
 def _pieces(tokenizer, text: str) -> list[tuple[int, int]]:
@@ -60,7 +66,7 @@ def fit_text(text: str, tokenizer, *, max_len: int) -> TextWindow:
     budget = max(1, max_len - (special() if special else SPECIAL_TOKENS))
     total = len(offsets)
     if total <= budget:
-        return TextWindow(read=text, original_chars=len(text), pieces_total=total, pieces_read=total)
+        return TextWindow(read=text, original_chars=len(text), pieces_total=total, pieces_read=total, limit=budget)
     headings = list(_IMPRESSION.finditer(text))
     heading = headings[-1] if headings else None  # the last IMPRESSION heading
     if heading is not None and heading.start() > 0:
@@ -72,7 +78,7 @@ def fit_text(text: str, tokenizer, *, max_len: int) -> TextWindow:
             read = text[start:end]
             skipped = [(0, start)] + ([(end, len(text))] if end < len(text) else [])
             return TextWindow(read=read, original_chars=len(text), pieces_total=total,
-                              pieces_read=_count(tokenizer, read), skipped=skipped, impression_first=True)
+                              pieces_read=_count(tokenizer, read), skipped=skipped, impression_first=True, limit=budget)
         keep = budget - len(impression)
         while keep > 0:
             head_end = before[keep - 1][1]
@@ -80,8 +86,8 @@ def fit_text(text: str, tokenizer, *, max_len: int) -> TextWindow:
             if _count(tokenizer, read) <= budget:  # joining can merge pieces: check, shrink if needed
                 return TextWindow(read=read, original_chars=len(text), pieces_total=total,
                                   pieces_read=_count(tokenizer, read), skipped=[(head_end, start)],
-                                  impression_first=True)
+                                  impression_first=True, limit=budget)
             keep -= 1
     end = offsets[budget - 1][1]
     return TextWindow(read=text[:end], original_chars=len(text), pieces_total=total, pieces_read=budget,
-                      skipped=[(end, len(text))])
+                      skipped=[(end, len(text))], limit=budget)
