@@ -20,7 +20,12 @@ def fail(message: str) -> None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as a single line."""
+    """argparse that reports a usage error as a single line, and shows every option's default
+    in --help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise CliError(f"{self.prog}: {message} (see --help)")
@@ -29,7 +34,7 @@ class Parser(argparse.ArgumentParser):
         """--weights (default: the shipped weights/) and --data (default: $IU_XRAY_DIR, else
         ../shared/iu-xray next to the repository)."""
         root = Path(__file__).resolve().parents[1]
-        self.add_argument("--weights", default=str(root / "weights"))
+        self.add_argument("--weights", default=str(root / "weights"), help="the weights folder")
         self.add_argument("--data", default=os.environ.get("IU_XRAY_DIR", str(root.parent / "shared" / "iu-xray")),
                           help="the data folder (default: $IU_XRAY_DIR, else ../shared/iu-xray)")
         if dataset:

@@ -21,7 +21,7 @@ def parse_args(argv=None):
     p = Parser(description=__doc__.splitlines()[0])
     p.add_weights_and_data()
     p.add_argument("--images", type=int, default=512, help="training-split frontal images to calibrate on")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration images' sample")
     return p.parse_args(argv)
 
 

@@ -29,17 +29,19 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
-    from core.data.labels import HEADS, TEXT_MODES
+    from core.data.labels import DEFAULT_TEXT_MODE, HEADS, TEXT_MODES
     from core.data.sources import DATASETS
     p = Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", required=True)
-    p.add_argument("--data", required=True)
+    p.add_argument("--weights", required=True, help="the weights folder")
+    p.add_argument("--data", required=True, help="the data folder")
     p.add_argument("--dataset", default="openi", choices=list(DATASETS), help="layout of --data (core.data.sources)")
-    p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
-    p.add_argument("--text-mode", choices=list(TEXT_MODES), default="report")
-    p.add_argument("--head", choices=list(HEADS), default="fusion")
-    p.add_argument("--json", required=True, dest="json_out")
-    p.add_argument("--predictions")
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default="test",
+                   help="the weights' split to score (all: every study, for another dataset)")
+    p.add_argument("--text-mode", choices=list(TEXT_MODES), default=DEFAULT_TEXT_MODE,
+                   help="what the text branch reads: the indication, the report (reads the labels' source) or none")
+    p.add_argument("--head", choices=list(HEADS), default="fusion", help="which head's probabilities are scored")
+    p.add_argument("--json", required=True, dest="json_out", metavar="OUT", help="write the metrics JSON here")
+    p.add_argument("--predictions", metavar="OUT.csv", help="also write one row of probabilities per study here")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     return p.parse_args(argv)
 

@@ -50,7 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--text", default="", help="the indication (default) or, with --text-mode report, the report")
     p.add_argument("--text-mode", choices=list(TEXT_MODES), default=None,
                    help="how the text is read (default: indication when there is text, else none)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per study instead of a table")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
+                   help="JSON, one object per study, instead of a table: on stdout, or into OUT as with "
+                        "evaluate.py and bench.py")
     p.add_argument("--out", help="batch: write a CSV of fused probabilities here (sharded, resumable)")
     p.add_argument("--no-log", action="store_true", help="do not log the predictions to $CXR_DB_PATH")
     return p.parse_args(argv)
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
         done = predict_and_log_cli(predictor, [(path, img, text, mode)], log=not args.no_log)[0]
         pred = done.prediction
         if args.json:
-            print(json.dumps(result_json(pred)))
+            emit_json(args.json, [result_json(pred)])
         else:
             print_table(predictor, pred, done)
         return 0
@@ -151,10 +153,19 @@ def main(argv=None) -> int:
                             *[f"{p.fusion[f]:.6f}" for f in predictor.findings], ";".join(p.discordant),
                             int(p.out_of_distribution)])
     if args.json or not args.out:
-        for row, done in zip(rows, results, strict=True):
-            extra = {"id": row["id"]} if row.get("id") else {}
-            print(json.dumps(dict(result_json(done.prediction), image=row["image"], **extra)))
+        emit_json(args.json or "-", [dict(result_json(done.prediction), image=row["image"],
+                                          **({"id": row["id"]} if row.get("id") else {}))
+                                     for row, done in zip(rows, results, strict=True)])
     return 0
+
+
+def emit_json(target: str, objects: list[dict]) -> None:
+    """One JSON object per line, on stdout (``-``) or into a file."""
+    lines = "".join(json.dumps(o) + "\n" for o in objects)
+    if target == "-":
+        sys.stdout.write(lines)
+    else:
+        Path(target).write_text(lines)
 
 
 def predict_and_log_cli(predictor, studies, *, log: bool):

@@ -73,9 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--weights", default="weights", help="the weights folder")
     p.add_argument("--data", required=True, help="the data folder")
     p.add_dataset()
-    p.add_argument("--split", choices=["val", "test", "all"], default="test")
-    p.add_argument("--json", dest="json_out")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--split", choices=["val", "test", "all"], default="test", help="the weights' split to edit")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="write the catch and flag rates here")
+    p.add_argument("--batch-size", type=int, default=32, help="studies per model call")
     return p.parse_args(argv)
 
 

@@ -32,15 +32,17 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 def parse_args(argv=None):
     from core.data.sources import DATASETS
     from core.data.sources.policy import UNCERTAIN_POLICIES
+    from core.training.config import HELP
     from core.training.trainer import TrainConfig
     p = Parser(description=__doc__.splitlines()[0])
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
             kwargs = {"required": True} if f.name == "data" else {"default": f.default}
+            kwargs["help"] = HELP[f.name]
             if f.name == "unfreeze":
                 kwargs["choices"] = ["auto", "text", "both", "none"]
             if f.name == "dataset":
@@ -50,7 +52,7 @@ def parse_args(argv=None):
             p.add_argument(flag, type=kind, **kwargs)
     p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation at the end")
     p.add_argument("--external-data", help="after training, score every study of this dataset (external validation)")
-    p.add_argument("--external-dataset", default="openi", choices=list(DATASETS))
+    p.add_argument("--external-dataset", default="openi", choices=list(DATASETS), help="layout of --external-data")
     return p.parse_args(argv)
 
 

@@ -58,6 +58,46 @@ class TrainConfig:
         return {"none": set(), "text": {"text"}, "both": {"text", "image"}}[self.unfreeze]
 
 
+# What each field means (scripts/train.py's --help shows these with the defaults above).
+HELP: dict[str, str] = {
+    "data": "the data folder (its layout: --dataset)",
+    "out": "where the weights are written (model.safetensors, metadata.json, eval/)",
+    "run_dir": "checkpoints (last.pt, to resume) and the run's files",
+    "image_weights": "image encoder start: none (from scratch), imagenet, or a torchxrayvision/state-dict file",
+    "text_backbone": "the text encoder's pretrained backbone (name or folder)",
+    "text_family": "the text-encoder family (core/model/text_encoders/<family>.py)",
+    "image_size": "square input size in pixels",
+    "seed": "seed of the split, initialisation and augmentation",
+    "batch_size": "studies per step",
+    "image_epochs": "image phase epochs (from-scratch image encoder; one cosine schedule)",
+    "frozen_epochs": "frozen phase epochs (heads on cached encoder features)",
+    "unfrozen_epochs": "unfrozen phase epochs (encoders fine-tuned with lower learning rates)",
+    "lr_head": "learning rate of the heads",
+    "lr_image": "learning rate of the image encoder in the image phase",
+    "lr_image_finetune": "learning rate of a pretrained image encoder in the unfrozen phase",
+    "lr_text": "learning rate of the text encoder in the unfrozen phase",
+    "weight_decay": "AdamW weight decay",
+    "patience": "epochs without a better validation score before a phase stops",
+    "image_patience": "image phase patience; 0 runs the whole cosine schedule",
+    "ema_decay": "image phase: validate and keep exponentially averaged weights (0 = off)",
+    "text_max_len": "word pieces the text encoder reads (its two markers included)",
+    "aux_terms": "auxiliary MeSH terms predicted in the image phase (extra supervision)",
+    "aux_weight": "weight of the auxiliary loss",
+    "modality_dropout": "share of training samples whose text is hidden (teaches image-only reading)",
+    "use_automatic": "also use the reports' automatic MeSH terms as labels",
+    "max_reports": "read only the first N reports (0 = all; smoke tests)",
+    "unfreeze": "what the unfrozen phase trains: auto, text, both or none",
+    "log_every": "steps between run-log entries",
+    "fit_ood": "fit the out-of-distribution guard on the training images",
+    "split_file": "a JSON split {train, val, test: [uid...]} ('' = the seeded split by report)",
+    "dataset": "layout of --data (core.data.sources)",
+    "uncertain_policy": "uncertain (-1) labels: ignore, positive or negative",
+    "image_weights_datasets": "comma-separated collections a pretrained image encoder saw ('' = from its name)",
+    "loader_workers": "processes that decode images (0 = in the main process)",
+    "laterals": "the image phase also trains on the training reports' lateral views",
+}
+
+
 def load_split(path: str, reports) -> dict[str, list[str]]:
     """A split written by scripts/cv.py (or by hand): uids per split, each known, none twice."""
     import json
