@@ -80,3 +80,22 @@ def test_export_of_the_page_has_the_verdicts(app_env):
     rows = list(csv.DictReader(io.StringIO(export_matching(PredictionStore(app_env["CXR_DB_PATH"]), {}))))
     strong = next(r for r in rows if int(r["id"]) == ids["strong"])
     assert strong["verdict_cardiomegaly"] == "present" and strong["reviewer"] == "jd" and strong["reviewed_at"]
+
+
+def test_choosing_a_finding_filters_at_once_without_touching_the_slider(app_env):
+    """The Finding filter alone keeps the studies above that finding's threshold (it used to
+    keep everything until the probability slider moved)."""
+    store = PredictionStore(app_env["CXR_DB_PATH"])
+    low = {f: 0.2 for f in FINDINGS}
+    high = dict(low, Edema=0.8)
+    thresholds = {f: 0.5 for f in FINDINGS}
+
+    def log(name, fusion):
+        return store.log_prediction(model_version="m", image_png=_png(), image_name=name, image_sha256=None,
+                                    text="", text_mode="none", fusion=fusion, image=fusion, text_probs=None,
+                                    thresholds=thresholds)
+    above, below = log("above.png", high), log("below.png", low)
+    at = _history(app_env)
+    assert set(_table_ids(at)) == {above, below}
+    at.selectbox(key="hist_finding").set_value("Edema").run()
+    assert _table_ids(at) == [above]

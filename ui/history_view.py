@@ -36,8 +36,10 @@ def filters(findings=FINDINGS) -> dict:
     elif period != "All time":
         since = now - {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
                        "Last 30 days": timedelta(days=30)}[period]
-    finding = c2.selectbox("Finding", (ANY, *findings), key="hist_finding")
-    min_prob = c2.slider("Min fused probability", 0.0, 1.0, 0.0, 0.05, key="hist_min_prob")
+    finding = c2.selectbox("Finding", (ANY, *findings), key="hist_finding",
+                           help="A finding alone keeps the studies where it is above its threshold.")
+    min_prob = c2.slider("Min fused probability", 0.0, 1.0, 0.0, 0.05, key="hist_min_prob",
+                         help="Above 0: studies whose fused probability (of the finding, or of any) reaches it.")
     discordant = c3.checkbox("Discordant only", key="hist_discordant")
     hide_ood = c3.checkbox("Hide out-of-distribution images", key="hist_hide_ood")
     reviewed = c3.radio("Review status", ("All", "Unreviewed", "Reviewed"), key="hist_reviewed", horizontal=True)
@@ -47,7 +49,8 @@ def filters(findings=FINDINGS) -> dict:
     order = c4.radio("Sort by", list(ORDERS_SHOWN), format_func=ORDERS_SHOWN.get, key="hist_order", horizontal=True)
     return {"since": since, "until": until,
             "finding": None if finding == ANY else finding,
-            "min_prob": min_prob if (min_prob > 0 or finding != ANY) else None,
+            # a finding alone filters at its threshold (PredictionStore.list_predictions); 0 is no filter
+            "min_prob": min_prob if min_prob > 0 else None,
             "discordant": True if discordant else None,
             "reviewed": {"All": None, "Unreviewed": False, "Reviewed": True}[reviewed],
             "search": search or None, "out_of_distribution": False if hide_ood else None, "order": order}
