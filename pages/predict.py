@@ -92,6 +92,7 @@ def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool
         result = {"pid": pid, "pred": pred, "gray": decoded.gray, "text": window.read if pred.has_text else "",
                   "name": shown_name(name, data, keep_name), "notes": list(decoded.notes), "format": decoded.format,
                   "window_note": window.note if window else "", "input_text": raw_text,
+                  "dicom": data if decoded.format == "DICOM" else None,  # the SR download's source (core.pacs.sr)
                   "key": pid if pid is not None else hashlib.sha256(data).hexdigest()[:12]}
         # Into the session before the next Streamlit call: a rerun requested meanwhile (a widget
         # event that arrives late) stops this run at that call, and the logged prediction must
@@ -156,6 +157,14 @@ if result:
                                   image_reliable=getattr(pred, "image_reliable", None),
                                   image_evidence=(getattr(pred, "head_evidence", None) or {}).get("image"),
                                   greyed=pred.out_of_distribution)
+    if result.get("dicom"):  # a DICOM upload: its result as a DICOM SR for the image's own study
+        from core.pacs.sr import SrError, sr_file
+        try:
+            result.setdefault("sr", sr_file(result["dicom"], pred))
+            st.download_button("SR of this prediction (DICOM)", data=result["sr"], file_name="prediction-sr.dcm",
+                               mime="application/dicom", icon=":material/download:", key="predict_sr")
+        except SrError as exc:
+            st.caption(f"No SR download: {exc}.")
 
     st.subheader("Why? (attributions on demand)")
     default = (pred.discordant or pred.positive("fusion") or [max(pred.fusion, key=pred.fusion.get)])[0]

@@ -51,6 +51,7 @@ class Outcome:
     row_id: int | None = None                    # the log's row (not in the contract's JSON)
     out_of_distribution: bool | None = None
     date: str = ""
+    positive: list = field(default_factory=list)  # findings at or above the fused threshold
 
     def to_json(self) -> dict:
         keys = ("study_uid", "status", "reason", "source_sop_instance_uid", "sr_sop_instance_uid", "text_mode",
@@ -85,12 +86,14 @@ class Prepared:
 
 class Runner:
     def __init__(self, pacs: Pacs, predictor, store=None, *, dry_run: bool = False, workers: int = 2,
-                 batch: int = 8, stop: threading.Event | None = None, on_outcome=None, lock=None) -> None:
+                 batch: int = 8, stop: threading.Event | None = None, on_outcome=None, lock=None,
+                 source: str = ledger.SOURCE) -> None:
         self.pacs, self.predictor, self.store = pacs, predictor, store
         self.dry_run, self.workers, self.batch = dry_run, max(1, workers), max(1, batch)
         self.stop = stop or threading.Event()
         self.on_outcome = on_outcome                  # called with each Outcome as it is decided
         self.lock = lock                              # guards the model call (the app's MODEL_LOCK)
+        self.source = source                          # the log's source: 'cli' (scripts/pacs.py), 'batch' (the page)
         self.version = base_version(predictor.version)
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
@@ -175,7 +178,7 @@ class Runner:
         t = time.perf_counter()
         studies = [Study(p.decoded.gray, p.data, ledger.row_name(p.ref.study_uid), p.text, p.mode,
                          colorfulness=p.decoded.colorfulness) for p in ready]
-        done = predict_and_log_many(self.predictor, None, studies, source=ledger.SOURCE, lock=self.lock)
+        done = predict_and_log_many(self.predictor, None, studies, source=self.source, lock=self.lock)
         self.timings["predict"] += time.perf_counter() - t
         out = []
         for prep, logged in zip(ready, done, strict=True):
@@ -193,7 +196,7 @@ class Runner:
                 t = time.perf_counter()
                 entry = log_entry(pred, gray=prep.decoded.gray, image_bytes=prep.data,
                                   image_name=ledger.row_name(uid), text=logged.window.read if logged.window else "",
-                                  source=ledger.SOURCE, keep_name=True)
+                                  source=self.source, keep_name=True)
                 row_id, _ = ledger.log_once(self.store, uid, entry)
                 self.timings["log"] += time.perf_counter() - t
             reason = "dry run: nothing written" if self.dry_run else (
@@ -203,7 +206,8 @@ class Runner:
             out.append(Outcome(uid, status, reason, source_sop_instance_uid=prep.chosen.sop_uid,
                                sr_sop_instance_uid=None if self.dry_run else sr_uid, text_mode=pred.text_mode,
                                fusion=pred.fusion, image=pred.image, text=pred.text, model=pred.model,
-                               row_id=row_id, out_of_distribution=pred.out_of_distribution, date=prep.ref.date))
+                               row_id=row_id, out_of_distribution=pred.out_of_distribution, date=prep.ref.date,
+                               positive=pred.positive("fusion")))
         return out
 
     def run(self, refs: list[StudyRef]) -> list[Outcome]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 
+from core.errors import CxrError
+
 ALGORITHM_NAME = "cxr-findings late-fusion"
 MANUFACTURER = "cxr-findings (open-source research tool; not a medical device)"
 SERIES_DESCRIPTION = "AI findings (research, not for diagnosis)"
@@ -174,6 +176,32 @@ def build_sr(source, prediction, *, version: str | None = None, series_number: i
         sop_instance_uid=sop_uid, instance_number=1, manufacturer=MANUFACTURER[:64], is_complete=True,
         coding_schemes=[scheme], series_description=SERIES_DESCRIPTION, software_versions=version[:64],
         manufacturer_model_name=ALGORITHM_NAME[:64])
+
+
+class SrError(CxrError, ValueError):
+    """An SR cannot be made for this input (not a DICOM image with its study's modules)."""
+
+
+def sr_file(dicom_bytes: bytes, prediction) -> bytes:
+    """The SR of a prediction made on an uploaded DICOM image, as a DICOM file (the predict page's
+    download). The SR goes into the upload's study; a PNG or JPEG upload has no study to go into."""
+    import io
+
+    import pydicom
+    try:
+        source = pydicom.dcmread(io.BytesIO(dicom_bytes), stop_before_pixels=True, force=True)
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+            if not str(source.get(keyword) or ""):
+                raise SrError("the DICOM file lacks its study, series or instance UID; an SR cannot reference it")
+        ds = build_sr(source, prediction)
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        return buf.getvalue()
+    except SrError:
+        raise
+    except Exception:  # noqa: BLE001 — a header highdicom cannot use: one sentence, no DICOM value echoed
+        raise SrError("an SR cannot be made from this DICOM file's header (missing or malformed patient or "
+                      "study attributes)") from None
 
 
 # -------------------------------------------------------------------- reading an SR back
