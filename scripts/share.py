@@ -5,6 +5,7 @@
     CXR_SHARE_AUTH=alice:long-password python scripts/share.py --port 8502
     python scripts/share.py --no-app --auth alice:long-password  # tunnel to an app already running
     python scripts/share.py --allow-no-auth                      # anyone with the URL gets in (warns)
+    python scripts/share.py --auth alice:long-password --allow-pacs   # required when $CXR_PACS_URL is set
 
 Prints the public URL and runs until Ctrl-C; the app's sidebar shows the URL while it runs.
 Without network, or without the ngrok agent (pyngrok downloads it on first use), it says so
@@ -19,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import logging  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
@@ -36,6 +38,8 @@ def parse_args(argv=None):
                    help=f"basic-auth credentials for the public URL (default ${share.AUTH_ENV})")
     p.add_argument("--allow-no-auth", action="store_true", help="share without a password (not recommended)")
     p.add_argument("--no-app", action="store_true", help="do not start the app; tunnel to one already running")
+    p.add_argument("--allow-pacs", action="store_true",
+                   help=f"share even though the app has a PACS connection (${share.PACS_URL_ENV} is set)")
     return p.parse_args(argv)
 
 
@@ -72,11 +76,15 @@ def main(argv=None) -> int:
     # pyngrok logs through `logging`; without a handler its warnings would reach stderr as extra lines
     logging.getLogger("pyngrok").addHandler(logging.NullHandler())
     try:
-        config = share.resolve_config(port=args.port, auth=args.auth, allow_no_auth=args.allow_no_auth)
+        config = share.resolve_config(port=args.port, auth=args.auth, allow_no_auth=args.allow_no_auth,
+                                      allow_pacs=args.allow_pacs)
     except share.ShareConfigError as exc:
         fail(str(exc))
     if not args.no_app and not (REPO / "app.py").is_file():
         fail(f"{REPO / 'app.py'} not found; run from a complete checkout or use --no-app")
+    if args.allow_pacs and (os.environ.get(share.PACS_URL_ENV) or "").strip():
+        print(f"warning: sharing an app with a PACS connection (${share.PACS_URL_ENV}): whoever gets in can list "
+              "its studies and store reports into them", file=sys.stderr)
     if config.auth is None:
         print("warning: sharing WITHOUT a password: anyone with the URL can use the app and read its "
               "prediction log", file=sys.stderr)

@@ -178,7 +178,7 @@ def test_sr_probabilities_equal_predict_cli(world, first_run):
             f = made[name]["frontal"]
             w.writerow([str(f.path), f.indication, made[name]["mode"]])
     r = subprocess.run([sys.executable, "scripts/predict.py", "--weights", str(WEIGHTS), "--batch", str(batch),
-                        "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--json", "--no-log"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     for name, line in zip("ABCR", r.stdout.strip().splitlines(), strict=True):
         ref, mine = json.loads(line), got[made[name]["uid"]]

@@ -126,8 +126,8 @@ def build_sr(source, prediction, *, version: str | None = None, series_number: i
     study_uid = str(source.StudyInstanceUID)
     series_uid, sop_uid = sr_uids(study_uid, version)
     source = header_only(source)
-    algorithm = AlgorithmIdentification(name=ALGORITHM_NAME, version=version[:64],
-                                        parameters=[f"text mode: {prediction.text_mode}"])
+    # the text mode is a coded evaluation in every group (TEXT-MODE), not a free-text parameter
+    algorithm = AlgorithmIdentification(name=ALGORITHM_NAME, version=version[:64])
     device = DeviceObserverIdentifyingAttributes(
         uid=derived_uid(*["cxr-findings-device", version]), name=ALGORITHM_NAME[:64],
         manufacturer_name="cxr-findings", model_name=version[:64])

@@ -26,6 +26,7 @@ from core.errors import CxrError
 REPO = Path(__file__).resolve().parents[1]
 TOKEN_ENV = "NGROK_AUTHTOKEN"
 AUTH_ENV = "CXR_SHARE_AUTH"
+PACS_URL_ENV = "CXR_PACS_URL"  # the app's PACS connection (core.pacs.connection.URL_ENV)
 
 
 class ShareError(CxrError, RuntimeError):
@@ -64,10 +65,15 @@ def parse_auth(value: str) -> tuple[str, str]:
     return user, password
 
 
-def resolve_config(*, port: int, auth: str | None = None, allow_no_auth: bool = False,
+def resolve_config(*, port: int, auth: str | None = None, allow_no_auth: bool = False, allow_pacs: bool = False,
                    environ: dict[str, str] | None = None) -> ShareConfig:
-    """Check everything a tunnel needs before anything starts; ``auth`` falls back to $CXR_SHARE_AUTH."""
+    """Check everything a tunnel needs before anything starts; ``auth`` falls back to $CXR_SHARE_AUTH.
+    An app with a PACS connection ($CXR_PACS_URL) is shared only with ``allow_pacs``."""
     env = os.environ if environ is None else environ
+    if (env.get(PACS_URL_ENV) or "").strip() and not allow_pacs:
+        raise ShareConfigError(f"this app has a PACS connection ({PACS_URL_ENV} is set): anyone who gets through the "
+                               "tunnel could list that PACS's studies, fetch their images and write reports into it; "
+                               f"unset {PACS_URL_ENV}, or pass --allow-pacs to share it anyway")
     if not 1 <= int(port) <= 65535:
         raise ShareConfigError(f"port {port} is not between 1 and 65535")
     token = (env.get(TOKEN_ENV) or "").strip()
