@@ -83,16 +83,21 @@ if go:
         done.append(outcome)
         progress.progress(len(done) / max(len(todo), 1), text=f"{len(done)} of {len(todo)} studies")
 
+    error = None
     try:
         outcomes = Runner(connect(url), predictor(), store(), lock=MODEL_LOCK, source="batch",
                           on_outcome=_step).run(todo)
     except CxrError as exc:  # the PACS went away, refused credentials, an unusable log: one line
-        st.error(f"Scoring stopped: {exc}. What was stored is complete; score again to do the rest.")
+        error = f"Scoring stopped: {exc}. What was stored is complete; score again to do the rest."
         outcomes = done
-    st.session_state[RESULT] = outcomes
+    st.session_state[RESULT] = {"outcomes": outcomes, "error": error}
     _list.clear()
+    st.rerun()  # the list again, now saying which studies have an SR of this model
 
-outcomes = st.session_state.get(RESULT)
+last = st.session_state.get(RESULT) or {}
+if last.get("error"):
+    st.error(last["error"])
+outcomes = last.get("outcomes")
 if outcomes:
     from core.pacs.connection import short_hash
     result_rows = []
