@@ -28,7 +28,8 @@ meta = metadata()[0]
 if meta is None:
     notices.no_weights()
 shipped_training.render(meta, weights_dir())
-st.subheader("Runs in the run log")
+st.divider()
+st.subheader("Training runs on this machine")
 
 path = runlog_path()
 try:
@@ -43,6 +44,8 @@ if not runs:
     st.stop()
 
 by_id = {r["id"]: r for r in runs}
+st.caption(f"What `scripts/train.py` has logged in `{path}`. These runs are not the loaded model above unless one "
+           "of them wrote its weights; the figures below are the chosen run's own.")
 run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key="monitor_run")
 c1, c2 = st.columns(2)
 mode = c1.selectbox("Validation AUC for text mode (fusion phases)", TEXT_MODES, index=1, key="monitor_mode")
@@ -69,7 +72,7 @@ def show_run(run_id: int) -> None:
     best = as_float(run.get("best_val_macro_auc"))
     if best is None:  # the trainer records its best at the end; until then, the best epoch so far
         best = max((v for v in (as_float(e.get("val_macro_auc")) for e in epochs) if v is not None), default=None)
-    m[4].metric("Best val macro AUC", f"{best:.3f}" if best is not None else "—")
+    m[4].metric("Best val macro AUC (this run)", f"{best:.3f}" if best is not None else "—")
     if live:
         st.caption(f"Live: refreshes every {REFRESH_S} s.")
     if steps.empty:

@@ -99,3 +99,14 @@ def test_shows_how_the_loaded_model_was_trained(app_env, tiny_weights, monkeypat
     assert not at.exception
     assert any("exported with the weights" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) >= 2
+
+
+def test_logged_runs_are_set_apart_from_the_loaded_model(app_env):
+    """A run in the run log (here an unrelated 4-step one) is shown under its own heading, said
+    not to be the loaded model, and its tiles say they are that run's."""
+    _write_run(Path(app_env["CXR_RUNLOG"]), name="smoke", finish=True)
+    at = _monitor(app_env)
+    assert not at.exception
+    assert [h.value for h in at.subheader][:2] == ["The loaded model", "Training runs on this machine"]
+    assert any("not the loaded model" in c.value for c in at.caption)
+    assert any(m.label == "Best val macro AUC (this run)" for m in at.metric)
