@@ -117,3 +117,13 @@ def test_card_says_trained_on_and_validated_on(app_env, tiny_weights, monkeypatc
     assert "Trained on MIMIC-CXR-JPG" in text and "Validated on Indiana University" in text
     frames = [df.value for df in at.dataframe]
     assert any("macro AUC [95% CI]" in f.columns and f.iloc[0]["text mode / head"] == "none/image" for f in frames)
+
+
+def test_the_shipped_cards_evidence_sentence_reads_plainly(app_env, monkeypatch):
+    """The cross-validation sentence names the recipe and the folds in plain words (it read
+    '3 of 3 folds over train+val of the recipe see the README'); no 'no choice saw' jargon."""
+    at = _card(app_env, monkeypatch, Path(APP).parent / "weights")
+    assert not at.exception
+    captions = " ".join(c.value for c in at.caption) + " ".join(c.value for c in at.sidebar.caption)
+    assert "retrained on 3 folds of train+val" in captions and "never saw it" in captions
+    assert "see the README" not in captions and "choice saw" not in captions

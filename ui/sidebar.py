@@ -47,8 +47,9 @@ def model_status() -> dict | None:
         st.markdown("Macro AUC (95% CI), test split" + (" · cross-validation" if cv else "") + "  \n"
                     + "  \n".join(lines))
         if cv:
-            st.caption("Cross-validation: the training recipe on reports no choice saw; trust it over "
-                       "the single test split where they differ.")
+            st.caption("Cross-validation: the training recipe retrained without each fold and scored on it, "
+                       "so no report was used to train or tune the model that scored it; trust it over the "
+                       "single test split where they differ.")
         st.caption("Report-mode numbers are inflated: the labels were coded from the report text.")
     reliable = (meta.evidence or {}).get("image_reliable")
     if reliable:

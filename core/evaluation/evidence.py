@@ -1,6 +1,6 @@
 """Held-out evidence behind every probability the tool shows.
 
-For each text mode, head and finding: the AUC on studies no training choice saw, its 95%
+For each text mode, head and finding: the AUC on studies never used to train or tune, its 95%
 bootstrap CI and the number of positives behind it. The source is the test split of the
 shipped model (``eval/test_<mode>_<head>.json``) and, when a cross-validation summary of the
 recipe is given (``scripts/cv.py``), its pooled out-of-fold AUC as well.
