@@ -11,10 +11,20 @@ HEAD_COLOURS = {"fusion": "#444444", "image": "#2ca02c", "text": "#9467bd"}
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
 
 
+HALO = "#ffffff"  # drawn under a dark tick so it shows on the dark theme's near-black too
+
+
 def _threshold_markers(thresholds: dict, y: list, name: str = "threshold", colour: str = "black") -> go.Scatter:
     return go.Scatter(x=[thresholds[f] for f in y], y=y, mode="markers", name=name,
                       marker=dict(symbol="line-ns-open", size=26, color=colour, line=dict(width=3, color=colour)),
                       hovertemplate="%{y}: threshold %{x:.3f}<extra></extra>")
+
+
+def _threshold_halo(thresholds: dict, y: list) -> go.Scatter:
+    """A wider white tick under the black one: black on the light theme, a white edge on the dark."""
+    return go.Scatter(x=[thresholds[f] for f in y], y=y, mode="markers", name="threshold edge", hoverinfo="skip",
+                      showlegend=False,
+                      marker=dict(symbol="line-ns-open", size=28, color=HALO, line=dict(width=7, color=HALO)))
 
 
 def probability_bars(probs: dict, thresholds: dict, *, title: str = "Fused probability",
@@ -28,6 +38,7 @@ def probability_bars(probs: dict, thresholds: dict, *, title: str = "Fused proba
     fig = go.Figure(go.Bar(x=[probs[f] for f in y], y=y, orientation="h", marker_color=colours, name="probability",
                            customdata=[unreliable.get(f, "") for f in y],
                            hovertemplate="%{y}: %{x:.3f}<br>%{customdata}<extra></extra>"))
+    fig.add_trace(_threshold_halo(thresholds, y))
     fig.add_trace(_threshold_markers(thresholds, y))
     fig.add_trace(go.Scatter(x=[1.03] * len(y), y=y, mode="text", text=[f"{probs[f]:.2f}" for f in y],
                              textposition="middle right", hoverinfo="skip", name="value",
@@ -54,6 +65,7 @@ def head_bars(heads: dict[str, dict], head_thresholds: dict[str, dict], *,
         if head in head_thresholds:
             fig.add_trace(_threshold_markers(head_thresholds[head], y, f"{head} threshold", HEAD_COLOURS.get(head)))
     if fused_thresholds and not head_thresholds:
+        fig.add_trace(_threshold_halo(fused_thresholds, y))
         fig.add_trace(_threshold_markers(fused_thresholds, y, "fused threshold"))
     fig.update_layout(title="Image head vs text head", barmode="group", height=340,
                       xaxis=dict(range=[0, 1.02], title="probability"), **_LAYOUT)

@@ -98,7 +98,7 @@ def probabilities(fusion: dict, image: dict, text: dict | None, thresholds: dict
         with left:
             st.plotly_chart(probability_bars(fusion, thresholds, unreliable=unreliable), key=f"fused_{key}")
             st.caption("Bars: fused probability (red = at or above the finding's decision threshold); "
-                       "black tick: the threshold, tuned on the validation split for this text mode.")
+                       "tick: the threshold, tuned on the validation split for this text mode.")
         with right:
             heads = {"image": image, **({"text": text} if text else {})}
             st.plotly_chart(head_bars(heads, head_thresholds or {}, fused_thresholds=thresholds), key=f"heads_{key}")
