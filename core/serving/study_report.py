@@ -93,7 +93,8 @@ def study_report_html(pred: Prediction, *, image_png: bytes, image_name: str, te
 {ood}<div class="images">{''.join(figures)}</div>
 <h2>Findings ({head} probability against its threshold)</h2>
 <table class="probs"><tr><th>Finding</th><th>Probability</th><th>Threshold</th><th></th>
-<th>Held-out evidence ({html.escape(pred.text_mode)} mode, {head})</th><th>From the image (image-only evidence)</th></tr>
+<th>Held-out evidence ({html.escape(pred.text_mode)} mode, {head})</th>
+<th>From the image (image-only evidence)</th></tr>
 {_rows(pred)}
 </table>
 <p class="small">Evidence: AUC on the test split, never used for training or tuning, with its 95% bootstrap CI and
