@@ -15,6 +15,7 @@ from ui.config import EVAL_COMMAND, weights_dir
 from ui.resources import loaded_predictor, metadata
 
 router.require_router("pages/model_card.py")
+RECALIBRATION_FILE = "recalibration.json"  # scripts/recalibrate.py writes it into <weights>/eval
 
 _NUMBERS = dict(enumerate(("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")))
 CITATION = ("Demner-Fushman D, et al. Preparing a collection of radiology examinations for distribution "
@@ -31,6 +32,16 @@ if meta is None:
 else:
     st.caption(f"Version `{meta.version or '?'}` · created {meta.created_at or '?'} · "
                f"git {str(meta.git_commit or '?')[:12]} · weights `{folder}`")
+
+@st.cache_data(show_spinner=False)
+def _recalibration(path: str, mtime: float) -> dict | None:
+    """The calibration measurement (scripts/recalibrate.py), or None when there is none (re-read
+    when the file changes)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
 
 @st.cache_data(show_spinner=False)
 def _curves(path: str, mtime: float):
@@ -73,13 +84,14 @@ if meta is not None:
                 "threshold": st.column_config.NumberColumn(format="%.3f"),
                 "sensitivity": st.column_config.NumberColumn(format="%.2f"),
                 "specificity": st.column_config.NumberColumn(format="%.2f")})
-        st.caption("Held-out = the test split of the shipped model (no training, threshold or calibration choice "
-                   "saw it). A test AUC on 5–6 positives is not evidence: its CI spans most of the scale. "
+        st.caption("Held-out = the test split of the shipped model, never used for training, thresholds or "
+                   "calibration. A test AUC on 5–6 positives is not evidence: its CI spans most of the scale. "
                    "Thresholds: " + (meta.threshold_rule or "Youden's J on validation") + "."
-                   + (f" Cross-validation: {ev['cv'].get('folds_done')} of {ev['cv'].get('folds')} folds "
-                      "over train+val "
-                      f"of the recipe `{ev['cv'].get('recipe') or 'see the README'}`; it estimates the recipe, "
-                      "not these exact weights." if ev.get("cv") else ""))
+                   + (f" Cross-validation: the training recipe "
+                      f"({ev['cv'].get('recipe') or 'the shipped one, docs/results.md'}) retrained on "
+                      f"{ev['cv'].get('folds')} folds of train+val ({ev['cv'].get('folds_done')} done), each fold "
+                      "scored by a model that never saw it; it estimates the recipe, not these exact weights."
+                      if ev.get("cv") else ""))
     qa = meta.discordance or {}
     qa_file = eval_dir / "report_qa_test.json"
     if qa:
@@ -177,6 +189,61 @@ else:
     st.info(f"No per-study prediction files (`{eval_dir}/test_{{mode}}_{{head}}.csv`), so no ROC or "
             "calibration plots. Make one with:")
     st.code(EVAL_COMMAND, language="bash", wrap_lines=True)
+
+st.header("Calibration")
+recal_path = eval_dir / RECALIBRATION_FILE
+recal = _recalibration(str(recal_path), recal_path.stat().st_mtime if recal_path.is_file() else 0.0)
+if recal is None:
+    st.info("No calibration measurement next to these weights. Make it (fits nothing, writes one file) with:")
+    st.code(f"python scripts/recalibrate.py --weights {folder} --dry-run --json {eval_dir / RECALIBRATION_FILE}",
+            language="bash", wrap_lines=True)
+else:
+    shipped = meta.recalibration if meta is not None else None
+    fitted = recal.get("fitted_on") or {}
+    uncal = sorted({f for heads in (recal.get("maps") or {}).values() for per in heads.values()
+                    for f, e in per.items() if "a" not in e})
+    st.markdown(
+        "Is a probability of 0.6 right 60% of the time? Per finding: the **calibration slope** (logistic "
+        "regression of the outcome on the logit of the prediction: 1 is calibrated, under 1 means too spread "
+        "out — too confident) with its 95% bootstrap CI, the intercept (0 is calibrated), and the **top bin**: "
+        "among predictions ≥ 0.3, how many, their mean, and the observed rate with its 95% Wilson CI. "
+        "Target: slope 0.8–1.25 and the top bin's observed rate within 25% of its mean prediction. "
+        "(A mean ECE is not shown: at 1–10% prevalence most studies sit in the lowest bin, so it stays small "
+        "whatever the top bins do.)\n\n"
+        + ("**These weights serve recalibrated probabilities**: " if shipped else
+           "**These weights do not carry the maps measured below** (the measurement was a dry run): ")
+        + f"a Platt map p' = sigmoid(a·logit(p) + b) per text mode, head and finding, fitted on the "
+        f"{fitted.get('n_reports', '?')} validation reports (never on test). "
+        + (f"**Cannot be calibrated** (fewer than {recal.get('min_positives')} validation positives, or not "
+           f"confirmed by cross-validation): {', '.join(uncal)} — the app shows no probability for them."
+           if uncal else ""))
+    tab_cv, tab_test, tab_across = st.tabs([
+        "Cross-validation: the recipe", "Test split: the shipped model", "Cross-validation: one map, other models"])
+    cv = recal.get("cv") or {}
+    n_cv = next(iter((cv.get("n_reports") or {}).values()), "?")
+    n_test = next((r["before"]["n"] for block in (recal.get("test") or {}).values() for r in block.values()), "?")
+    for tab, block, caption in (
+            (tab_cv, cv.get("within") or {},
+             f"Out-of-fold predictions of {len(cv.get('folds') or [])} models of the training recipe on "
+             f"{n_cv} train+val reports (each scored by the model that did not train on it). Each model's "
+             "predictions are recalibrated by a map fitted on its *other* held-out reports — as the shipped "
+             "map is fitted on the shipped model's validation split. It measures the recipe, on 4× the test "
+             "split's reports."),
+            (tab_test, recal.get("test") or {},
+             f"The shipped model on its {n_test} test reports, before and after the map fitted on validation: "
+             "measured once, never used to choose anything. It measures these exact weights, with wide CIs."),
+            (tab_across, cv.get("across") or {},
+             "Fold k recalibrated by the map fitted on the other folds, i.e. on other training runs: it shows "
+             "whether one map transfers between models. Where runs land at different offsets it does not, so "
+             "each model gets its own map.")):
+        with tab:
+            for task, (mode, head) in (("Image only", ("none", "image")),
+                                       ("Image + indication", ("indication", "fusion"))):
+                st.markdown(f"**{task}** (`{mode}` / `{head}`)")
+                st.dataframe(tables.calibration_table(block.get(f"{mode}/{head}")), hide_index=True)
+            st.caption(caption)
+    st.caption(f"Reproduce: `{recal.get('command', 'python scripts/recalibrate.py --dry-run')}` "
+               f"(measured {recal.get('measured_at', '?')}; docs/calibration.md).")
 
 st.header("Keyword baseline, and why report-mode numbers are inflated")
 baseline = results.get(eval_files.BASELINE)

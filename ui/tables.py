@@ -65,7 +65,9 @@ def fmt_ci(value, ci) -> str:
 
 
 def metrics_table(results: dict[str, dict]) -> pd.DataFrame:
-    """One row per text mode × head: macro AUC, per-finding AUC with 95% CI, mean ECE."""
+    """One row per text mode × head: macro AUC and per-finding AUC with 95% CI. (No mean ECE: with
+    findings at 1-10% prevalence it stays small whatever the top bins do; calibration_table shows
+    calibration per finding.)"""
     rows = []
     for mode in MODE_ORDER:
         for head in HEAD_ORDER[mode]:
@@ -76,19 +78,17 @@ def metrics_table(results: dict[str, dict]) -> pd.DataFrame:
                    "macro AUC (95% CI)": fmt_ci(r.get("macro_auc"), r.get("macro_auc_ci"))}
             for f in r.get("auc") or {}:  # the evaluated model's findings
                 row[f] = fmt_ci((r.get("auc") or {}).get(f), (r.get("auc_ci") or {}).get(f))
-            row["mean ECE"] = f"{r['mean_ece']:.3f}" if _finite(r.get("mean_ece")) else "—"
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def summary_table(summary: dict) -> pd.DataFrame:
-    """Fallback from metadata['test_summary'] ('mode/head' -> auc, macro_auc, macro_auc_ci, mean_ece)."""
+    """Fallback from metadata['test_summary'] ('mode/head' -> auc, macro_auc, macro_auc_ci)."""
     rows = []
     for key, s in summary.items():
         mode, _, head = key.partition("/")
         row = {"text mode": mode, "head": head, "macro AUC (95% CI)": fmt_ci(s.get("macro_auc"), s.get("macro_auc_ci"))}
         row.update({f: fmt_ci(auc, None) for f, auc in (s.get("auc") or {}).items()})
-        row["mean ECE"] = f"{s['mean_ece']:.3f}" if _finite(s.get("mean_ece")) else "—"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -99,3 +99,35 @@ def positives_table(results: dict[str, dict]) -> pd.DataFrame | None:
         if r.get("n_positive"):
             return pd.DataFrame([{"studies": r.get("n_studies"), **r["n_positive"]}])
     return None
+
+
+def _top_bin(m: dict | None) -> str:
+    """'n=119: 0.59 predicted, 0.31 observed (0.23–0.40)'; 'none ≥ 0.30' for an empty bin."""
+    if not m:
+        return "—"
+    tb = m.get("top_bin") or {}
+    if not tb.get("n"):
+        return f"none ≥ {tb.get('cut', 0.3):.2f}"
+    lo, hi = tb.get("observed_ci") or (float("nan"), float("nan"))
+    return (f"n={tb['n']}: {tb['mean_predicted']:.2f} predicted, {tb['observed']:.2f} observed "
+            f"({lo:.2f}–{hi:.2f})")
+
+
+def calibration_table(block: dict | None) -> pd.DataFrame:
+    """One row per finding of one source (cross-validation or test) and task, from
+    <weights>/eval/recalibration.json (scripts/recalibrate.py): positives, calibration slope with
+    95% CI and intercept before and after the Platt map, and the top bin (predictions ≥ 0.3)
+    before and after. A finding without a map says so instead of an "after"."""
+    rows = []
+    for f, r in (block or {}).items():
+        before, after = r.get("before") or {}, r.get("after")
+        i0, i1 = before.get("intercept"), (after or {}).get("intercept")
+        intercept = f"{i0:.2f} → {i1:.2f}" if _finite(i0) and _finite(i1) else (f"{i0:.2f}" if _finite(i0) else "—")
+        rows.append({
+            "finding": f, "positives": f"{before.get('positives', '?')}/{before.get('n', '?')}",
+            "recalibrated": "yes" if r.get("calibrated") else "no: cannot be calibrated",
+            "slope before (95% CI)": fmt_ci(before.get("slope"), before.get("slope_ci")),
+            "slope after (95% CI)": fmt_ci(after.get("slope"), after.get("slope_ci")) if after else "—",
+            "intercept before → after": intercept,
+            "top bin before": _top_bin(before), "top bin after": _top_bin(after) if after else "—"})
+    return pd.DataFrame(rows)

@@ -1,7 +1,10 @@
 """Evaluate the model on a split of a collection: per-report probabilities, the metrics JSON
 and the per-study predictions CSV (their file names: core.evaluation.eval_files).
 
-One prediction per report: the mean of the calibrated probabilities of its frontal images.
+One prediction per report: the mean of the calibrated probabilities of its frontal images,
+then the weights' recalibration map (core.evaluation.recalibration) where they carry one — the
+map the predictor applies to each prediction, so evaluation and serving give the same numbers
+for a one-image report and every thresholded decision is the map's.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from core.data.reports import Report
 from core.errors import OptionError
 from core.evaluation.keyword_baseline import keyword_matrix
 from core.evaluation.metrics import auprc, bootstrap_auc_ci, ece, macro_auc, safe_auc
+from core.evaluation.recalibration import apply_maps
 from core.model.description import FactsError, describe
 from core.model.inference import image_features, report_probabilities, text_features
 
@@ -58,7 +62,8 @@ def require_label_order(description) -> None:
 def predict_reports(model, tokenizer, description, reports: list[Report], data_dir: Path, mode: str, *,
                     bank: ImageBank | None = None, paths: dict | None = None,
                     image_encoder=None) -> dict[str, np.ndarray]:
-    """Per-report calibrated probabilities of every head (rows follow ``reports``). ``paths``
+    """Per-report calibrated (and, where the weights carry maps, recalibrated) probabilities of
+    every head (rows follow ``reports``). ``paths``
     maps image id -> file for datasets other than Open-I (core.data.sources); ``image_encoder``
     replaces the model's (core.model.inference.image_features)."""
     desc = describe(description)
@@ -70,7 +75,8 @@ def predict_reports(model, tokenizer, description, reports: list[Report], data_d
     pixels = normalise(bank.pixels[samples.image_rows], pre.mean, pre.std)
     img = image_features(model, pixels, encoder=image_encoder)
     txt = text_features(model, tokenizer, [r.text(mode) for r in reports], max_len=desc.text_max_len)
-    return report_probabilities(model, img, txt, samples.report_idx, len(reports), mode)
+    probs = report_probabilities(model, img, txt, samples.report_idx, len(reports), mode)
+    return {h: apply_maps(desc.recalibration, mode, h, P, desc.findings) for h, P in probs.items()}
 
 
 def predict_views(model, description, reports: list[Report], bank: ImageBank,
@@ -78,14 +84,16 @@ def predict_views(model, description, reports: list[Report], bank: ImageBank,
     """Per-report image-head probabilities over both views: the mean over a report's frontal
     images and its laterals (``lateral_rows``: uid -> rows of ``bank``); a report without a
     lateral keeps its frontal mean."""
-    pre = describe(description).preprocessing
+    desc = describe(description)
+    pre = desc.preprocessing
     frontal = Samples.build(reports, [r.uid for r in reports], bank.index())
     extra = [(k, row) for k, r in enumerate(reports) for row in lateral_rows.get(r.uid, [])]
     idx = frontal.report_idx + [k for k, _ in extra]
     rows = frontal.image_rows + [row for _, row in extra]
     img = image_features(model, normalise(bank.pixels[rows], pre.mean, pre.std))
     no_text = torch.zeros(len(reports), model.text_encoder.out_dim)
-    return report_probabilities(model, img, no_text, idx, len(reports), "none")["image"]
+    probs = report_probabilities(model, img, no_text, idx, len(reports), "none")["image"]
+    return apply_maps(desc.recalibration, "none", "image", probs, desc.findings)
 
 
 def metrics_json(Y: np.ndarray, P: np.ndarray, *, thresholds: dict | None = None, n_boot: int = 1000,

@@ -1,0 +1,227 @@
+"""Recalibration (issue 20): Platt maps per finding, their measurement, the honest protocol, the
+shipped numbers and the model card's calibration table. Fast: no model runs here."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.data.labels import FINDINGS
+from core.evaluation import recalibration as R
+
+ROOT = Path(__file__).resolve().parents[1]
+CV_ROOT = ROOT / "weights" / "eval" / "cv" / "img15-3fold"
+
+
+def _overconfident(n: int, seed: int, *, prevalence_shift: float = -2.0, spread: float = 2.0):
+    """Labels drawn from sigmoid(z), z ~ N(shift, 1.3), reported as sigmoid(spread * z + 2.5): too
+    spread out (true slope 1 / spread) and about twice too high where p >= 0.3 (as issue 20 found)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.3, n) + prevalence_shift
+    y = (rng.random(n) < R.sigmoid(z)).astype(float)
+    return y, R.sigmoid(spread * z + 2.5)
+
+
+def test_a_miscalibrated_score_gets_slope_one_on_data_the_map_never_saw():
+    y_fit, p_fit = _overconfident(4000, 0)
+    y, p = _overconfident(4000, 1)
+    before = R.calibration_line(y, p)
+    m = R.fit_platt(y_fit, p_fit)
+    after = R.calibration_line(y, m(p))
+    assert 0.4 < before[0] < 0.6                      # the score is twice too spread out
+    assert 0.85 < after[0] < 1.15 and abs(after[1]) < 0.25
+    tb = R.top_bin(y, m(p))
+    assert tb["n"] > 50 and tb["within_tolerance"]     # the top bin's observed rate meets its mean prediction
+    assert not R.top_bin(y, p)["within_tolerance"]
+
+
+def test_measure_gives_bootstrap_cis_that_hold_the_point_estimate():
+    y, p = _overconfident(1500, 2)
+    m = R.measure(y, p, n_boot=200)
+    lo, hi = m["slope_ci"]
+    assert lo < m["slope"] < hi and m["positives"] == int(y.sum()) and m["n"] == 1500
+    ci = m["top_bin"]["observed_ci"]
+    assert ci[0] <= m["top_bin"]["observed"] <= ci[1]
+
+
+def test_thresholds_through_the_map_keep_every_decision():
+    rng = np.random.default_rng(3)
+    y, p = _overconfident(3000, 4)
+    maps = R.fit_maps({"none": {"image": np.tile(p[:, None], (1, len(FINDINGS)))}},
+                      np.tile(y[:, None], (1, len(FINDINGS))), FINDINGS)
+    block = {"maps": maps}
+    P = np.concatenate([rng.random((2000, len(FINDINGS))) ** 3, p[:, None].repeat(len(FINDINGS), 1)])
+    thresholds = {"none": {"image": {f: float(t) for f, t in zip(FINDINGS, rng.random(len(FINDINGS)) * 0.6,
+                                                                     strict=True)}}}
+    moved = R.map_thresholds(thresholds, block)
+    Q = R.apply_maps(block, "none", "image", P, FINDINGS)
+    for k, f in enumerate(FINDINGS):
+        assert moved["none"]["image"][f] != thresholds["none"]["image"][f]
+        before = P[:, k] >= thresholds["none"]["image"][f]
+        after = Q[:, k] >= moved["none"]["image"][f]
+        assert (before == after).all(), f
+    # a probability exactly at its threshold stays at it
+    t = thresholds["none"]["image"][FINDINGS[0]]
+    assert R.apply_maps(block, "none", "image", np.full((1, len(FINDINGS)), t), FINDINGS)[0, 0] >= \
+        moved["none"]["image"][FINDINGS[0]]
+
+
+def test_report_qa_points_move_through_the_report_image_map():
+    y, p = _overconfident(3000, 5)
+    block = {"maps": {"report": {"image": {"Edema": R.fit_platt(y, p).to_dict()}}}}
+    out = R.map_discordance({"budget": 0.04, "points": {"Edema": {"high": 0.5, "low": None}}}, block)
+    assert out["points"]["Edema"]["low"] is None
+    assert out["points"]["Edema"]["high"] == pytest.approx(float(R.map_for(block, "report", "image", "Edema")(0.5)))
+
+
+def test_too_few_positives_gives_no_map_and_the_finding_is_marked():
+    rng = np.random.default_rng(6)
+    p = rng.random(467)
+    y = np.zeros(467)
+    y[:12] = 1                                         # Edema's 12 validation positives
+    assert R.fit_platt(y, p) is None
+    maps = R.fit_maps({"none": {"image": p[:, None]}}, y[:, None], ["Edema"])
+    entry = maps["none"]["image"]["Edema"]
+    assert entry["calibrated"] is False and "12 positives" in entry["reason"]
+    block = {"maps": maps}
+    assert R.calibrated_flags(block, "none", "image", ["Edema"]) == {"Edema": False}
+    assert R.calibrated_flags(None, "none", "image", ["Edema"]) == {"Edema": True}   # older weights: as before
+    assert (R.apply_maps(block, "none", "image", p[:, None], ["Edema"])[:, 0] == p).all()
+
+
+def test_a_score_that_does_not_rank_gets_no_map():
+    rng = np.random.default_rng(7)
+    y = (rng.random(2000) < 0.2).astype(float)
+    p = np.where(y == 1, 0.1, 0.3) + rng.random(2000) * 0.01   # positives score lower
+    assert R.fit_platt(y, p) is None
+
+
+def _folds(n_folds=3, n=600, seed=8):
+    out = []
+    for k in range(n_folds):
+        y, p = _overconfident(n, seed + k)
+        out.append(R.FoldPredictions([f"f{k}-{i}" for i in range(n)], p[:, None], y[:, None]))
+    return out
+
+
+def test_cross_fitting_never_measures_a_map_on_what_fitted_it(monkeypatch):
+    folds = _folds()
+    seen = []
+    real = R._fit_apply
+
+    def spy(fit_uids, fit_y, fit_p, apply_uids, apply_p, **kw):
+        seen.append((set(fit_uids), set(apply_uids)))
+        return real(fit_uids, fit_y, fit_p, apply_uids, apply_p, **kw)
+    monkeypatch.setattr(R, "_fit_apply", spy)
+    for scheme in ("within", "across"):
+        seen.clear()
+        out = R.cross_fitted(folds, ["Edema"], scheme=scheme, inner=3)
+        assert out["calibrated"]["Edema"]
+        assert seen and all(not (fit & held) for fit, held in seen)
+        measured = set().union(*(held for _, held in seen))
+        assert measured == {u for f in folds for u in f.uids}          # every report measured once...
+        assert sum(len(h) for _, h in seen) == len(measured)           # ...by exactly one map
+        if scheme == "across":                                         # fold k's map: the other folds only
+            for k, (fit, held) in enumerate(seen):
+                assert held == set(folds[k].uids) and fit == {u for j, f in enumerate(folds) if j != k for u in f.uids}
+        else:                                                          # within: the same model's other reports
+            for fit, held in seen:
+                fold = next(set(f.uids) for f in folds if held <= set(f.uids))
+                assert fit <= fold
+        s = R.calibration_line(out["Y"][:, 0], out["Q"][:, 0])[0]
+        assert 0.8 < s < 1.25
+
+
+def test_overlapping_fit_and_measure_sets_are_refused():
+    folds = _folds()
+    with pytest.raises(R.RecalibrationError, match="both in the fitting and the measured set"):
+        R._fit_apply(["a", "b"], np.array([0, 1.0]), np.array([0.2, 0.8]), ["b", "c"], np.array([0.5, 0.5]),
+                     min_positives=1, l2=1.0)
+    dup = [folds[0], R.FoldPredictions(folds[0].uids, folds[1].P, folds[1].Y)]
+    with pytest.raises(R.RecalibrationError, match="two folds"):
+        R.cross_fitted(dup, ["Edema"], scheme="across")
+    with pytest.raises(R.RecalibrationError):
+        R.cross_fitted(folds, ["Edema"], scheme="pooled")
+
+
+# -- the shipped recipe's cross-validated numbers (the issue's targets) ---------------------------
+def _cv_task(mode: str, head: str) -> dict:
+    from core.evaluation.cross_validation import read_predictions_csv
+    folds = [R.FoldPredictions(*read_predictions_csv(p)) for p in sorted(CV_ROOT.glob(f"fold*/oof_{mode}_{head}.csv"))]
+    cf = R.cross_fitted(folds, FINDINGS, scheme="within")
+    return R.before_after(cf["P"], cf["Q"], cf["Y"], FINDINGS, cf["calibrated"], n_boot=0)
+
+
+@pytest.mark.parametrize("mode,head", list(R.TASKS.values()), ids=list(R.TASKS))
+def test_cross_validated_targets_on_the_shipped_recipe(mode, head):
+    if not any(CV_ROOT.glob("fold*/oof_*.csv")):
+        pytest.skip(f"no cross-validation predictions under {CV_ROOT}")
+    res = _cv_task(mode, head)
+    for f in ("Cardiomegaly", "Atelectasis"):
+        assert res[f]["calibrated"], f
+        assert R.SLOPE_BAND[0] <= res[f]["after"]["slope"] <= R.SLOPE_BAND[1], (f, res[f]["after"]["slope"])
+        assert res[f]["before"]["slope"] < R.SLOPE_BAND[0] or f == "Cardiomegaly"   # it was miscalibrated
+    assert res["Cardiomegaly"]["after"]["top_bin"]["within_tolerance"]
+    # Edema: 20-24 positives per model, ~10 per fitting half: below the floor, so no map and the
+    # product shows no probability for it (the issue's "cannot be calibrated")
+    assert not res["Edema"]["calibrated"]
+
+
+@pytest.mark.xfail(strict=True, reason="not reached: the recalibrated Atelectasis top bin (n = 35-40) is observed "
+                   "at 0.17-0.23 against 0.36-0.38 predicted (docs/calibration.md); Platt cannot bend the "
+                   "plateau of the score's top end, isotonic overfits on ~33 positives")
+@pytest.mark.parametrize("mode,head", list(R.TASKS.values()), ids=list(R.TASKS))
+def test_cross_validated_atelectasis_top_bin(mode, head):
+    if not any(CV_ROOT.glob("fold*/oof_*.csv")):
+        pytest.skip(f"no cross-validation predictions under {CV_ROOT}")
+    assert _cv_task(mode, head)["Atelectasis"]["after"]["top_bin"]["within_tolerance"]
+
+
+# -- the command line ----------------------------------------------------------------------------
+def test_cli_refuses_bad_input_in_one_line(capsys, tmp_path):
+    from scripts import recalibrate
+    with pytest.raises(SystemExit) as exc:
+        from scripts._cli import run_main
+        run_main(lambda: recalibrate.main(["--inner", "1"]))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--inner" in err and "\n" not in err
+    with pytest.raises(SystemExit) as exc:
+        run_main(lambda: recalibrate.main(["--weights", str(tmp_path), "--dry-run"]))
+    assert exc.value.code == 2 and "no trained weights" in capsys.readouterr().err
+
+
+# -- the model card --------------------------------------------------------------------------------
+def test_model_card_shows_the_per_finding_calibration_table(app_env, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+    shipped = ROOT / "weights" / "model.safetensors"
+    if not shipped.is_file():
+        pytest.skip("no shipped weights in weights/")
+    weights = tmp_path / "w"
+    (weights / "eval").mkdir(parents=True)
+    (weights / "model.safetensors").symlink_to(shipped)   # its metadata only: the card loads no model
+    y, p = _overconfident(800, 9)
+    m = R.fit_platt(y, p)
+    row = R.before_after(np.tile(p[:, None], (1, 2)), np.c_[m(p), p], np.tile(y[:, None], (1, 2)),
+                         ["Cardiomegaly", "Edema"], {"Cardiomegaly": True, "Edema": False}, n_boot=50)
+    block = {"none/image": row, "indication/fusion": row}
+    (weights / "eval" / "recalibration.json").write_text(json.dumps({
+        "fitted_on": {"split": "val", "n_reports": 467}, "min_positives": 20,
+        "maps": {"none": {"image": {"Cardiomegaly": m.to_dict(), "Edema": {"calibrated": False}}}},
+        "cv": {"within": block, "across": block, "folds": ["fold0", "fold1"], "n_reports": {"none/image": 800}},
+        "test": block, "command": "python scripts/recalibrate.py --dry-run"}))
+    monkeypatch.setenv("CXR_WEIGHTS", str(weights))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at = at.switch_page("pages/model_card.py").run()
+    assert not at.exception and not at.error
+    frames = [df.value for df in at.dataframe if "slope after (95% CI)" in df.value.columns]
+    assert len(frames) == 6                                   # 3 sources x 2 tasks
+    card = frames[0].set_index("finding")
+    assert card.loc["Edema", "recalibrated"].startswith("no") and card.loc["Edema", "slope after (95% CI)"] == "—"
+    assert card.loc["Cardiomegaly", "slope after (95% CI)"].startswith(f"{row['Cardiomegaly']['after']['slope']:.2f}")
+    assert "predicted" in card.loc["Cardiomegaly", "top bin before"]
+    page = " ".join(m.value for m in at.markdown)
+    assert "Cannot be calibrated" in page and "Edema" in page
+    assert all("mean ECE" not in df.value.columns for df in at.dataframe)
