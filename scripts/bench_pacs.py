@@ -1,0 +1,141 @@
+"""Benchmark the PACS path end to end: studies/s through find, fetch, decode, predict, SR, store, log.
+
+    python scripts/bench_pacs.py --json bench/pacs/bench_pacs.json            # a local Orthanc, 48 studies
+    python scripts/bench_pacs.py --studies 96 --size 3000 --workers 2 --json OUT
+
+Starts Debian's Orthanc (with its DICOMweb plugin) on a free loopback port with its own temporary
+storage, loads ``--studies`` chest studies made from the IU images (full-size ``--size`` px, 12-bit
+in 16, a mix of JPEG Lossless, JPEG-LS, JPEG 2000 and RLE, MONOCHROME1 and 2, a lateral series in
+every other study, an indication in every third), then scores them all with core.pacs.run.Runner
+exactly as scripts/pacs.py does (model loaded first, not timed; a fresh prediction log in the temporary
+folder). JSON keys: ``studies_per_s`` (end to end, wall clock), ``n_studies``, ``wall_s``,
+``stage_s`` (stage -> seconds summed over threads: fetch and decode run on ``--workers`` threads
+beside the model), ``stage_ms_per_study``, ``syntax_mix``, ``size_px``, ``workers``, ``batch``,
+``model_load_s``, ``setup_s``, ``cpu_count``, ``cpu_s_per_study`` (CPU seconds of the tool and of Orthanc per
+study), ``cpu_bound_studies_per_s_on_2_free_cores`` (2 / their sum: the rate two cores left to this work
+alone would give), ``load_avg_1m`` (before and after: other work on a shared machine slows the wall
+clock, not the CPU cost) and ``second_run_s`` (the same studies again: every one found done from the PACS).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import json  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
+
+SYNTAX_MIX = ("jpeg-lossless", "jpeg-ls", "jpeg2000", "rle")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads)."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def orthanc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the Orthanc process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_weights_and_data()
+    p.add_argument("--studies", type=int, default=48)
+    p.add_argument("--size", type=int, default=2500, help="longer side of the frontal images, px")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--json", metavar="OUT")
+    args = p.parse_args(argv)
+    if args.studies < 1 or not 256 <= args.size <= 4000:
+        fail("--studies must be positive and --size between 256 and 4000")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from tests import pacs_fixtures as pf
+    missing = pf.missing_tools()
+    if missing:
+        fail(f"missing Debian tools {missing}: apt-get install orthanc orthanc-dicomweb dcmtk libgdcm-tools")
+    data = Path(args.data)
+    if not (data / "manifest.csv").is_file():
+        fail(f"IU X-ray data not found at {data} (pass --data or set IU_XRAY_DIR)")
+    from core.pacs.connection import connect
+    from core.pacs.run import STAGES, Runner
+    from core.store import PredictionStore
+
+    with tempfile.TemporaryDirectory(prefix="bench-pacs-") as tmp, pf.Orthanc(Path(tmp) / "orthanc") as pacs:
+        t0 = time.perf_counter()
+        pairs = pf.iu_pairs(data, args.studies)
+
+        def make(i):
+            frontal, lateral = pairs[i]
+            uid = pf.study_uid_for(f"bench-{i}")
+            out = [pf.make_instance(frontal, Path(tmp) / f"{i}-f.dcm", study_uid=uid, size=args.size,
+                                    syntax=SYNTAX_MIX[i % len(SYNTAX_MIX)], monochrome1=i % 2 == 1,
+                                    indication="Cough, fever; rule out pneumonia." if i % 3 == 0 else "",
+                                    view="PA" if i % 4 else "AP").path]
+            if lateral is not None and i % 2 == 0:
+                out.append(pf.make_instance(lateral, Path(tmp) / f"{i}-l.dcm", study_uid=uid, view="LL", syntax="rle",
+                                            size=int(args.size * 0.8), series_number=2).path)
+            for path in out:
+                pacs.upload(path)
+                path.unlink()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(make, range(len(pairs))))
+        setup_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        predictor = load_predictor(args.weights)
+        model_load_s = time.perf_counter() - t0
+        client = connect(pacs.url, environ=pacs.env())
+        store = PredictionStore(Path(tmp) / "predictions.db")
+        runner = Runner(client, predictor, store, workers=args.workers, batch=args.batch)
+        load_before = os.getloadavg()[0]
+        cpu0 = cpu_seconds(), orthanc_cpu_seconds(pacs.proc.pid)
+        t0 = time.perf_counter()
+        refs = client.find_studies()
+        runner.timings["find"] = time.perf_counter() - t0
+        outcomes = runner.run(refs)
+        wall = time.perf_counter() - t0
+        cpu_tool, cpu_pacs = cpu_seconds() - cpu0[0], orthanc_cpu_seconds(pacs.proc.pid) - cpu0[1]
+        load_after = os.getloadavg()[0]
+        scored = sum(o.status == "scored" for o in outcomes)
+        if scored != len(pairs):
+            fail(f"only {scored} of {len(pairs)} studies were scored: "
+                 + "; ".join(o.reason for o in outcomes if o.status != "scored")[:300])
+        t1 = time.perf_counter()
+        again = Runner(client, predictor, store, workers=args.workers, batch=args.batch).run(client.find_studies())
+        second = time.perf_counter() - t1
+        assert all(o.status == "exists" for o in again)
+    result = {
+        "studies_per_s": round(len(outcomes) / wall, 3), "n_studies": len(outcomes), "wall_s": round(wall, 3),
+        "stage_s": {k: round(runner.timings[k], 3) for k in STAGES},
+        "stage_ms_per_study": {k: round(1000 * runner.timings[k] / len(outcomes), 1) for k in STAGES},
+        "syntax_mix": list(SYNTAX_MIX), "size_px": args.size, "workers": args.workers, "batch": args.batch,
+        "model_load_s": round(model_load_s, 2), "setup_s": round(setup_s, 1), "cpu_count": os.cpu_count(),
+        "cpu_s_per_study": {"tool": round(cpu_tool / len(outcomes), 3), "orthanc": round(cpu_pacs / len(outcomes), 3)},
+        # what 2 cores left to this work alone would give: CPU seconds per study, tool and PACS together
+        "cpu_bound_studies_per_s_on_2_free_cores": round(2 * len(outcomes) / max(cpu_tool + cpu_pacs, 1e-9), 2),
+        "load_avg_1m": {"before": round(load_before, 2), "after": round(load_after, 2)},
+        "second_run_s": round(second, 3), "second_run_studies_per_s": round(len(again) / second, 2),
+        "command": "python scripts/bench_pacs.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
