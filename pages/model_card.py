@@ -200,8 +200,12 @@ if recal is None:
 else:
     shipped = meta.recalibration if meta is not None else None
     fitted = recal.get("fitted_on") or {}
-    uncal = sorted({f for heads in (recal.get("maps") or {}).values() for per in heads.values()
-                    for f, e in per.items() if "a" not in e})
+    maps = recal.get("maps") or {}
+    missing = {f: [f"{m}/{h}" for m, heads in maps.items() for h, per in heads.items() if "a" not in per.get(f, {})]
+               for f in findings}
+    n_cells = sum(len(heads) for heads in maps.values())
+    uncal = [f for f, cells in missing.items() if cells and len(cells) == n_cells]
+    partly = {f: cells for f, cells in missing.items() if cells and len(cells) < n_cells}
     st.markdown(
         "Is a probability of 0.6 right 60% of the time? Per finding: the **calibration slope** (logistic "
         "regression of the outcome on the logit of the prediction: 1 is calibrated, under 1 means too spread "
@@ -214,9 +218,10 @@ else:
            "**These weights do not carry the maps measured below** (the measurement was a dry run): ")
         + f"a Platt map p' = sigmoid(a·logit(p) + b) per text mode, head and finding, fitted on the "
         f"{fitted.get('n_reports', '?')} validation reports (never on test). "
-        + (f"**Cannot be calibrated** (fewer than {recal.get('min_positives')} validation positives, or not "
-           f"confirmed by cross-validation): {', '.join(uncal)} — the app shows no probability for them."
-           if uncal else ""))
+        + (f"**Cannot be calibrated** (fewer than {recal.get('min_positives')} validation positives): "
+           f"{', '.join(uncal)} — the app shows \"not calibrated\" instead of their probability. " if uncal else "")
+        + "".join(f"{f} is not calibrated in {', '.join(cells)} (not confirmed by cross-validation). "
+                  for f, cells in partly.items()))
     tab_cv, tab_test, tab_across = st.tabs([
         "Cross-validation: the recipe", "Test split: the shipped model", "Cross-validation: one map, other models"])
     cv = recal.get("cv") or {}
@@ -241,7 +246,8 @@ else:
                                        ("Image + indication", ("indication", "fusion"))):
                 st.markdown(f"**{task}** (`{mode}` / `{head}`)")
                 st.dataframe(tables.calibration_table(block.get(f"{mode}/{head}")), hide_index=True)
-            st.caption(caption)
+            st.caption(caption + " Columns: slope with 95% CI; intercept before → after; "
+                       + tables.CALIBRATION_TOP_HELP + ".")
     st.caption(f"Reproduce: `{recal.get('command', 'python scripts/recalibrate.py --dry-run')}` "
                f"(measured {recal.get('measured_at', '?')}; docs/calibration.md).")
 

@@ -216,12 +216,13 @@ def test_model_card_shows_the_per_finding_calibration_table(app_env, monkeypatch
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     at = at.switch_page("pages/model_card.py").run()
     assert not at.exception and not at.error
-    frames = [df.value for df in at.dataframe if "slope after (95% CI)" in df.value.columns]
+    frames = [df.value for df in at.dataframe if "slope after" in df.value.columns]
     assert len(frames) == 6                                   # 3 sources x 2 tasks
     card = frames[0].set_index("finding")
-    assert card.loc["Edema", "recalibrated"].startswith("no") and card.loc["Edema", "slope after (95% CI)"] == "—"
-    assert card.loc["Cardiomegaly", "slope after (95% CI)"].startswith(f"{row['Cardiomegaly']['after']['slope']:.2f}")
-    assert "predicted" in card.loc["Cardiomegaly", "top bin before"]
+    assert card.loc["Edema", "slope after"] == "not calibrated" and card.loc["Edema", "top bin after"] == "—"
+    assert card.loc["Cardiomegaly", "slope after"].startswith(f"{row['Cardiomegaly']['after']['slope']:.2f}")
+    tb = row["Cardiomegaly"]["before"]["top_bin"]
+    assert card.loc["Cardiomegaly", "top bin before"].startswith(f"{tb['n']}: {tb['mean_predicted']:.2f} vs ")
     page = " ".join(m.value for m in at.markdown)
     assert "Cannot be calibrated" in page and "Edema" in page
     assert all("mean ECE" not in df.value.columns for df in at.dataframe)

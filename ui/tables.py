@@ -102,22 +102,24 @@ def positives_table(results: dict[str, dict]) -> pd.DataFrame | None:
 
 
 def _top_bin(m: dict | None) -> str:
-    """'n=119: 0.59 predicted, 0.31 observed (0.23–0.40)'; 'none ≥ 0.30' for an empty bin."""
+    """'119: 0.59 vs 0.31 (0.23–0.40)' (n: mean predicted vs observed, 95% CI); 'none ≥ 0.3' when empty."""
     if not m:
         return "—"
     tb = m.get("top_bin") or {}
     if not tb.get("n"):
-        return f"none ≥ {tb.get('cut', 0.3):.2f}"
+        return f"none ≥ {tb.get('cut', 0.3):.1f}"
     lo, hi = tb.get("observed_ci") or (float("nan"), float("nan"))
-    return (f"n={tb['n']}: {tb['mean_predicted']:.2f} predicted, {tb['observed']:.2f} observed "
-            f"({lo:.2f}–{hi:.2f})")
+    return f"{tb['n']}: {tb['mean_predicted']:.2f} vs {tb['observed']:.2f} ({lo:.2f}–{hi:.2f})"
+
+
+CALIBRATION_TOP_HELP = "top bin: predictions ≥ 0.3 — n: mean predicted vs observed rate (95% Wilson CI)"
 
 
 def calibration_table(block: dict | None) -> pd.DataFrame:
     """One row per finding of one source (cross-validation or test) and task, from
     <weights>/eval/recalibration.json (scripts/recalibrate.py): positives, calibration slope with
     95% CI and intercept before and after the Platt map, and the top bin (predictions ≥ 0.3)
-    before and after. A finding without a map says so instead of an "after"."""
+    before and after. A finding without a map says "not calibrated" instead of an "after"."""
     rows = []
     for f, r in (block or {}).items():
         before, after = r.get("before") or {}, r.get("after")
@@ -125,9 +127,8 @@ def calibration_table(block: dict | None) -> pd.DataFrame:
         intercept = f"{i0:.2f} → {i1:.2f}" if _finite(i0) and _finite(i1) else (f"{i0:.2f}" if _finite(i0) else "—")
         rows.append({
             "finding": f, "positives": f"{before.get('positives', '?')}/{before.get('n', '?')}",
-            "recalibrated": "yes" if r.get("calibrated") else "no: cannot be calibrated",
-            "slope before (95% CI)": fmt_ci(before.get("slope"), before.get("slope_ci")),
-            "slope after (95% CI)": fmt_ci(after.get("slope"), after.get("slope_ci")) if after else "—",
-            "intercept before → after": intercept,
+            "slope before": fmt_ci(before.get("slope"), before.get("slope_ci")),
+            "slope after": fmt_ci(after.get("slope"), after.get("slope_ci")) if after else "not calibrated",
+            "intercept": intercept,
             "top bin before": _top_bin(before), "top bin after": _top_bin(after) if after else "—"})
     return pd.DataFrame(rows)
