@@ -54,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=2500, help="longer side of the frontal images, px")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--model-threads", type=int, default=1, help="torch threads (as scripts/pacs.py)")
     p.add_argument("--json", metavar="OUT")
     args = p.parse_args(argv)
     if args.studies < 1 or not 256 <= args.size <= 4000:
@@ -97,6 +98,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         predictor = load_predictor(args.weights)
         model_load_s = time.perf_counter() - t0
+        import torch
+        torch.set_num_threads(args.model_threads)
         client = connect(pacs.url, environ=pacs.env())
         store = PredictionStore(Path(tmp) / "predictions.db")
         runner = Runner(client, predictor, store, workers=args.workers, batch=args.batch)
@@ -122,6 +125,7 @@ def main(argv=None) -> int:
         "stage_s": {k: round(runner.timings[k], 3) for k in STAGES},
         "stage_ms_per_study": {k: round(1000 * runner.timings[k] / len(outcomes), 1) for k in STAGES},
         "syntax_mix": list(SYNTAX_MIX), "size_px": args.size, "workers": args.workers, "batch": args.batch,
+        "model_threads": args.model_threads,
         "model_load_s": round(model_load_s, 2), "setup_s": round(setup_s, 1), "cpu_count": os.cpu_count(),
         "cpu_s_per_study": {"tool": round(cpu_tool / len(outcomes), 3), "orthanc": round(cpu_pacs / len(outcomes), 3)},
         # what 2 cores left to this work alone would give: CPU seconds per study, tool and PACS together

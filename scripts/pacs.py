@@ -52,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"))
     p.add_argument("--workers", type=int, default=2, help="threads fetching and decoding ahead of the model")
     p.add_argument("--batch", type=int, default=8, help="studies per model call")
+    p.add_argument("--model-threads", type=int, default=1,
+                   help="torch threads for the model (default 1: the fetch and decode threads use the other cores; "
+                        "two model threads beside them oversubscribe the CPU and run several times slower)")
     p.add_argument("--no-log", action="store_true", help="store the SRs but do not write the prediction log")
     args = p.parse_args(argv)
     if args.study and not (UID_RE.match(args.study) and len(args.study) <= 64):
@@ -61,8 +64,8 @@ def parse_args(argv=None):
             datetime.strptime(args.since, "%Y%m%d")
         except ValueError:
             fail(f"--since {args.since!r} is not a date written YYYYMMDD")
-    if args.interval <= 0 or args.workers < 1 or args.batch < 1:
-        fail("--interval, --workers and --batch must be positive")
+    if args.interval <= 0 or args.workers < 1 or args.batch < 1 or args.model_threads < 1:
+        fail("--interval, --workers, --batch and --model-threads must be positive")
     if args.json and not Path(args.json).expanduser().resolve().parent.is_dir():
         fail(f"--json {args.json}: its folder does not exist")
     return args
@@ -98,6 +101,8 @@ def main(argv=None) -> int:
     try:
         pacs.check()  # refused credentials or no server: one line, before the model loads
         predictor = load_predictor(args.weights)
+        import torch
+        torch.set_num_threads(args.model_threads)
         store = None
         if not args.dry_run and not args.no_log:
             from core.store import PredictionStore
