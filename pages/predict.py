@@ -144,7 +144,7 @@ if result:
             st.markdown("**Above threshold (fused):** " + (", ".join(positive) if positive else "none"))
             prediction_view.discordance(pred.discordant, pred.text_mode, image=pred.image, text=pred.text,
                                         head_thresholds=pred.head_thresholds,
-                                        details=getattr(pred, "discordance", None))
+                                        details=pred.discordance)
         if pred.text_mode != "none":
             st.markdown("**Text the model read**")
             if result.get("window_note"):
@@ -153,9 +153,9 @@ if result:
     prediction_view.probabilities(pred.fusion, pred.image, pred.text if pred.has_text else None,
                                   pred.thresholds, head_thresholds=pred.head_thresholds,
                                   discordant=pred.discordant, key="predict",
-                                  evidence=getattr(pred, "evidence", None),
-                                  image_reliable=getattr(pred, "image_reliable", None),
-                                  image_evidence=(getattr(pred, "head_evidence", None) or {}).get("image"),
+                                  evidence=pred.evidence,
+                                  image_reliable=pred.image_reliable,
+                                  image_evidence=pred.head_evidence.get("image"),
                                   greyed=pred.out_of_distribution)
     if result.get("dicom"):  # a DICOM upload: its result as a DICOM SR for the image's own study
         from core.pacs.sr import SrError, sr_file

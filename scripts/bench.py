@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     out["frozen_encoders"] = predictor.freeze_encoders()
     out["freeze_s"] = time.perf_counter() - t0
     # int8 image encoder when the weights carry a calibration that fits them (core.model.int8_image)
-    out["image_precision"], out["int8_status"] = predictor.image_precision, predictor.int8_status
+    out["image_precision"], out["int8_status"] = predictor.image_precision.value, predictor.int8_state.value
 
     for _ in range(3):
         predictor.predict(grays[0], texts[0], "report")

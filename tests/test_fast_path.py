@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from core.data.labels import FINDINGS
+from core.serving.precision import Int8State, Precision
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights"
@@ -68,8 +69,8 @@ def int8_image(both):
     fast = both[0]
     if read_int8_info(WEIGHTS) is None:
         pytest.skip("the shipped weights have no int8 calibration (scripts/calibrate_int8.py makes one)")
-    assert fast.build_int8_image(), fast.int8_status
-    return fast._int8_image
+    assert fast.build_int8_image(), fast.int8_state.message
+    return fast.encoders.int8_image
 
 
 @pytest.mark.parametrize("mode", ["report", "indication", "none"])
@@ -89,7 +90,7 @@ def test_frozen_int8_graph_gives_the_eager_int8_features(both, int8_image):
     from PIL import Image
     fast, _, reports, data = both
     assert fast.freeze_encoders() == ["image (int8)", "text"]
-    assert fast.image_precision == "int8" and fast.int8_status == "serving"
+    assert fast.image_precision is Precision.INT8 and fast.int8_state is Int8State.SERVING
     x = torch.cat([fast.image_tensor(np.asarray(Image.open(Path(data) / "NLMCXR_png" / f"{r.image_ids[0]}.png")
                                                 .convert("L"))) for r in reports[:16]])
     x = x.contiguous(memory_format=torch.channels_last)

@@ -70,7 +70,7 @@ def test_a_calibration_made_for_other_weights_is_not_used(encoder, state):
     info = {"encoder_sha256": q8.encoder_digest(encoder)}
     assert q8.served_encoder(encoder, (state, info), SIZE)[0] is not None
     module, why = q8.served_encoder(other, (state, info), SIZE)
-    assert module is None and "other weights" in why
+    assert module is None and why is q8.Unused.OTHER_WEIGHTS
 
 
 def test_a_calibration_missing_an_activation_is_refused(encoder, state):
@@ -78,16 +78,16 @@ def test_a_calibration_missing_an_activation_is_refused(encoder, state):
     with pytest.raises(ValueError, match="missing"):
         q8.int8_encoder(encoder, incomplete, SIZE)
     module, why = q8.served_encoder(encoder, (incomplete, {"encoder_sha256": q8.encoder_digest(encoder)}), SIZE)
-    assert module is None and "missing" in why
+    assert module is None and why is q8.Unused.DOES_NOT_FIT
 
 
 def test_a_damaged_calibration_file_is_not_used(tmp_path):
     (tmp_path / INT8_FILE).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     calibration, why = q8.find_calibration(tmp_path)
-    assert calibration is None and "not a readable int8 calibration" in why
+    assert calibration is None and why is q8.Unused.UNREADABLE
     assert read_int8_info(tmp_path) is None
     calibration, why = q8.find_calibration(tmp_path / "absent")
-    assert calibration is None and "calibrate_int8.py" in why
+    assert calibration is None and why is q8.Unused.NO_FILE
 
 
 def test_the_predictor_serves_int8_only_with_a_fitting_calibration(tiny_weights, tmp_path):
@@ -95,18 +95,18 @@ def test_the_predictor_serves_int8_only_with_a_fitting_calibration(tiny_weights,
     and says so; with one made for other weights it stays fp32 and says why."""
     import numpy as np
 
-    from core.serving.predictor import Predictor
+    from core.serving.predictor import Int8State, Precision, Predictor
     folder = tmp_path / "w"
     shutil.copytree(tiny_weights, folder)
     plain = Predictor.load(folder)
-    assert plain.freeze_encoders() == ["image", "text"] and plain.image_precision == "fp32"
-    assert "no " + INT8_FILE in plain.int8_status
+    assert plain.freeze_encoders() == ["image", "text"] and plain.image_precision is Precision.FP32
+    assert plain.int8_state is Int8State.NO_CALIBRATION and "no " + INT8_FILE in plain.int8_state.message
     encoder = plain.model.image_encoder
     x = torch.randn(8, 1, plain.size, plain.size, generator=torch.Generator().manual_seed(2))
     q8.save_calibration(folder / INT8_FILE, q8.calibrate(encoder, x), {"encoder_sha256": q8.encoder_digest(encoder)})
     served = Predictor.load(folder)
     assert served.freeze_encoders() == ["image (int8)", "text"]
-    assert served.image_precision == "int8" and served.int8_status == "serving"
+    assert served.image_precision is Precision.INT8 and served.int8_state is Int8State.SERVING
     assert served.served_version == served.version + "+int8" and plain.served_version == plain.version
     gray = (np.arange(96 * 96) % 251).astype(np.uint8).reshape(96, 96)
     got, want = served.predict(gray, "Heart size normal."), plain.predict(gray, "Heart size normal.")
@@ -115,8 +115,8 @@ def test_the_predictor_serves_int8_only_with_a_fitting_calibration(tiny_weights,
     assert max(abs(got.image[f] - want.image[f]) for f in got.image) < 0.2  # int8, not another model
     q8.save_calibration(folder / INT8_FILE, q8.calibrate(encoder, x), {"encoder_sha256": "0" * 64})
     stale = Predictor.load(folder)
-    assert stale.freeze_encoders() == ["image", "text"] and stale.image_precision == "fp32"
-    assert "other weights" in stale.int8_status
+    assert stale.freeze_encoders() == ["image", "text"] and stale.image_precision is Precision.FP32
+    assert stale.int8_state is Int8State.OTHER_WEIGHTS and "other weights" in stale.int8_state.message
 
 
 def test_a_calibration_is_written_only_within_its_limits(tiny_weights, iu_xray_dir, tmp_path, monkeypatch):

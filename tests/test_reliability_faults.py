@@ -182,21 +182,22 @@ def test_sigkill_while_writing_weights_many_rounds(tmp_path):
 # ====================================================================== the prediction log
 
 DB_WRITER = r"""
-import sys, types
+import sys
 sys.path.insert(0, {repo!r})
 from core.data.labels import FINDINGS
 from core.store import PredictionStore
 from tests.test_reliability_faults import row_image, row_text, row_probs
 from core.serving.predict_and_log import log_entry
+from core.serving.prediction import Prediction
 store = PredictionStore({db!r})
 print("ready", flush=True)
 i = 0
 while True:
     p = row_probs(i)
     thr = {{f: 0.5 for f in FINDINGS}}
-    pred = types.SimpleNamespace(model="kill-test", has_text=True, text_mode="report", fusion=p, image=p, text=p,
-                                 thresholds=thr, head_thresholds={{h: thr for h in ("fusion", "image", "text")}},
-                                 discordant=list(FINDINGS[: i % 6]), out_of_distribution=False, ood_score=0.25)
+    pred = Prediction(model="kill-test", has_text=True, text_mode="report", fusion=p, image=p, text=p,
+                      thresholds=thr, head_thresholds={{h: thr for h in ("fusion", "image", "text")}},
+                      discordant=list(FINDINGS[: i % 6]), out_of_distribution=False, ood_score=0.25, ood_reason="")
     gray, data = row_image({tag!r}, i)
     store.log_prediction(**log_entry(pred, gray=gray, image_bytes=data, image_name=f"{tag}-{{i}}.png",
                                      text=row_text({tag!r}, i), source="predict"))

@@ -54,7 +54,7 @@ def score(items: list[Item], texts: dict[str, tuple[str, str]], progress, *,
                          "text cut": "IMPRESSION kept" if window and window.impression_first
                          else ("end not read" if window and window.truncated else "")})
             if len(rows) == 1:
-                st.session_state[RELIABLE] = (getattr(pred, "image_reliable", None), getattr(pred, "evidence", None))
+                st.session_state[RELIABLE] = (pred.image_reliable, pred.evidence)
         done = min(start + BATCH_SIZE, len(decoded))
         progress.progress(done / max(len(decoded), 1), text=f"Scored {done} of {len(decoded)} studies")
     return rows, skipped

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.serving.precision import Precision
 from ui.config import TRAIN_COMMAND, TRY_COMMAND, weights_dir
 
 INTENDED_USE = ("Research tool, not a medical device: it must not be used to diagnose or "
@@ -44,16 +45,16 @@ def _int8_changes(info: dict) -> str:
 
 def serving_precision_note(info: dict | None, predictor=None) -> str:
     """How the image encoder is served (int8 or fp32, core.model.int8_image) and what int8 changes.
-    ``info``: the calibration file's own description; ``predictor``: the loaded one, if any."""
-    if predictor is not None and predictor.image_precision == "int8":
+    ``info``: the calibration file's own description; ``predictor``: the loaded one, if any
+    (its ``image_precision`` and ``int8_state``, core.serving.precision)."""
+    if predictor is not None and predictor.image_precision is Precision.INT8:
         return (f"**Serving precision.** The image encoder serves in int8 (oneDNN; calibrated on "
                 f"{info.get('calibration', 'training images') if info else 'training images'}; the stem in fp32). "
                 + (_int8_changes(info) if info else ""))
     if info is None:
         return ("**Serving precision.** The image encoder serves in fp32 (no int8 calibration next to the weights; "
                 "`python scripts/calibrate_int8.py` makes one).")
-    status = getattr(predictor, "int8_status", "") if predictor is not None else ""
-    if status and status not in ("not built", "built"):
-        return f"**Serving precision.** The image encoder serves in fp32: {status}."
+    if predictor is not None and predictor.int8_state.refused:
+        return f"**Serving precision.** The image encoder serves in fp32: {predictor.int8_state.message}."
     return ("**Serving precision.** The image encoder serves in int8 once the model has warmed up (a few seconds "
             "after the first prediction), when its calibration fits these weights. " + _int8_changes(info))

@@ -24,6 +24,7 @@ import copy
 import hashlib
 import json
 import warnings
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -184,27 +185,37 @@ def read_calibration(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return state, info
 
 
-def find_calibration(weights_dir: Path) -> tuple[tuple[dict, dict] | None, str]:
-    """((observer state, info), "") for the folder's calibration file, or (None, why not)."""
+class Unused(Enum):
+    """Why a weights folder's calibration is not used (the fp32 graph serves instead); the
+    predictor turns these into its int8 state (core.serving.precision.Int8State)."""
+    NO_FILE = "no file"                 # none next to the weights
+    UNREADABLE = "unreadable"           # damaged, truncated or not a calibration
+    NO_ENGINE = "no engine"             # this torch build cannot run it
+    OTHER_WEIGHTS = "other weights"     # made for another image encoder
+    DOES_NOT_FIT = "does not fit"       # its activations are not this encoder's
+
+
+def find_calibration(weights_dir: Path) -> tuple[tuple[dict, dict] | None, Unused | None]:
+    """((observer state, info), None) for the folder's calibration file, or (None, why not)."""
     path = Path(weights_dir) / INT8_FILE
     if not path.is_file():
-        return None, f"no {INT8_FILE} next to the weights (scripts/calibrate_int8.py makes one)"
+        return None, Unused.NO_FILE
     try:
-        return read_calibration(path), ""
-    except ValueError as exc:
-        return None, str(exc)
+        return read_calibration(path), None
+    except ValueError:
+        return None, Unused.UNREADABLE
 
 
 def served_encoder(image_encoder: nn.Module, calibration: tuple[dict, dict],
-                   size: int) -> tuple[Int8ImageEncoder | None, str]:
-    """(int8 encoder, "") when the calibration was made for this encoder, else (None, why
+                   size: int) -> tuple[Int8ImageEncoder | None, Unused | None]:
+    """(int8 encoder, None) when the calibration was made for this encoder, else (None, why
     not): the caller then serves fp32. Takes ~1.4 s (torch.fx prepare + convert)."""
     state, info = calibration
     if not available():
-        return None, f"this torch build has no {ENGINE} quantised engine"
+        return None, Unused.NO_ENGINE
     if info.get("encoder_sha256") != encoder_digest(image_encoder):
-        return None, f"{INT8_FILE} was made for other weights (run scripts/calibrate_int8.py)"
+        return None, Unused.OTHER_WEIGHTS
     try:
-        return int8_encoder(image_encoder, state, size), ""
-    except (ValueError, RuntimeError) as exc:
-        return None, f"{INT8_FILE} not used: {exc}"
+        return int8_encoder(image_encoder, state, size), None
+    except (ValueError, RuntimeError):
+        return None, Unused.DOES_NOT_FIT

@@ -20,6 +20,7 @@ import numpy as np
 from core.data.images import encode_png, thumbnail
 from core.data.labels import effective_mode
 from core.data.text_window import TextWindow, fit_text
+from core.serving.prediction import Prediction
 from core.store import MAX_REVIEW_PX, PredictionStore, StoreError, hashed_name, safe_name
 
 
@@ -36,7 +37,7 @@ class Study:
 
 @dataclass
 class Logged:
-    prediction: object              # core.serving.predictor.Prediction
+    prediction: Prediction
     row_id: int | None              # None when not logged (no store, or log_error)
     entry: dict | None              # the row as handed to the store (log_entry); None without a store
     window: TextWindow | None       # what of the text was read; None in mode none
@@ -48,7 +49,7 @@ def shown_name(image_name: str, data: bytes, keep_name: bool) -> str:
     return safe_name(image_name) if keep_name else hashed_name(image_name, data)
 
 
-def log_entry(pred, *, gray: np.ndarray, image_bytes: bytes, image_name: str, text: str, source: str,
+def log_entry(pred: Prediction, *, gray: np.ndarray, image_bytes: bytes, image_name: str, text: str, source: str,
               keep_name: bool = True) -> dict:
     """One successful prediction as keyword arguments of ``PredictionStore.log_prediction``. The
     text is stored only when the model read it; ``keep_name=False`` stores a name made from the
@@ -67,8 +68,7 @@ def log_entry(pred, *, gray: np.ndarray, image_bytes: bytes, image_name: str, te
         fusion=pred.fusion, image=pred.image, text_probs=pred.text if pred.has_text else None,
         thresholds=pred.head_thresholds, discordant=pred.discordant,
         out_of_distribution=pred.out_of_distribution, ood_score=pred.ood_score, source=source,
-        discordance_score=getattr(pred, "discordance_score", 0.0) or 0.0,
-        evidence=getattr(pred, "evidence", None), image_reliable=getattr(pred, "image_reliable", None),
+        discordance_score=pred.discordance_score, evidence=pred.evidence, image_reliable=pred.image_reliable,
         findings=list(pred.fusion))  # the model's own findings: the log adds columns for new ones
 
 

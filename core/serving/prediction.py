@@ -1,0 +1,68 @@
+"""What the predictor hands back (``Prediction``, ``Attribution``) and the error for input it
+cannot take (``InputError``). No torch: the pages and the log read these without the model."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from core.errors import CxrError
+
+
+class InputError(CxrError, ValueError):
+    """Input the model cannot take (unknown mode, bad finding...)."""
+
+
+def check_choice(kind: str, value: str, allowed) -> None:
+    """InputError naming the choices when ``value`` is not one of ``allowed`` (a mode, finding, head)."""
+    if value not in allowed:
+        raise InputError(f"unknown {kind} {value!r}; use one of {', '.join(allowed)}")
+
+
+@dataclass
+class Prediction:
+    fusion: dict[str, float]
+    image: dict[str, float]
+    text: dict[str, float]
+    thresholds: dict[str, float]                 # fused head, for this text mode
+    head_thresholds: dict[str, dict[str, float]]  # every head, for this text mode
+    discordant: list[str]                        # findings of ``discordance`` (report mode only)
+    out_of_distribution: bool
+    ood_score: float
+    ood_reason: str
+    text_mode: str
+    has_text: bool
+    model: str
+    latency_ms: float = 0.0
+    # held-out evidence for the fused number of each finding in this mode (core.evaluation.evidence)
+    evidence: dict[str, dict] = field(default_factory=dict)
+    head_evidence: dict[str, dict[str, dict]] = field(default_factory=dict)
+    image_reliable: dict[str, bool] = field(default_factory=dict)
+    # report QA: finding, direction, score, margin; strongest first (core.evaluation.operating_points)
+    discordance: list[dict] = field(default_factory=list)
+    discordance_score: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def head(self, name: str) -> dict[str, float]:
+        """One head's probabilities (finding -> probability, in the weights' order)."""
+        heads = {"fusion": self.fusion, "image": self.image, "text": self.text}
+        check_choice("head", name, heads)
+        return heads[name]
+
+    def positive(self, head: str = "fusion") -> list[str]:
+        probs = self.head(head)
+        return [f for f in probs if probs[f] >= self.head_thresholds[head][f]]
+
+
+@dataclass
+class Attribution:
+    finding: str
+    head: str
+    method: str
+    heatmap: np.ndarray                  # H x W in [0, 1], at the model's input size
+    tokens: list[tuple[str, float]] = field(default_factory=list)  # (word piece, signed score)
+    words: list[tuple[str, float]] = field(default_factory=list)   # pieces merged into words by the encoder
+    convergence_delta: float | None = None
+    seconds: float = 0.0
