@@ -56,6 +56,8 @@ def parse_args(argv=None):
                    help="torch threads for the model (default 1: the fetch and decode threads use the other cores; "
                         "two model threads beside them oversubscribe the CPU and run several times slower)")
     p.add_argument("--no-log", action="store_true", help="store the SRs but do not write the prediction log")
+    p.add_argument("--overlay", action="store_true",
+                   help="also store a Grad-CAM overlay of the leading finding (Secondary Capture series)")
     args = p.parse_args(argv)
     if args.study and not (UID_RE.match(args.study) and len(args.study) <= 64):
         fail(f"--study {args.study!r} is not a DICOM UID (digits and dots, at most 64 characters)")
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
         def show(o):
             print(o.line(), flush=True)
         runner = Runner(pacs, predictor, store, dry_run=args.dry_run, workers=args.workers, batch=args.batch,
-                        stop=stop, on_outcome=show)
+                        stop=stop, on_outcome=show, overlay=args.overlay)
         since = args.since
         if args.follow and not (args.since or args.study or args.all):
             since = datetime.now(UTC).strftime("%Y%m%d")

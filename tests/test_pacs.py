@@ -23,14 +23,31 @@ import pytest
 from tests import pacs_fixtures as pf
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = ROOT / "weights"
-PACS_CLI = [sys.executable, "scripts/pacs.py"]
+_WEIGHTS: list[Path] = []
+
+
+def weights() -> Path:
+    """A private copy of the shipped weights, made once: other work may rewrite weights/ mid-run (a refit
+    changes the version), and every run of these tests must see one model version."""
+    if not _WEIGHTS:
+        import atexit
+        import shutil
+        import tempfile
+        folder = Path(tempfile.mkdtemp(prefix="pacs-test-weights-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        shutil.copytree(ROOT / "weights", folder / "weights")
+        _WEIGHTS.append(folder / "weights")
+    return _WEIGHTS[0]
+
+
+def pacs_cli() -> list[str]:
+    return [sys.executable, "scripts/pacs.py", "--weights", str(weights())]
 
 pytestmark = pytest.mark.skipif(bool(pf.missing_tools()), reason=f"missing Debian tools: {pf.missing_tools()}")
 
 
 def run_cli(args, env, timeout=300):
-    return subprocess.run([*PACS_CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*pacs_cli(), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def corrupt_instance(made: pf.Made, out: Path) -> Path:
@@ -81,6 +98,13 @@ def world(tmp_path_factory, iu_xray_dir):
         made.update(L={"uid": lat_only.study_uid}, X={"uid": good.study_uid}, H={"uid": hand.study_uid})
         env = pf.env_with(pacs, CXR_DB_PATH=str(folder / "predictions.db"))
         yield {"pacs": pacs, "made": made, "env": env, "folder": folder, "pairs": pairs}
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    """The shipped model, loaded once for the in-process checks (the CLI runs load their own)."""
+    from core.serving.predictor import Predictor
+    return Predictor.load(weights())
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +201,7 @@ def test_sr_probabilities_equal_predict_cli(world, first_run):
         for name in "ABCR":
             f = made[name]["frontal"]
             w.writerow([str(f.path), f.indication, made[name]["mode"]])
-    r = subprocess.run([sys.executable, "scripts/predict.py", "--weights", str(WEIGHTS), "--batch", str(batch),
+    r = subprocess.run([sys.executable, "scripts/predict.py", "--weights", str(weights()), "--batch", str(batch),
                         "--json", "--no-log"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     for name, line in zip("ABCR", r.stdout.strip().splitlines(), strict=True):
@@ -190,8 +214,8 @@ def test_sr_probabilities_equal_predict_cli(world, first_run):
 def test_second_run_in_follow_mode_adds_nothing_and_stops_on_sigterm(world, first_run):
     pacs, env = world["pacs"], world["env"]
     out = world["folder"] / "second.json"
-    proc = subprocess.Popen([*PACS_CLI, "--url", pacs.url, "--all", "--follow", "--interval", "1", "--json", str(out)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [*pacs_cli(), "--url", pacs.url, "--all", "--follow", "--interval", "1", "--json", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
         while not out.is_file() and time.monotonic() < deadline and proc.poll() is None:
@@ -220,7 +244,7 @@ def test_kill9_then_resume_duplicates_nothing_and_loses_nothing(world, first_run
                                      study_date="20261203").path)
         uids.append(uid)
     args = ["--url", pacs.url, "--since", "20261203", "--batch", "1", "--workers", "1"]
-    proc = subprocess.Popen([*PACS_CLI, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*pacs_cli(), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
@@ -244,15 +268,14 @@ def test_kill9_then_resume_duplicates_nothing_and_loses_nothing(world, first_run
     assert len(names) == 4 + len(uids)
 
 
-def test_sr_without_log_row_is_reconciled_and_a_new_version_adds_its_own_sr(world, first_run, tmp_path, monkeypatch):
+def test_sr_without_log_row_is_reconciled_and_a_new_version_adds_its_own_sr(world, first_run, tmp_path, monkeypatch,
+                                                                            predictor):
     """kill -9 between the SR and the log row: the re-run writes the row and no second SR; a new model
     version (whatever precision serves it) adds its own SR beside the old one."""
     from core.pacs.connection import connect
     from core.pacs.run import Runner
-    from core.serving.predictor import Predictor
     from core.store import PredictionStore
     pacs, made = world["pacs"], world["made"]
-    predictor = Predictor.load(WEIGHTS)
     client = connect(pacs.url, environ=pacs.env())
     ref = client.find_studies(study_uid=made["A"]["uid"])
     store = PredictionStore(tmp_path / "other.db")         # a log that never saw study A
@@ -260,7 +283,7 @@ def test_sr_without_log_row_is_reconciled_and_a_new_version_adds_its_own_sr(worl
     assert out[0].status == "exists" and out[0].row_id is not None and "log row" in out[0].reason
     assert Runner(client, predictor, store).run(ref)[0].row_id == out[0].row_id
     assert len(PredictionStore(tmp_path / "other.db").list_predictions()) == 1
-    predictor.version = "test-version-2"
+    monkeypatch.setattr(predictor, "version", "test-version-2")   # undone after the test (the fixture is shared)
     monkeypatch.setattr(type(predictor), "served_version", property(lambda self: f"{self.version}+int8"))
     new = Runner(client, predictor, store).run(ref)[0]
     assert new.status == "scored" and new.model == "test-version-2+int8"
@@ -289,7 +312,7 @@ def test_bad_arguments_and_credentials_in_url(world):
     assert r.returncode == 2 and r.stderr.count("\n") == 1
 
 
-def test_orthanc_stopped_mid_run(world, tmp_path):
+def test_orthanc_stopped_mid_run(world, tmp_path, predictor):
     """The PACS dies mid-run: one line, exit 1, and every SR stored has its log row or gets it on a re-run."""
     pairs = world["pairs"]
     db = tmp_path / "stopped.db"
@@ -301,7 +324,7 @@ def test_orthanc_stopped_mid_run(world, tmp_path):
             pacs.upload(made.path)
             uids.append(uid)
         env = pf.env_with(pacs, CXR_DB_PATH=str(db))
-        proc = subprocess.Popen([*PACS_CLI, "--url", pacs.url, "--all", "--batch", "1", "--workers", "1"], cwd=ROOT,
+        proc = subprocess.Popen([*pacs_cli(), "--url", pacs.url, "--all", "--batch", "1", "--workers", "1"], cwd=ROOT,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
@@ -319,7 +342,38 @@ def test_orthanc_stopped_mid_run(world, tmp_path):
         logged = {r["image_name"] for r in pacs_rows(db)}
         from core.pacs.ledger import row_name
         assert logged <= {row_name(u) for u in stored}       # no row without its SR
-        r = run_cli(["--url", pacs.url, "--all"], env)
-        assert r.returncode == 0, r.stderr
+        from core.pacs.connection import connect
+        from core.pacs.run import Runner
+        from core.store import PredictionStore
+        client = connect(pacs.url, environ=env)       # the re-run (in-process: the model is loaded already)
+        again = Runner(client, predictor, PredictionStore(db)).run(client.find_studies())
+        assert {o.status for o in again} <= {"scored", "exists"}
         assert all(len(pacs.instances_of(u, "SR")) == 1 for u in uids)
         assert sorted(r["image_name"] for r in pacs_rows(db)) == sorted(row_name(u) for u in uids)
+
+
+def test_overlay_series_when_asked(world, predictor, tmp_path):
+    """--overlay: a Grad-CAM Secondary Capture beside the SR, valid, in the same study, stored once."""
+    import pydicom
+
+    from core.pacs.connection import connect
+    from core.pacs.run import Runner
+    pacs = world["pacs"]
+    frontal, _ = world["pairs"][7]
+    uid = pf.study_uid_for("overlay")
+    pacs.upload(pf.make_instance(frontal, tmp_path / "o.dcm", study_uid=uid, size=1200, syntax="rle").path)
+    client = connect(pacs.url, environ=pacs.env())
+    ref = client.find_studies(study_uid=uid)
+    out = Runner(client, predictor, None, overlay=True).run(ref)[0]
+    assert out.status == "scored" and out.overlay_sop_instance_uid
+    assert out.to_json()["overlay_sop_instance_uid"] == out.overlay_sop_instance_uid
+    scs = [t for t in pacs.instances_of(uid) if t.get("SOPClassUID") == "1.2.840.10008.5.1.4.1.1.7"]
+    assert len(scs) == 1 and scs[0]["PatientName"] == "Doe^Jane"
+    path = tmp_path / "sc.dcm"
+    path.write_bytes(pacs.file_of(out.overlay_sop_instance_uid))
+    ds = pydicom.dcmread(path)
+    assert ds.PhotometricInterpretation == "RGB" and ds.StudyInstanceUID == uid and "Grad-CAM" in ds.SeriesDescription
+    check = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    assert not [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
+    assert Runner(client, predictor, None, overlay=True).run(ref)[0].status == "exists"
+    assert len([t for t in pacs.instances_of(uid) if t.get("SOPClassUID") == "1.2.840.10008.5.1.4.1.1.7"]) == 1

@@ -32,7 +32,7 @@ from core.pacs.sr import algorithm_versions, base_version, build_sr, sr_uids
 from core.pacs.studies import Candidate, candidates, indication_of, ordered
 
 MAX_TEXT_CHARS = 20_000
-STAGES = ("find", "fetch", "decode", "predict", "sr", "store", "log")
+STAGES = ("find", "fetch", "decode", "predict", "sr", "store", "log", "overlay")
 
 
 @dataclass
@@ -52,11 +52,15 @@ class Outcome:
     out_of_distribution: bool | None = None
     date: str = ""
     positive: list = field(default_factory=list)  # findings at or above the fused threshold
+    overlay_sop_instance_uid: str | None = None   # the Grad-CAM secondary capture, when asked for
 
     def to_json(self) -> dict:
         keys = ("study_uid", "status", "reason", "source_sop_instance_uid", "sr_sop_instance_uid", "text_mode",
                 "fusion", "image", "text", "model")
-        return {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in keys}
+        if self.overlay_sop_instance_uid:
+            out["overlay_sop_instance_uid"] = self.overlay_sop_instance_uid
+        return out
 
     def line(self) -> str:
         """One line for a person: the study by a hash of its UID, never a patient identifier."""
@@ -87,13 +91,14 @@ class Prepared:
 class Runner:
     def __init__(self, pacs: Pacs, predictor, store=None, *, dry_run: bool = False, workers: int = 2,
                  batch: int = 8, stop: threading.Event | None = None, on_outcome=None, lock=None,
-                 source: str = ledger.SOURCE) -> None:
+                 source: str = ledger.SOURCE, overlay: bool = False) -> None:
         self.pacs, self.predictor, self.store = pacs, predictor, store
         self.dry_run, self.workers, self.batch = dry_run, max(1, workers), max(1, batch)
         self.stop = stop or threading.Event()
         self.on_outcome = on_outcome                  # called with each Outcome as it is decided
         self.lock = lock                              # guards the model call (the app's MODEL_LOCK)
         self.source = source                          # the log's source: 'cli' (scripts/pacs.py), 'batch' (the page)
+        self.overlay = overlay                        # also store the Grad-CAM overlay (core.pacs.overlay)
         self.version = base_version(predictor.version)
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
@@ -183,6 +188,7 @@ class Runner:
         out = []
         for prep, logged in zip(ready, done, strict=True):
             pred, uid = logged.prediction, prep.ref.study_uid
+            overlay_uid = None
             status, sr_uid = ("exists", prep.sr_uid) if prep.sr_exists else ("scored", sr_uids(uid, self.version)[1])
             if not self.dry_run and not prep.sr_exists:
                 t = time.perf_counter()
@@ -191,6 +197,10 @@ class Runner:
                 t = time.perf_counter()
                 self.pacs.store(sr)                    # PacsUnavailable here: nothing logged, a re-run stores it
                 self.timings["store"] += time.perf_counter() - t
+                if self.overlay:
+                    t = time.perf_counter()
+                    overlay_uid = self._store_overlay(prep, pred, logged.window.read if logged.window else "")
+                    self.timings["overlay"] += time.perf_counter() - t
             row_id = None
             if not self.dry_run and self.store is not None:
                 t = time.perf_counter()
@@ -207,8 +217,22 @@ class Runner:
                                sr_sop_instance_uid=None if self.dry_run else sr_uid, text_mode=pred.text_mode,
                                fusion=pred.fusion, image=pred.image, text=pred.text, model=pred.model,
                                row_id=row_id, out_of_distribution=pred.out_of_distribution, date=prep.ref.date,
-                               positive=pred.positive("fusion")))
+                               positive=pred.positive("fusion"), overlay_sop_instance_uid=overlay_uid))
         return out
+
+    def _store_overlay(self, prep: Prepared, pred, text: str) -> str:
+        """Grad-CAM (image head) of the finding furthest above its threshold (or nearest below), stored
+        as a Secondary Capture series beside the SR; returns its SOP Instance UID."""
+        from contextlib import nullcontext
+
+        from core.pacs.overlay import build_overlay
+        finding = max(pred.fusion, key=lambda f: pred.fusion[f] / max(pred.thresholds[f], 1e-6))
+        with self.lock if self.lock is not None else nullcontext():
+            attribution = self.predictor.attribute(prep.decoded.gray, text, pred.text_mode, finding=finding,
+                                                   head="image", method="gradcam")
+        ds = build_overlay(prep.dataset, prep.decoded.gray, attribution, version=self.version)
+        self.pacs.store(ds)
+        return str(ds.SOPInstanceUID)
 
     def run(self, refs: list[StudyRef]) -> list[Outcome]:
         """Every study of ``refs`` once, in order; stops early (between studies) when ``stop`` is set."""
