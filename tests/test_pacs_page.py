@@ -7,6 +7,7 @@ server sends; a screenshot goes to $CXR_E2E_SHOTS (default: the test's tmp folde
 """
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -137,3 +138,33 @@ def test_page_in_chromium_sends_no_patient_identifier(small_pacs, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def test_predict_page_offers_the_sr_of_a_dicom_upload(app_env, monkeypatch, iu_xray_dir, tmp_path):
+    """A JPEG Lossless DICOM upload (refused before the decoders were pinned) predicts, and the page offers
+    its SR, which goes into the upload's study; a PNG upload has no study, so no SR is offered."""
+    if pf.missing_tools():
+        pytest.skip(f"missing Debian tools: {pf.missing_tools()}")
+    import pydicom
+    from streamlit.testing.v1 import AppTest
+
+    from core.pacs.sr import algorithm_versions
+    monkeypatch.setenv("CXR_WEIGHTS", str(ROOT / "weights"))
+    frontal, _ = pf.iu_pairs(iu_xray_dir, 1, skip=50)[0]
+    made = pf.make_instance(frontal, tmp_path / "x.dcm", study_uid=pf.study_uid_for("predict-page"), size=2000,
+                            syntax="jpeg-lossless", monochrome1=True)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240).run()
+    at.file_uploader(key="upload").upload("x.dcm", made.path.read_bytes(), "application/dicom")
+    at.radio(key="text_kind").set_value("none")
+    next(b for b in at.button if b.label == "Predict").click()
+    at.run(timeout=240)
+    assert not at.exception and not at.error
+    labels = [x.proto.label for x in at.get("download_button")]
+    assert "SR of this prediction (DICOM)" in labels
+    result = at.session_state["predict_result"]
+    sr = pydicom.dcmread(io.BytesIO(result["sr"]))
+    assert sr.StudyInstanceUID == made.study_uid and algorithm_versions(sr) == {result["pred"].model.split("+int8")[0]}
+    at.file_uploader(key="upload").upload(frontal.name, frontal.read_bytes(), "image/png")
+    next(b for b in at.button if b.label == "Predict").click()
+    at.run(timeout=240)
+    assert "SR of this prediction (DICOM)" not in [x.proto.label for x in at.get("download_button")]
