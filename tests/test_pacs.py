@@ -377,3 +377,19 @@ def test_overlay_series_when_asked(world, predictor, tmp_path):
     assert not [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
     assert Runner(client, predictor, None, overlay=True).run(ref)[0].status == "exists"
     assert len([t for t in pacs.instances_of(uid) if t.get("SOPClassUID") == "1.2.840.10008.5.1.4.1.1.7"]) == 1
+
+
+def test_dry_run_writes_nothing(world, predictor, tmp_path):
+    from core.pacs.connection import connect
+    from core.pacs.run import Runner
+    from core.store import PredictionStore
+    pacs = world["pacs"]
+    frontal, _ = world["pairs"][3]
+    uid = pf.study_uid_for("dry-run")
+    pacs.upload(pf.make_instance(frontal, tmp_path / "d.dcm", study_uid=uid, size=1000, indication="Fever.").path)
+    client = connect(pacs.url, environ=pacs.env())
+    store = PredictionStore(tmp_path / "dry.db")
+    out = Runner(client, predictor, store, dry_run=True).run(client.find_studies(study_uid=uid))[0]
+    assert out.status == "scored" and out.text_mode == "indication" and out.fusion
+    assert out.sr_sop_instance_uid is None and "dry run" in out.reason
+    assert not pacs.instances_of(uid, "SR") and store.list_predictions() == []
