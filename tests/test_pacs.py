@@ -310,6 +310,9 @@ def test_bad_arguments_and_credentials_in_url(world):
     assert r.returncode == 2 and "YYYYMMDD" in r.stderr
     r = run_cli(["--url", world["pacs"].url, "--all", "--password", "x"], env, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+    r = run_cli(["--url", world["pacs"].root, "--all"], env, timeout=60)   # Orthanc's REST root, not DICOMweb
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "DICOMweb root" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_orthanc_stopped_mid_run(world, tmp_path, predictor):

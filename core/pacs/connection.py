@@ -154,10 +154,24 @@ class Pacs:
         except requests.RequestException as exc:
             raise translate(exc, self.url, what) from None
 
+    def _json(self, path: str, what: str, params=None) -> list[dict]:
+        """A DICOM JSON answer (a list of objects); anything else is one line of PacsError."""
+        r = self._get(path, what, params=params)
+        if not r.content:
+            return []
+        try:
+            data = r.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+            raise PacsError(f"the PACS at {self.url} did not answer in DICOM JSON while trying to {what}; "
+                            "check that the URL is the DICOMweb root (e.g. http://host:8042/dicom-web)")
+        return data
+
     # ---------------------------------------------------------------- QIDO-RS
     def check(self) -> None:
         """One cheap request: raises PacsAuthError / PacsUnavailable / PacsError when it fails."""
-        self._get("studies", "list studies", params={"limit": 1})
+        self._json("studies", "list studies", params={"limit": 1})
 
     def find_studies(self, *, since: str | None = None, study_uid: str | None = None) -> list[StudyRef]:
         """CR/DX studies, oldest first: all of them, those from ``since`` (YYYYMMDD) on, or one by UID."""
@@ -168,8 +182,7 @@ class Pacs:
             params["StudyInstanceUID"] = study_uid
         found, offset = [], 0
         while True:
-            r = self._get("studies", "list studies", params={**params, "limit": PAGE, "offset": offset})
-            page = r.json() if r.content else []
+            page = self._json("studies", "list studies", params={**params, "limit": PAGE, "offset": offset})
             found += page
             if len(page) < PAGE:
                 break
@@ -185,13 +198,11 @@ class Pacs:
 
     def series(self, study_uid: str) -> list[dict]:
         """DICOM JSON of each series of a study (UID, modality, number)."""
-        r = self._get(f"studies/{study_uid}/series", "list the series of a study")
-        return r.json() if r.content else []
+        return self._json(f"studies/{study_uid}/series", "list the series of a study")
 
     # ---------------------------------------------------------------- WADO-RS
     def series_metadata(self, study_uid: str, series_uid: str) -> list[dict]:
-        r = self._get(f"studies/{study_uid}/series/{series_uid}/metadata", "read a series' headers")
-        return r.json() if r.content else []
+        return self._json(f"studies/{study_uid}/series/{series_uid}/metadata", "read a series' headers")
 
     def retrieve(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
         """The instance as a DICOM file, in the transfer syntax it is stored in (no server transcoding)."""
