@@ -85,6 +85,10 @@ def write_json(path: str, outcomes, *, dry_run: bool) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import logging
+    for name in ("dicomweb_client", "highdicom", "urllib3"):  # their warnings would reach stderr as extra lines
+        logging.getLogger(name).addHandler(logging.NullHandler())
+        logging.getLogger(name).propagate = False
     from core.pacs.connection import PacsConfigError, PacsError, PacsUnavailable, connect
     from core.pacs.run import Runner
     try:
