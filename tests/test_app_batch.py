@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.serving.batch_uploads import CsvError, expand_uploads, read_text_map
+from core.serving.batch_uploads import CsvError, TextRow, expand_uploads, read_text_map
 from core.store import PredictionStore, hashed_name
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -46,15 +46,24 @@ def test_broken_zip_is_one_skip():
 
 
 def test_text_map_reads_modes_and_rejects_bad_csv():
-    data = b"file,text,mode\nsub/a.png,Cough.,indication\nb.png,Heart enlarged.,\n"
-    assert read_text_map(data, default_mode="report") == {"a.png": ("Cough.", "indication"),
-                                                         "b.png": ("Heart enlarged.", "report")}
-    assert read_text_map(b"file,text\nc.png,Heart\x00 big.\x1b[2J\n", default_mode="report") == {
-        "c.png": ("Heart big.[2J", "report")}  # control characters dropped, as the CLIs do
-    with pytest.raises(CsvError, match="file,text"):
-        read_text_map(b"name,report\nx,y\n", default_mode="report")
+    data = b"file,text,mode\nsub/a.png,Cough.,report\nb.png,Heart enlarged.,\nc.png,,\n"
+    assert read_text_map(data) == {"a.png": TextRow("Cough.", "report"),
+                                   "b.png": TextRow("Heart enlarged.", "indication"),  # the one default
+                                   "c.png": TextRow("", "none")}
+    assert read_text_map(b"file,text\nc.png,Heart\x00 big.\x1b[2J\n") == {
+        "c.png": TextRow("Heart big.[2J", "indication")}  # control characters dropped, as the CLIs do
+    with pytest.raises(CsvError, match="image column"):
+        read_text_map(b"name,report\nx,y\n")
     with pytest.raises(CsvError, match="mode"):
-        read_text_map(b"file,text,mode\nx.png,y,finding\n", default_mode="report")
+        read_text_map(b"file,text,mode\nx.png,y,finding\n")
+    with pytest.raises(CsvError, match="line 2: .*would not be read"):
+        read_text_map(b"image,text,text_mode\nx.png,cough,none\n")
+
+
+def test_the_cli_batch_csv_works_here_too_with_the_users_ids():
+    data = b"image,text,text_mode,id\nscans/a.png,Cough.,indication,ward-7\nb.png,,none,ward-8\n"
+    assert read_text_map(data) == {"a.png": TextRow("Cough.", "indication", "ward-7"),
+                                   "b.png": TextRow("", "none", "ward-8")}
 
 
 def test_batch_page_scores_and_logs_each_study(app_env, tiny_weights, monkeypatch, pngs):
@@ -64,7 +73,7 @@ def test_batch_page_scores_and_logs_each_study(app_env, tiny_weights, monkeypatc
     at.switch_page("pages/batch_review.py").run()
     at.file_uploader(key="batch_files").set_value([("studies.zip", _zip({a: da, b: db, "x.txt": b"no"}),
                                                    "application/zip"), (c, dc, "image/png")])
-    csv = f"file,text,mode\n{a},Heart is enlarged.,report\n{b},Cough for two weeks.,indication\n".encode()
+    csv = f"image,text,text_mode,id\n{a},Heart is enlarged.,report,ward-1\n{b},Cough for two weeks.,,ward-2\n".encode()
     at.file_uploader(key="batch_csv").set_value(("map.csv", csv, "text/csv"))
     at.run()
     next(x for x in at.button if x.label == "Score").click()
@@ -81,3 +90,14 @@ def test_batch_page_scores_and_logs_each_study(app_env, tiny_weights, monkeypatc
     # what needs attention comes right after the file name, before the five probabilities
     table = at.session_state["batch_result"]["rows"][0]
     assert list(table)[:5] == ["id", "file", "above threshold", "discordant", "OOD"]
+    # the user's own names and IDs reach the table and the download, not the log
+    by_file = {r["your file"]: r for r in at.session_state["batch_result"]["rows"]}
+    assert (by_file[a]["your ID"], by_file[b]["your ID"], by_file[c]["your ID"]) == ("ward-1", "ward-2", "")
+    assert by_file[b]["discordant"] is None and by_file[a]["discordant"] is not None  # report mode only
+    download = next(x for x in at.get("download_button") if "your file names" in x.proto.label)
+    assert download is not None
+    from ui.batch_score import results_csv
+    header = results_csv(at.session_state["batch_result"]["rows"]).decode().splitlines()[0]
+    assert header.startswith("your file,your ID,id,file")
+    log = PredictionStore(app_env["CXR_DB_PATH"])
+    assert not any("ward-" in str(v) for r in log.list_predictions() for v in r.values())

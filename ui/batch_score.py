@@ -5,15 +5,16 @@ import pandas as pd
 import streamlit as st
 
 from core.data.images import ImageDecodeError, decode_image
-from core.data.labels import FINDINGS, TEXT_MODES
+from core.data.labels import FINDINGS
 from core.errors import CxrError
-from core.serving.batch_uploads import CsvError, Item, Skipped, expand_uploads, read_text_map
+from core.serving.batch_uploads import CsvError, Item, Skipped, TextRow, expand_uploads, read_text_map
 from core.serving.predict_and_log import Study, predict_and_log_many
 from ui.config import MAX_UPLOAD_MB
 from ui.prediction_view import reliability_caption, unreliable_findings
 from ui.resources import MODEL_LOCK, predictor, store
 
 BATCH_SIZE = 8  # studies per model call: amortises the text encoder without much memory
+YOUR_FILE, YOUR_ID = "your file", "your ID"  # in this page and its download only, never in the log
 RESULT = "batch_result"
 RELIABLE = "batch_reliable"  # (image_reliable, evidence) of the last batch, for the table's headers
 
@@ -28,10 +29,11 @@ def _decode_all(items: list[Item]) -> tuple[list[tuple[Item, object]], list[Skip
     return ok, skipped
 
 
-def score(items: list[Item], texts: dict[str, tuple[str, str]], progress, *,
+def score(items: list[Item], texts: dict[str, TextRow], progress, *,
           keep_names: bool = False) -> tuple[list[dict], list[Skipped]]:
     """Decode, fit each text to the encoder's window, predict in batches of BATCH_SIZE, log each
-    batch in one transaction; returns result rows and skips."""
+    batch in one transaction; returns result rows and skips. The rows carry the user's own file
+    name and ID for this page and its download; the log keeps only what ``keep_names`` says."""
     n = len(items)
     progress.progress(0.0, text=f"Reading {n} images…")
     decoded, skipped = _decode_all(items)
@@ -39,25 +41,44 @@ def score(items: list[Item], texts: dict[str, tuple[str, str]], progress, *,
     model, db, rows = predictor(), store(), []
     for start in range(0, len(decoded), BATCH_SIZE):
         chunk = decoded[start:start + BATCH_SIZE]
-        studies = [Study(dec.gray, item.data, item.name, *texts.get(item.name, ("", "none")),
-                         colorfulness=dec.colorfulness) for item, dec in chunk]
+        asked = [texts.get(item.name, TextRow()) for item, _ in chunk]
+        studies = [Study(dec.gray, item.data, item.name, row.text, row.mode, colorfulness=dec.colorfulness)
+                   for (item, dec), row in zip(chunk, asked, strict=True)]
         results = predict_and_log_many(model, db, studies, source="batch", keep_names=keep_names, lock=MODEL_LOCK)
         if results[0].log_error is not None:  # one transaction per chunk: all logged or none
             skipped += [Skipped(item.name, f"scored but not logged: {results[0].log_error}") for item, _ in chunk]
-        for logged in results:
+        for logged, (item, _), row in zip(results, chunk, asked, strict=True):
             pred, pid, window = logged.prediction, logged.row_id, logged.window
             rows.append({"id": pid, "file": logged.entry["image_name"],
-                         "above threshold": ", ".join(pred.positive("fusion")) if not pred.out_of_distribution
-                         else "(out of distribution)",
-                         "discordant": ", ".join(pred.discordant), "OOD": pred.out_of_distribution,
+                         "above threshold": headline(pred),
+                         # report QA exists in report mode only: elsewhere there is nothing to show
+                         "discordant": ", ".join(pred.discordant) if pred.text_mode == "report" else None,
+                         "OOD": pred.out_of_distribution,
                          "mode": pred.text_mode, **pred.fusion,  # the model's findings
                          "text cut": "IMPRESSION kept" if window and window.impression_first
-                         else ("end not read" if window and window.truncated else "")})
+                         else ("end not read" if window and window.truncated else ""),
+                         YOUR_FILE: item.name, YOUR_ID: row.user_id})
             if len(rows) == 1:
-                st.session_state[RELIABLE] = (pred.image_reliable, pred.evidence)
+                # "reliable from the image" quotes image-only evidence (the image head), whatever the mode
+                st.session_state[RELIABLE] = (pred.image_reliable, pred.head_evidence.get("image"))
         done = min(start + BATCH_SIZE, len(decoded))
         progress.progress(done / max(len(decoded), 1), text=f"Scored {done} of {len(decoded)} studies")
     return rows, skipped
+
+
+def headline(pred) -> str:
+    """The findings above threshold, those the image cannot support marked: what the row says first."""
+    if pred.out_of_distribution:
+        return "(out of distribution)"
+    return ", ".join(f if pred.image_reliable.get(f, True) else f"{f} (not reliable from the image)"
+                     for f in pred.positive("fusion"))
+
+
+def results_csv(rows: list[dict]) -> bytes:
+    """This batch's results as the user downloads them: their own file names and IDs first."""
+    frame = pd.DataFrame(rows)
+    first = [YOUR_FILE, YOUR_ID, "id", "file"]
+    return frame[first + [c for c in frame.columns if c not in first]].to_csv(index=False).encode()
 
 
 def finding_columns(reliable: dict | None, evidence: dict | None) -> dict:
@@ -72,14 +93,14 @@ def finding_columns(reliable: dict | None, evidence: dict | None) -> dict:
 
 def render(model_ready: bool) -> None:
     st.markdown("Upload several images or a `.zip` of them (read in memory; non-images are skipped "
-                "and listed). Optionally add a CSV with columns `file,text` (and `mode`: report, "
-                "indication or none) to give each study its text; studies without a row are scored "
-                "from the image alone.")
+                "and listed). Optionally add a CSV with columns `image,text,text_mode,id` (as "
+                "`scripts/predict.py --batch` takes): each study's text, how it is read (report, "
+                "indication or none; a row with text and no mode is an indication) and your own study ID, "
+                "shown with the results and in their download, never logged. Studies without a row are "
+                "scored from the image alone.")
     files = st.file_uploader("Images or .zip", type=["png", "jpg", "jpeg", "dcm", "dicom", "zip"],
                              accept_multiple_files=True, key="batch_files", max_upload_size=MAX_UPLOAD_MB)
     mapping = st.file_uploader("Text mapping CSV (optional)", type=["csv"], key="batch_csv", max_upload_size=5)
-    default_mode = st.radio("Mode for CSV rows without one", [m for m in TEXT_MODES if m != "none"],
-                            horizontal=True, key="batch_default_mode")
     keep_names = st.checkbox("Keep the original file names in the log", key="batch_keep_names",
                              help="Off (default): the log, the history and the export name each file "
                                   "'upload-<hash>'. The CSV above is matched on the original names either way.")
@@ -89,7 +110,7 @@ def render(model_ready: bool) -> None:
     if st.button("Score", type="primary", disabled=not files, key="batch_go"):
         st.session_state.pop(RESULT, None)
         try:
-            texts = read_text_map(mapping.getvalue(), default_mode=default_mode) if mapping else {}
+            texts = read_text_map(mapping.getvalue()) if mapping else {}
         except CsvError as exc:
             st.error(f"Text mapping CSV: {exc}")
             return
@@ -112,9 +133,16 @@ def render(model_ready: bool) -> None:
         if result["rows"]:
             st.success(f"Scored and logged {len(result['rows'])} studies.")
             reliable, evidence = st.session_state.get(RELIABLE) or (None, None)
-            st.dataframe(pd.DataFrame(result["rows"]), hide_index=True,
-                         column_config=finding_columns(reliable, evidence))
+            frame = pd.DataFrame(result["rows"])
+            if frame["discordant"].isna().all():  # no study in report mode: no report QA to show
+                frame = frame.drop(columns="discordant")
+            st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence))
             reliability_caption(unreliable_findings(reliable, evidence))
+            st.download_button("Download these results (CSV, with your file names and IDs)",
+                               data=results_csv(result["rows"]), file_name="batch-results.csv", mime="text/csv",
+                               icon=":material/download:", key="batch_download")
+            st.caption(f"`{YOUR_FILE}` and `{YOUR_ID}` stay in this page and the download; the log keeps "
+                       "the name in `file`.")
         if result["skipped"]:
             st.warning(f"Skipped {len(result['skipped'])} entries:")
             st.dataframe(pd.DataFrame([vars(s) for s in result["skipped"]]), hide_index=True)

@@ -1,6 +1,9 @@
 """Read a batch upload (the batch review page): image files, .zip archives (read in memory,
-never extracted) and an optional CSV that maps file name -> text and mode. Pure functions;
-problems become listed skips, a CSV that cannot be used raises CsvError."""
+never extracted) and an optional CSV that maps file name -> text, mode and the user's own
+study ID. The CSV has the CLI batch's columns (scripts/predict.py --batch): ``image`` (``file``
+accepted), ``text``, ``text_mode`` (``mode`` accepted), ``id``; a row without a mode is read
+like everywhere else (core.data.labels.resolve_mode: the indication when it has text). Pure
+functions; problems become listed skips, a CSV that cannot be used raises CsvError."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +12,7 @@ import stat
 import zipfile
 from dataclasses import dataclass
 
-from core.data.labels import TEXT_MODES
+from core.data.labels import resolve_mode
 from core.data.text_clean import TextError, clean_text
 from core.errors import CxrError
 from core.store import safe_name
@@ -26,6 +29,15 @@ MAX_CSV_BYTES = 5 * 2**20
 class Item:
     name: str      # base name: what the CSV refers to and what the log keeps
     data: bytes
+
+
+@dataclass
+class TextRow:
+    """What the CSV says of one file: the text, the mode it is read in, the user's own ID (kept in
+    the page and its download only, never in the log)."""
+    text: str = ""
+    mode: str = "none"
+    user_id: str = ""
 
 
 @dataclass
@@ -119,8 +131,13 @@ class CsvError(CxrError, ValueError):
     """The mapping CSV cannot be used; the message says how to fix it."""
 
 
-def read_text_map(data: bytes, *, default_mode: str) -> dict[str, tuple[str, str]]:
-    """CSV with columns ``file,text`` and optional ``mode`` -> base name -> (text, mode)."""
+def _cell(row: dict, name: str, alias: str) -> str:
+    return (row.get(name) if row.get(name) is not None else row.get(alias)) or ""
+
+
+def read_text_map(data: bytes) -> dict[str, TextRow]:
+    """CSV with columns ``image`` (or ``file``) and optional ``text``, ``text_mode`` (or ``mode``)
+    and ``id`` -> base name -> TextRow."""
     if len(data) > MAX_CSV_BYTES:
         raise CsvError(f"the CSV is over {MAX_CSV_BYTES // 2**20} MB")
     try:
@@ -129,19 +146,18 @@ def read_text_map(data: bytes, *, default_mode: str) -> dict[str, tuple[str, str
         raise CsvError("the CSV is not UTF-8 text; save it as UTF-8") from None
     reader = csv.DictReader(io.StringIO(text))
     fields = [f.strip().lower() for f in reader.fieldnames or []]
-    if "file" not in fields or "text" not in fields:
-        raise CsvError("the CSV needs a header with columns file,text (and optionally mode)")
+    if not {"image", "file"} & set(fields):
+        raise CsvError("the CSV needs a header with an image column: image,text,text_mode,id")
     reader.fieldnames = fields
     out = {}
     for n, row in enumerate(reader, start=2):
-        name = safe_name((row.get("file") or "").strip())
+        name = safe_name(_cell(row, "image", "file").strip())
         if not name:
             continue
-        mode = (row.get("mode") or "").strip().lower() or default_mode
-        if mode not in TEXT_MODES:
-            raise CsvError(f"line {n}: mode {mode!r} is not one of {', '.join(TEXT_MODES)}")
         try:
-            out[name] = (clean_text(row.get("text") or ""), mode)
-        except TextError as exc:
+            study_text = clean_text(row.get("text") or "")
+            mode = resolve_mode(study_text, _cell(row, "text_mode", "mode").strip().lower() or None)
+        except (TextError, CxrError) as exc:
             raise CsvError(f"line {n}: {exc}") from None
+        out[name] = TextRow(study_text, mode, (row.get("id") or "").strip()[:64])
     return out
