@@ -409,7 +409,8 @@ def test_export_carries_verdicts_reviewer_time_and_evidence(fresh_db):
     assert r["evidence_auc_edema"] == "0.8" and r["evidence_ci_edema"] == "0.700–0.900"
     assert r["evidence_positives_edema"] == "55"
     assert (r["reliable_from_image_cardiomegaly"], r["reliable_from_image_edema"]) == ("True", "False")
-    assert (r["image_name"], r["original_name"]) == ("upload-abc.png", "False")
+    assert (r["image_name"], r["image_name_kind"]) == ("upload-abc.png", "hashed (upload-<hash>)")
+    assert r["evidence_for"] == "report mode, fused head"  # which mode and head the evidence columns are for
     assert rows[other]["verdict_cardiomegaly"] == "" and rows[other]["reviewer"] == ""
 
 
@@ -436,3 +437,14 @@ def test_log_many_is_one_transaction(fresh_db):
         fresh_db.log_many([good, {**good, "text_mode": "bogus"}])
     assert fresh_db.count() == 0
     assert len(fresh_db.log_many([good, good])) == 2 and fresh_db.count() == 2
+
+
+def test_export_leaves_the_discordance_score_empty_outside_report_mode(fresh_db):
+    """Report QA exists in report mode only: an indication or image-only row has no score (it
+    used to read 0.0, as if the image and a report had been compared)."""
+    pid = log(fresh_db, text="Cough.", text_mode="indication", discordance_score=0.0)
+    none = log(fresh_db, text="", text_mode="none", text_probs=None, evidence={
+        f: {"auc": 0.8, "ci": [0.7, 0.9], "positives": 55} for f in FINDINGS})
+    rows = {int(r["id"]): r for r in csv.DictReader(io.StringIO(fresh_db.export_csv(fresh_db.list_predictions())))}
+    assert rows[pid]["discordance_score"] == "" and rows[none]["discordance_score"] == ""
+    assert rows[none]["evidence_for"] == "none mode, image head" and rows[pid]["evidence_for"] == ""

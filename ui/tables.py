@@ -25,8 +25,8 @@ def heads_table(fusion: dict, image: dict, text: dict | None, thresholds: dict,
             row["image thr."] = head_thresholds["image"][f]
             if text:
                 row["text thr."] = head_thresholds["text"][f]
-        if text is not None:
-            row["discordant"] = "yes" if f in (discordant or []) else ""
+        if discordant is not None:  # report mode only (the caller passes None elsewhere)
+            row["discordant"] = "yes" if f in discordant else ""
         rows.append(row)
     return pd.DataFrame(rows).set_index("finding")
 
@@ -41,7 +41,8 @@ def history_frame(rows: list[dict]) -> pd.DataFrame:
             (["discordant: " + ", ".join(r["discordant"])] if r["discordant"] else [])
         row = {"id": r["id"], "created (UTC)": r["created_at"][:19].replace("T", " "), "flags": " · ".join(flags),
                "file": r["image_name"], "mode": r["text_mode"],
-               "discordance score": r.get("discordance_score") or 0.0}
+               # report QA exists in report mode only: elsewhere no score, not 0.00
+               "discordance score": (r.get("discordance_score") or 0.0) if r["text_mode"] == "report" else None}
         row.update({f: r["fusion"].get(f) for f in findings})
         row.update({"reviewed": r.get("reviewed", False), "source": r["source"], "note": r.get("note", "")})
         out.append(row)

@@ -13,11 +13,12 @@ from core.store.schema import finding_key
 def csv_columns(findings: Sequence[str] = FINDINGS) -> list[str]:
     """The export's columns for these findings (the log's, core.store.Reads.findings)."""
     return (
-        ["id", "created_at", "model_version", "source", "image_name", "original_name", "image_sha256",
+        ["id", "created_at", "model_version", "source", "image_name", "image_name_kind", "image_sha256",
          "text_sha256", "text_mode", "text", "note"]
         + [f"{head}_{finding_key(f)}" for head in HEADS for f in findings]
         + [f"threshold_{finding_key(f)}" for f in findings]
         + ["discordant", "n_discordant", "discordance_score", "out_of_distribution", "ood_score"]
+        + ["evidence_for"]
         + [f"{k}_{finding_key(f)}" for f in findings for k in ("reliable_from_image", "evidence_auc", "evidence_ci",
                                                           "evidence_positives")]
         + ["reviewed"] + [f"verdict_{finding_key(f)}" for f in findings] + ["reviewer", "reviewed_at"]
@@ -45,7 +46,15 @@ def flatten(row: Mapping[str, Any], findings: Sequence[str] = FINDINGS) -> dict[
     for finding in findings:
         flat[f"threshold_{finding_key(finding)}"] = thresholds.get(finding)
     flat["discordant"] = ";".join(row.get("discordant") or [])
+    if row.get("text_mode") != "report":  # report QA exists in report mode only: no score, not 0
+        flat["discordance_score"] = None
+    flat["image_name_kind"] = None if row.get("original_name") is None else (
+        "original" if row["original_name"] else "hashed (upload-<hash>)")
     evidence, reliable = row.get("evidence") or {}, row.get("image_reliable") or {}
+    # the evidence columns are the fused number's, in the row's mode (image only: the image head's);
+    # reliable_from_image is always the image-only evidence's verdict
+    flat["evidence_for"] = (f"{row.get('text_mode')} mode, {'image' if row.get('text_mode') == 'none' else 'fused'}"
+                            " head" if evidence else None)
     for finding in findings:
         e, low = evidence.get(finding) or {}, finding_key(finding)
         flat[f"reliable_from_image_{low}"] = reliable.get(finding) if reliable else None
