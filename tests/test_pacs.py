@@ -211,26 +211,19 @@ def test_sr_probabilities_equal_predict_cli(world, first_run):
             assert mine["fusion"][finding] == pytest.approx(p, abs=1e-6), (name, finding)
 
 
-def test_second_run_in_follow_mode_adds_nothing_and_stops_on_sigterm(world, first_run):
-    pacs, env = world["pacs"], world["env"]
-    out = world["folder"] / "second.json"
-    cmd = [*pacs_cli(), "--url", pacs.url, "--all", "--follow", "--interval", "1", "--json", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while not out.is_file() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stderr
-    report = by_uid(json.loads(out.read_text()))
-    assert {report[world["made"][n]["uid"]]["status"] for n in "ABCR"} == {"exists"}
-    assert "Traceback" not in stderr
+def test_second_run_adds_nothing(world, first_run, predictor):
+    """The same studies again (in-process, same code as the command): every one found done on the PACS."""
+    from core.pacs.connection import connect
+    from core.pacs.run import Runner
+    from core.store import PredictionStore
+    pacs, env, made = world["pacs"], world["env"], world["made"]
+    client = connect(pacs.url, environ=pacs.env())
+    again = by_uid({"studies": [o.to_json() for o in Runner(client, predictor, PredictionStore(env["CXR_DB_PATH"]))
+                                .run(client.find_studies())]})
+    assert {again[made[n]["uid"]]["status"] for n in "ABCR"} == {"exists"}
+    assert {again[made[n]["uid"]]["status"] for n in "LXH"} == {"skipped"}
     for name in "ABCR":
-        assert len(sr_files(pacs, world["made"][name]["uid"])) == 1
+        assert len(sr_files(pacs, made[name]["uid"])) == 1
     assert len(pacs_rows(env["CXR_DB_PATH"])) == 4
 
 
@@ -258,8 +251,23 @@ def test_kill9_then_resume_duplicates_nothing_and_loses_nothing(world, first_run
             proc.kill()
     with_sr = [u for u in uids if pacs.instances_of(u, "SR")]
     assert 0 < len(with_sr) < len(uids)              # killed mid-way
-    r = run_cli([*args, "--json", str(folder / "resume.json")], env)
-    assert r.returncode == 0, r.stderr
+    # the command again, in --follow mode: stopped by SIGTERM once its first pass is written
+    out = folder / "resume.json"
+    proc = subprocess.Popen([*pacs_cli(), *args, "--follow", "--interval", "1", "--json", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not out.is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    resumed = by_uid(json.loads(out.read_text()))
+    assert {u for u in uids if resumed[u]["status"] == "exists"} == set(with_sr)   # found done on the PACS
+    assert {u for u in uids if resumed[u]["status"] == "scored"} == set(uids) - set(with_sr)
     for u in uids:
         assert len(pacs.instances_of(u, "SR")) == 1
     from core.pacs.ledger import row_name
