@@ -13,9 +13,10 @@ See docs/pacs.md.
 
 ``--json OUT`` writes {"studies": [...]}: per study ``study_uid``, ``status`` (scored | exists |
 skipped), ``reason``, ``source_sop_instance_uid``, ``sr_sop_instance_uid``, ``text_mode``, ``fusion``,
-``image``, ``text``, ``model``. Exit 0 when the run completed (skipped studies included); 2 on bad
-arguments or refused credentials (one line on stderr); 1 when the PACS failed mid-run (one line;
-what was stored so far is complete, the rest is left for a re-run).
+``image``, ``text``, ``model``. Exit 0 when the run completed (skipped studies included; with --follow,
+when SIGTERM or Ctrl-C stopped it); 2 on bad arguments or refused credentials (one line on stderr); 1 when
+the PACS failed mid-run (one line; what was stored so far is complete, the rest is left for a re-run);
+130 when a one-off run was stopped by a signal before the end.
 Credentials come only from the environment (CXR_PACS_USER / CXR_PACS_PASSWORD) or ~/.netrc.
 """
 from __future__ import annotations
@@ -148,6 +149,9 @@ def main(argv=None) -> int:
     print(f"done: {counts['scored']} scored, {counts['exists']} already had an SR of model {runner.version}, "
           f"{counts['skipped']} skipped" + (" (dry run: nothing stored or logged)" if args.dry_run else ""),
           file=sys.stderr)
+    if stop.is_set() and not args.follow and len(outcomes) < len(fresh):  # stopped early: a re-run does the rest
+        print("stopped before the end by a signal; run the same command again for the rest", file=sys.stderr)
+        return 130
     return 0
 
 
