@@ -82,9 +82,26 @@ def available() -> bool:
     return ENGINE in torch.backends.quantized.supported_engines
 
 
+def stored_encoder_digest(weights_dir: Path) -> str:
+    """SHA-256 of the image encoder's tensors as stored in the weights file: what a calibration
+    was made for. Taken from the file, not from the served encoder: BatchNorm folding
+    (core.model.frozen) rounds differently on CPUs with other vector units, so a digest of the
+    folded encoder made on one machine did not match on another, and int8 silently never served."""
+    from safetensors import safe_open
+
+    from core.model.description import WEIGHTS_FILE
+    h = hashlib.sha256()
+    with safe_open(str(Path(weights_dir) / WEIGHTS_FILE), framework="pt") as fh:
+        for name in sorted(k for k in fh.keys() if k.startswith("image_encoder.")):
+            t = fh.get_tensor(name).contiguous()
+            h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def encoder_digest(image_encoder: nn.Module) -> str:
-    """SHA-256 of the encoder's tensors as served (after core.model.frozen's BatchNorm folding): what
-    a calibration was made for."""
+    """SHA-256 of an in-memory encoder's tensors (for encoders that are not in a weights file;
+    a served model's calibration is tied to ``stored_encoder_digest``)."""
     h = hashlib.sha256()
     for name, t in sorted(image_encoder.state_dict().items()):
         t = t.detach().contiguous()
@@ -206,14 +223,15 @@ def find_calibration(weights_dir: Path) -> tuple[tuple[dict, dict] | None, Unuse
         return None, Unused.UNREADABLE
 
 
-def served_encoder(image_encoder: nn.Module, calibration: tuple[dict, dict],
-                   size: int) -> tuple[Int8ImageEncoder | None, Unused | None]:
-    """(int8 encoder, None) when the calibration was made for this encoder, else (None, why
-    not): the caller then serves fp32. Takes ~1.4 s (torch.fx prepare + convert)."""
+def served_encoder(image_encoder: nn.Module, calibration: tuple[dict, dict], size: int, *,
+                   digest: str | None = None) -> tuple[Int8ImageEncoder | None, Unused | None]:
+    """(int8 encoder, None) when the calibration was made for this encoder (``digest``: its
+    stored_encoder_digest; by default that of the encoder in memory), else (None, why not): the
+    caller then serves fp32. Takes ~1.4 s (torch.fx prepare + convert)."""
     state, info = calibration
     if not available():
         return None, Unused.NO_ENGINE
-    if info.get("encoder_sha256") != encoder_digest(image_encoder):
+    if info.get("encoder_sha256") != (digest or encoder_digest(image_encoder)):
         return None, Unused.OTHER_WEIGHTS
     try:
         return int8_encoder(image_encoder, state, size), None

@@ -51,13 +51,14 @@ class ServedEncoders:
         """See ``Predictor.build_int8_image``."""
         if self.int8_image is not None or self._int8_dir is None:
             return self.int8_image is not None
-        from core.model.int8_image import find_calibration, served_encoder
-        calibration, why = find_calibration(self._int8_dir)
+        from core.model.int8_image import find_calibration, served_encoder, stored_encoder_digest
+        folder, calibration, why = self._int8_dir, *find_calibration(self._int8_dir)
         self._int8_dir = None  # built or refused: either way, once
         if calibration is not None:
             with self._hooks_lock:  # the copy must not carry an attribution's hooks
                 encoder = copy.deepcopy(self.model.image_encoder)
-            self.int8_image, why = served_encoder(encoder, calibration, self.size)
+            self.int8_image, why = served_encoder(encoder, calibration, self.size,
+                                                  digest=stored_encoder_digest(folder))
         self.int8_state = _refused(why) if why is not None else Int8State.BUILT
         return self.int8_image is not None
 

@@ -73,7 +73,7 @@ def calibrate_weights(weights_dir: Path, data_dir: Path, *, images: int = 512, s
     """Calibrate, check on the validation split, and write ``image_int8.safetensors`` next to
     the weights; returns the info written. Raises CalibrationRejected (nothing written)."""
     from core.evaluation.split_eval import select_reports, weights_collection
-    from core.model.int8_image import calibrate, encoder_digest, int8_encoder, save_calibration
+    from core.model.int8_image import calibrate, int8_encoder, save_calibration, stored_encoder_digest
     from core.serving.predictor import Predictor
     predictor = Predictor.load(weights_dir)
     desc = describe(predictor.metadata)
@@ -84,7 +84,7 @@ def calibrate_weights(weights_dir: Path, data_dir: Path, *, images: int = 512, s
     encoder = predictor.model.image_encoder
     state = calibrate(encoder, pixels)
     check = fidelity(predictor, int8_encoder(encoder, state, predictor.size), val, data_dir, paths=coll.image_paths)
-    info = {"encoder_sha256": encoder_digest(encoder), "weights_version": predictor.version,
+    info = {"encoder_sha256": stored_encoder_digest(weights_dir), "weights_version": predictor.version,
             "engine": "onednn", "torch": torch.__version__.split("+")[0],
             "calibration": f"{len(pixels)} training-split frontal images (seed {seed})",
             "fp32_layers": "stem convolution", "validation": check}
