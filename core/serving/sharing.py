@@ -23,7 +23,7 @@ from typing import Any
 
 from core.errors import CxrError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOKEN_ENV = "NGROK_AUTHTOKEN"
 AUTH_ENV = "CXR_SHARE_AUTH"
 PACS_URL_ENV = "CXR_PACS_URL"  # the app's PACS connection (core.pacs.connection.URL_ENV)

@@ -20,7 +20,7 @@ from core.model.description import ModelDescription, Preprocessing
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parents[1]).stdout.strip() or "unknown"
+                              cwd=Path(__file__).resolve().parents[2]).stdout.strip() or "unknown"
     except Exception:
         return "unknown"
 

@@ -19,7 +19,7 @@ import sqlite_utils
 
 from core.errors import CxrError
 
-DEFAULT_RUNLOG = Path(__file__).resolve().parents[1] / "runs" / "runs.db"
+DEFAULT_RUNLOG = Path(__file__).resolve().parents[2] / "runs" / "runs.db"  # <repo>/runs/runs.db
 
 
 def runlog_path() -> Path:
