@@ -144,7 +144,7 @@ if result:
             st.markdown("**Above threshold (fused):** " + (", ".join(positive) if positive else "none"))
             prediction_view.discordance(pred.discordant, pred.text_mode, image=pred.image, text=pred.text,
                                         head_thresholds=pred.head_thresholds,
-                                        details=pred.discordance)
+                                        details=pred.discordance, head_calibrated=pred.head_calibrated)
         if pred.text_mode != "none":
             st.markdown("**Text the model read**")
             if result.get("window_note"):
@@ -156,7 +156,8 @@ if result:
                                   evidence=pred.evidence,
                                   image_reliable=pred.image_reliable,
                                   image_evidence=pred.head_evidence.get("image"),
-                                  greyed=pred.out_of_distribution)
+                                  greyed=pred.out_of_distribution, calibrated=pred.calibrated,
+                                  head_calibrated=pred.head_calibrated)
     if result.get("dicom"):  # a DICOM upload: its result as a DICOM SR for the image's own study
         from core.pacs.sr import SrError, sr_file
         try:

@@ -226,3 +226,41 @@ def test_model_card_shows_the_per_finding_calibration_table(app_env, monkeypatch
     page = " ".join(m.value for m in at.markdown)
     assert "Cannot be calibrated" in page and "Edema" in page
     assert all("mean ECE" not in df.value.columns for df in at.dataframe)
+
+
+# -- serving and the Predict page ------------------------------------------------------------------
+def test_shipped_weights_say_which_findings_are_calibrated():
+    from core.model.description import read_description
+    if not (ROOT / "weights" / "model.safetensors").is_file():
+        pytest.skip("no shipped weights in weights/")
+    desc = read_description(ROOT / "weights")
+    if desc.recalibration is None:
+        pytest.skip("the shipped weights carry no recalibration")
+    for mode, head in R.TASKS.values():
+        flags = R.calibrated_flags(desc.recalibration, mode, head, desc.findings)
+        assert flags["Cardiomegaly"] and flags["Atelectasis"]
+        assert not flags["Edema"] and not flags["Pneumonia"] and not flags["Consolidation"]
+    # every threshold went through the same map as the probabilities
+    before = desc.recalibration["thresholds_before"]
+    assert R.map_thresholds(before, desc.recalibration) == desc.thresholds
+
+
+def _view_script():
+    from ui import prediction_view
+    findings = ["Pneumonia", "Edema", "Cardiomegaly"]
+    fusion = {"Pneumonia": 0.01, "Edema": 0.78, "Cardiomegaly": 0.41}
+    thr = {f: 0.2 for f in findings}
+    ok = {"Pneumonia": False, "Edema": False, "Cardiomegaly": True}
+    prediction_view.probabilities(fusion, dict(fusion), None, thr, head_thresholds={"fusion": thr, "image": thr},
+                                  key="t", calibrated=ok, head_calibrated={"fusion": ok, "image": ok})
+
+
+def test_predict_view_shows_not_calibrated_instead_of_the_number():
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_function(_view_script, default_timeout=30).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table.loc["Edema", "fused"] == "not calibrated" and table.loc["Edema", "image head"] == "not calibrated"
+    assert table.loc["Cardiomegaly", "fused"] == "0.410"
+    assert "0.78" not in table.to_string()
+    assert any("Not calibrated" in c.value and "Edema" in c.value for c in at.caption)

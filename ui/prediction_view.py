@@ -21,9 +21,11 @@ _DIRECTION = {"image_positive": "the image suggests it, the report does not say 
 
 
 def discordance(discordant: list[str], mode: str, *, image: dict | None = None, text: dict | None = None,
-                head_thresholds: dict | None = None, details: list[dict] | None = None) -> None:
+                head_thresholds: dict | None = None, details: list[dict] | None = None,
+                head_calibrated: dict | None = None) -> None:
     """Prominent box listing the discordant findings; with per-head probabilities and
-    thresholds it also says which head is above its threshold for each."""
+    thresholds it also says which head is above its threshold for each (without the number
+    where ``head_calibrated`` says the head's probability is not calibrated)."""
     if not discordant:
         if mode == "report":
             st.success("No discordance: the image does not disagree strongly with the report on any finding "
@@ -33,6 +35,8 @@ def discordance(discordant: list[str], mode: str, *, image: dict | None = None, 
     if image and text and head_thresholds:
         def side(head: str, probs: dict, f: str) -> str:
             thr = head_thresholds[head][f]
+            if not ((head_calibrated or {}).get(head) or {}).get(f, True):
+                return f"{head} {'above' if probs[f] >= thr else 'below'} its threshold (not calibrated)"
             return f"{head} {probs[f]:.3f} {'≥' if probs[f] >= thr else '<'} {thr:.3f}"
         how = {d.get("finding"): d for d in details or []}
 
@@ -81,34 +85,67 @@ def reliability_caption(unreliable: dict[str, str]) -> None:
               "lower bound of at least 0.60 on at least 10 positives.")
 
 
+NOT_CALIBRATED = "not calibrated"
+
+
+def _shown(probs: dict, ok: dict | None) -> dict:
+    """The probabilities that may be shown: those whose finding is calibrated (all without flags)."""
+    return {f: v for f, v in probs.items() if (ok or {}).get(f, True)}
+
+
+def not_calibrated_caption(hidden: list[str]) -> None:
+    if hidden:
+        st.caption(f"**{NOT_CALIBRATED.capitalize()}**: {', '.join(hidden)} — too few validation positives to "
+                   "calibrate their probability (docs/calibration.md), so no number is shown; whether each is "
+                   "above its decision threshold still is.")
+
+
 def probabilities(fusion: dict, image: dict, text: dict | None, thresholds: dict, *,
                   head_thresholds: dict | None = None, discordant: list | None = None, key: str = "",
                   evidence: dict | None = None, image_reliable: dict | None = None, greyed: bool = False,
-                  image_evidence: dict | None = None) -> None:
+                  image_evidence: dict | None = None, calibrated: dict | None = None,
+                  head_calibrated: dict | None = None) -> None:
     """Fused bars on the left; image vs text heads and a table on the right. ``greyed`` draws
     them faded (an out-of-distribution image: shown, but not to be trusted). ``evidence`` is
     behind the fused numbers; ``image_evidence`` (image head) says why a finding is not
-    reliable from the image."""
+    reliable from the image. ``calibrated`` (fused) and ``head_calibrated`` (per head): finding ->
+    whether its probability is recalibrated; one that is not is drawn as "not calibrated", no number."""
     unreliable = unreliable_findings(image_reliable, image_evidence or evidence)
+    head_calibrated = head_calibrated or {}
+    hidden = [f for f in fusion if not (calibrated or {}).get(f, True)]
     box = st.container(key=f"probs_{key}" + ("_greyed" if greyed else ""))
     if greyed:
         st.html(f"<style>.st-key-probs_{key}_greyed {{opacity: .45; filter: grayscale(1);}}</style>")
     with box:
         left, right = st.columns(2)
         with left:
-            st.plotly_chart(probability_bars(fusion, thresholds, unreliable=unreliable), key=f"fused_{key}")
-            st.caption("Bars: fused probability (red = at or above the finding's decision threshold); "
-                       "tick: the threshold, tuned on the validation split for this text mode.")
+            shown = _shown(fusion, calibrated)
+            if shown:
+                st.plotly_chart(probability_bars(shown, thresholds, unreliable=unreliable), key=f"fused_{key}")
+                st.caption("Bars: fused probability (red = at or above the finding's decision threshold); "
+                           "tick: the threshold, tuned on the validation split for this text mode.")
         with right:
             heads = {"image": image, **({"text": text} if text else {})}
-            st.plotly_chart(head_bars(heads, head_thresholds or {}, fused_thresholds=thresholds), key=f"heads_{key}")
+            both = [f for f in fusion if all((head_calibrated.get(h) or {}).get(f, True) for h in heads)]
+            if both:
+                st.plotly_chart(head_bars({h: {f: p[f] for f in both} for h, p in heads.items()},
+                                          head_thresholds or {},
+                                          fused_thresholds=thresholds), key=f"heads_{key}")
         table = heads_table(fusion, image, text, thresholds, head_thresholds, discordant if text else None)
+        as_text = []
+        for column, ok in (("fused", calibrated), ("image head", head_calibrated.get("image")),
+                           ("text head", head_calibrated.get("text"))):
+            if column in table and ok and not all(ok.get(f, True) for f in table.index):
+                table[column] = [f"{v:.3f}" if ok.get(f, True) else NOT_CALIBRATED
+                                 for f, v in zip(table.index, table[column], strict=True)]
+                as_text.append(column)
         if image_reliable:
             table["from the image"] = ["not reliable" if f in unreliable else "reliable" for f in table.index]
             table["evidence"] = [evidence_line((evidence or {}).get(f)) for f in table.index]
         st.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f")
                                            for c in ("fused", "threshold", "image head", "text head", "image thr.",
-                                                     "text thr.")})
+                                                     "text thr.") if c not in as_text})
+        not_calibrated_caption(hidden)
         reliability_caption(unreliable)
 
 

@@ -11,6 +11,7 @@ import torch
 
 from core.data.labels import effective_mode
 from core.evaluation.operating_points import discordance
+from core.evaluation.recalibration import apply_maps
 from core.serving.prediction import Prediction, check_choice
 
 
@@ -34,6 +35,12 @@ def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: l
     mode_idx = torch.tensor([p.text_modes.index(m) for m in modes])
     logits = p.model.calibrated(p.model.forward_heads(img, txt, mode_idx), mode_idx)
     probs = {h: torch.sigmoid(logits[h]).numpy() for h in p.heads}
+    if p.recalibration:  # the weights' per-finding maps: the probability a user reads
+        probs = {h: v.astype(np.float64) for h, v in probs.items()}
+        for m in set(modes):
+            rows = [i for i, mode in enumerate(modes) if mode == m]
+            for h in p.heads:
+                probs[h][rows] = apply_maps(p.recalibration, m, h, probs[h][rows], p.findings)
     ms = (time.perf_counter() - t0) * 1000 / len(grays)
     out = []
     for i, mode in enumerate(modes):
@@ -51,5 +58,7 @@ def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: l
             text_mode=mode, has_text=mode != "none", model=p.served_version, latency_ms=ms,
             evidence=copy.deepcopy(p.evidence[mode]["fusion"]),
             head_evidence=copy.deepcopy(p.evidence[mode]), image_reliable=dict(p.image_reliable),
-            discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0)))
+            discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0),
+            calibrated=dict(p.calibrated[mode]["fusion"]),
+            head_calibrated={h: dict(p.calibrated[mode][h]) for h in p.heads}))
     return out

@@ -41,6 +41,12 @@ class Prediction:
     # report QA: finding, direction, score, margin; strongest first (core.evaluation.operating_points)
     discordance: list[dict] = field(default_factory=list)
     discordance_score: float = 0.0
+    # finding -> whether its probability went through the weights' recalibration map
+    # (core.evaluation.recalibration): ``calibrated`` for the fused head in this mode, ``head_calibrated``
+    # per head. A finding that cannot be calibrated (too few validation positives) keeps its
+    # temperature-scaled number, which the app does not show; empty: the weights say nothing (older ones)
+    calibrated: dict[str, bool] = field(default_factory=dict)
+    head_calibrated: dict[str, dict[str, bool]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -20,6 +20,7 @@ import torch
 
 from core.data.preprocess import prepare
 from core.evaluation.evidence import evidence_for, image_reliable
+from core.evaluation.recalibration import calibrated_flags
 from core.model.description import model_facts
 from core.model.frozen import optimise_for_inference
 from core.serving import attribution, batch_predict
@@ -72,6 +73,11 @@ class Predictor:
         self.image_reliable = image_reliable(metadata, self.findings)
         self.qa_points = qa_points(metadata)
         self.ood = ood_detector(ood_tensors)
+        # per-finding Platt maps, applied in core.serving.batch_predict as in evaluation (split_eval);
+        # thresholds and report-QA points in the metadata are already on the recalibrated scale
+        self.recalibration = metadata.get("recalibration")
+        self.calibrated = {m: {h: calibrated_flags(self.recalibration, m, h, self.findings) for h in self.heads}
+                           for m in self.text_modes}
 
     @property
     def thresholds(self) -> dict:
