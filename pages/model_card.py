@@ -248,8 +248,9 @@ else:
                 st.dataframe(tables.calibration_table(block.get(f"{mode}/{head}")), hide_index=True)
             st.caption(caption + " Columns: slope with 95% CI; intercept before → after; "
                        + tables.CALIBRATION_TOP_HELP + ".")
-    st.caption(f"Reproduce: `{recal.get('command', 'python scripts/recalibrate.py --dry-run')}` "
-               f"(measured {recal.get('measured_at', '?')}; docs/calibration.md).")
+    st.caption(f"Measured {recal.get('measured_at', '?')} by `{recal.get('command', 'scripts/recalibrate.py')}`; "
+               "reproduce every number (writes nothing): `python scripts/recalibrate.py --dry-run` "
+               "(docs/calibration.md).")
 
 st.header("Keyword baseline, and why report-mode numbers are inflated")
 baseline = results.get(eval_files.BASELINE)

@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import json  # noqa: E402
+import shlex  # noqa: E402
 import time  # noqa: E402
 
 from scripts._cli import Parser, fail, run_main  # noqa: E402
@@ -317,7 +318,8 @@ def main(argv=None) -> int:
         "min_positives": min_pos, "inner": args.inner, "bootstrap": args.bootstrap,
         "maps": maps, "unconfirmed": unconfirmed, "cv": cv, "test": test,
         "targets": targets(cv, test),
-        "command": "python scripts/recalibrate.py" + (" --dry-run" if args.dry_run else ""),
+        "command": " ".join(["python scripts/recalibrate.py",
+                             *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - t0, 1),
     }
     print_tables(results)
