@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def parse_args(argv=None):
     p = Parser(description=__doc__.splitlines()[0])
     p.add_weights_and_data()
-    p.add_argument("--json", required=True, dest="json_out")
+    p.add_argument("--json", required=True, dest="json_out", metavar="OUT", help="write the measurements here")
     p.add_argument("--studies", type=int, default=64, help="real studies used for the measurements")
     p.add_argument("--repeats", type=int, default=30, help="single-study predictions timed")
     return p.parse_args(argv)
@@ -157,14 +157,15 @@ def frozen_epoch_speedup(predictor, grays, texts, batch: int = 32) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.data.images import decode_image
-    from core.data.reports import DataLayoutError, load_reports
+    from core.data.reports import DataLayoutError
+    from core.evaluation.split_eval import weights_collection
     from core.model.checkpoint import load_weights
+    from core.model.description import read_description
     try:
-        reports = load_reports(Path(args.data))
+        coll = weights_collection(read_description(Path(args.weights)), Path(args.data), args.dataset)
     except DataLayoutError as exc:
         fail(str(exc))
-    png = Path(args.data) / "NLMCXR_png"
-    studies = [(png / f"{r.image_ids[0]}.png", r.text("report")) for r in reports[: args.studies]]
+    studies = [(coll.image_paths[r.image_ids[0]], r.text("report")) for r in coll.reports[: args.studies]]
     t0 = time.perf_counter()
     predictor = load_predictor(args.weights)
     load_s = time.perf_counter() - t0
