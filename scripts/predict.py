@@ -202,9 +202,11 @@ def print_table(predictor, pred, done) -> None:
         held = (f"held-out AUC {e['auc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], {e['positives']} pos."
                 if e["auc"] is not None else "no held-out evidence")
         weak = "" if pred.image_reliable.get(f) else "  (not reliable from the image)"
-        text = f"  text {pred.text[f]:.3f}" if pred.has_text else ""
+        if not pred.has_text:  # image only: one number, the image head's
+            print(f"{f:14s} image {pred.image[f]:.3f} (threshold {pred.thresholds[f]:.3f})  {held}{weak}{flag}")
+            continue
         print(f"{f:14s} fused {pred.fusion[f]:.3f} (threshold {pred.thresholds[f]:.3f})  "
-              f"image {pred.image[f]:.3f}{text}  {held}{weak}{flag}")
+              f"image {pred.image[f]:.3f}  text {pred.text[f]:.3f}  {held}{weak}{flag}")
 
 
 def predict_sharded(args, batch: Path, rows: list[dict]) -> int:

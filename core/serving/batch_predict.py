@@ -45,7 +45,10 @@ def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: l
     out = []
     for i, mode in enumerate(modes):
         heads = {h: {f: float(probs[h][i, k]) for k, f in enumerate(p.findings)} for h in p.heads}
-        thr = p.thresholds[mode]
+        thr, evidence, calibrated = p.thresholds[mode], p.evidence[mode], p.calibrated[mode]
+        if mode == "none":  # image only: one image number, not a fused head that read nothing beside it
+            heads = {**heads, "fusion": heads["image"]}
+            thr, evidence, calibrated = ({**d, "fusion": d["image"]} for d in (thr, evidence, calibrated))
         ood = p.ood.check(grays[i], colorfulness[i] if colorfulness else 0.0) if p.ood else None
         # report QA exists in report mode only: an indication rarely names the finding
         disc = discordance(heads["image"], heads["text"], thr["text"], p.qa_points) if mode == "report" else []
@@ -56,9 +59,9 @@ def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: l
             out_of_distribution=bool(ood.out_of_distribution) if ood else False,
             ood_score=float(ood.score) if ood else 0.0, ood_reason=ood.reason if ood else "",
             text_mode=mode, has_text=mode != "none", model=p.served_version, latency_ms=ms,
-            evidence=copy.deepcopy(p.evidence[mode]["fusion"]),
-            head_evidence=copy.deepcopy(p.evidence[mode]), image_reliable=dict(p.image_reliable),
+            evidence=copy.deepcopy(evidence["fusion"]),
+            head_evidence=copy.deepcopy(evidence), image_reliable=dict(p.image_reliable),
             discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0),
-            calibrated=dict(p.calibrated[mode]["fusion"]),
-            head_calibrated={h: dict(p.calibrated[mode][h]) for h in p.heads}))
+            calibrated=dict(calibrated["fusion"]),
+            head_calibrated={h: dict(calibrated[h]) for h in p.heads}))
     return out
