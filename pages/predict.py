@@ -9,7 +9,7 @@ from core.data.text_clean import TextError, clean_text
 from core.errors import CxrError
 from core.serving.predict_and_log import Study, predict_and_log, shown_name
 from core.store import StoreError
-from ui import attribution_view, notices, prediction_view, router
+from ui import attribution_view, notices, prediction_view, router, study_report_view
 from ui.config import MAX_UPLOAD_MB
 from ui.resources import MODEL_LOCK, metadata, predictor, store
 
@@ -92,6 +92,7 @@ def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool
         result = {"pid": pid, "pred": pred, "gray": decoded.gray, "text": window.read if pred.has_text else "",
                   "name": shown_name(name, data, keep_name), "notes": list(decoded.notes), "format": decoded.format,
                   "window_note": window.note if window else "", "input_text": raw_text,
+                  "chars_read": window.chars_read if window else 0,  # the original's (a join adds a space)
                   "dicom": data if decoded.format == "DICOM" else None,  # the SR download's source (core.pacs.sr)
                   "key": pid if pid is not None else hashlib.sha256(data).hexdigest()[:12]}
         # Into the session before the next Streamlit call: a rerun requested meanwhile (a widget
@@ -128,8 +129,8 @@ if result:
     st.divider()
     logged = f"logged as #{result['pid']}" if result["pid"] is not None else "not logged"
     st.subheader(f"Result — {result['name']}")
-    read = (f"read {len(result['text']):,} characters of {pred.text_mode} text" if pred.has_text
-            else "no text read (image only)")
+    read = (f"read {result.get('chars_read', len(result['text'])):,} characters of {pred.text_mode} text"
+            if pred.has_text else "no text read (image only)")
     st.caption(f"{result['format']} · text mode **{pred.text_mode}** · {read} · model {pred.model} · "
                f"{pred.latency_ms:.0f} ms · {logged}")
     for note in result["notes"]:
@@ -140,8 +141,7 @@ if result:
     with out_col:
         prediction_view.out_of_distribution(pred.out_of_distribution, pred.ood_score, pred.ood_reason)
         if not pred.out_of_distribution:
-            positive = pred.positive("fusion")
-            st.markdown("**Above threshold (fused):** " + (", ".join(positive) if positive else "none"))
+            st.markdown(prediction_view.headline(pred))
             prediction_view.discordance(pred.discordant, pred.text_mode, image=pred.image, text=pred.text,
                                         head_thresholds=pred.head_thresholds,
                                         details=pred.discordance, head_calibrated=pred.head_calibrated)
@@ -157,7 +157,8 @@ if result:
                                   image_reliable=pred.image_reliable,
                                   image_evidence=pred.head_evidence.get("image"),
                                   greyed=pred.out_of_distribution, calibrated=pred.calibrated,
-                                  head_calibrated=pred.head_calibrated)
+                                  head_calibrated=pred.head_calibrated, mode=pred.text_mode)
+    study_report_view.download(result)
     if result.get("dicom"):  # a DICOM upload: its result as a DICOM SR for the image's own study
         from core.pacs.sr import SrError, sr_file
         try:

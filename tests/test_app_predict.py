@@ -224,3 +224,35 @@ def test_patient_file_name_is_not_shown_or_stored_unless_asked(at, app_env, xray
     _predict(at, "DOE_JANE_chest.png", data, "Cough.", kind="indication")
     kept = store.get(at.session_state["predict_result"]["pid"])
     assert kept["image_name"] == "DOE_JANE_chest.png" and kept["original_name"] is True
+
+
+def test_one_mode_one_evidence_and_a_report_per_prediction(at, xray):
+    """Issue 20 on the page: indication mode has no (empty) discordant column; every evidence
+    column says whose it is; image only shows one image number; the caption counts the
+    characters read; a single-study report is offered."""
+    _predict(at, *xray, "Shortness of breath.", kind="indication")
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert "discordant" not in table.columns
+    assert "AUC [CI], indication, fused" in table.columns and "image-only AUC [CI]" in table.columns
+    assert any("read 20 characters of indication text" in c.value for c in at.caption)
+    assert any("Single-study report" in b.proto.label for b in at.get("download_button"))
+    _predict(at, *xray, "", kind="none")
+    table = at.dataframe[0].value
+    assert "image only" in table.columns and "fused" not in table.columns and "image head" not in table.columns
+    assert any(m.value.startswith("**Above threshold (image only):**") for m in at.markdown)
+
+
+def test_the_headline_marks_what_the_image_cannot_support():
+    from core.serving.prediction import Prediction
+    from ui.prediction_view import headline
+    p = {"Pneumonia": 0.02, "Edema": 0.3, "Cardiomegaly": 0.6}
+    thr = dict.fromkeys(p, 0.01)
+    pred = Prediction(fusion=p, image=p, text=p, thresholds=thr, head_thresholds={"fusion": thr}, discordant=[],
+                      out_of_distribution=False, ood_score=0.0, ood_reason="", text_mode="indication", has_text=True,
+                      model="m", image_reliable={"Pneumonia": False, "Edema": True, "Cardiomegaly": True},
+                      calibrated={"Pneumonia": False, "Edema": False, "Cardiomegaly": True})
+    line = headline(pred)
+    assert line.startswith("**Above threshold (fused):**")
+    assert "Pneumonia *(not reliable from the image; not calibrated)*" in line
+    assert "Edema *(not calibrated)*" in line and "Cardiomegaly," not in line and line.endswith("Cardiomegaly")

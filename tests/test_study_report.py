@@ -69,3 +69,17 @@ def test_it_prints_on_one_a4_page_in_chromium(tmp_path):
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
+
+
+def test_the_pages_report_carries_the_latest_image_attribution():
+    from core.serving.prediction import Attribution
+    from ui.study_report_view import report_bytes
+    gray = (np.random.default_rng(3).random((300, 280)) * 255).astype(np.uint8)
+    result = {"pred": _pred(), "gray": gray, "name": "upload-ab12.png", "text": "Cough.", "key": 7}
+    heat = np.zeros((64, 64))
+    heat[20:40, 20:40] = 1.0
+    cache = {("predict", 7, "Edema", "fusion", "gradcam"): Attribution("Edema", "fusion", "gradcam", heat),
+             ("predict", 8, "Edema", "image", "ig"): Attribution("Edema", "image", "ig", heat)}  # another study's
+    page = report_bytes(result, cache).decode()
+    assert page.count("<img") == 2 and "gradcam: Edema, fusion head" in page and "upload-ab12.png" in page
+    assert report_bytes(result, {}).decode().count("<img") == 1

@@ -124,7 +124,7 @@ def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
     prediction_view.probabilities(entry["fusion"], entry["image"], text_probs, stored["fusion"] if per_head else stored,
                                   head_thresholds=per_head, discordant=entry["discordant"], key=f"hist_{pid}",
                                   evidence=entry.get("evidence"), image_reliable=entry.get("image_reliable"),
-                                  greyed=entry["out_of_distribution"])
+                                  greyed=entry["out_of_distribution"], mode=entry["text_mode"])
     if model_ready and entry["image_png"]:
         with st.expander("Heatmap and text attributions (computed on the stored review copy)"):
             try:

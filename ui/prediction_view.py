@@ -51,12 +51,33 @@ def discordance(discordant: list[str], mode: str, *, image: dict | None = None, 
                + _DISCORDANCE_MEANING, icon=":material/warning:")
 
 
+def headline(pred) -> str:
+    """'**Above threshold (fused):** …': the findings over their threshold, each one the image cannot
+    support or whose probability is not calibrated marked as such (not listed as if it were evidence)."""
+    def label(f: str) -> str:
+        marks = ([] if pred.image_reliable.get(f, True) else ["not reliable from the image"]) + \
+            ([] if pred.calibrated.get(f, True) else ["not calibrated"])
+        return f + (f" *({'; '.join(marks)})*" if marks else "")
+    positive = pred.positive("fusion")
+    which = "image only" if pred.text_mode == "none" else "fused"
+    return f"**Above threshold ({which}):** " + (", ".join(label(f) for f in positive) if positive else "none")
+
+
 def out_of_distribution(flag: bool, score: float | None, reason: str = "") -> None:
     if flag:
         st.error("**This image does not look like the frontal chest X-rays the model was trained on**"
                  f"{' (' + reason + ')' if reason else ''}; OOD score {score or 0:.2f} (≥ 1 means outside). "
                  "The probabilities below are greyed out: they are not trustworthy for this image.",
                  icon=":material/block:")
+
+
+def evidence_short(entry: dict | None) -> str:
+    """'0.78 [0.62, 0.92], 25 pos.': one evidence entry in a table cell."""
+    if not entry or not isinstance(entry.get("auc"), (int, float)):
+        return "—"
+    ci = entry.get("ci")
+    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    return f"{entry['auc']:.2f}{interval}, {entry.get('positives', 0)} pos."
 
 
 def evidence_line(entry: dict | None) -> str:
@@ -104,12 +125,15 @@ def probabilities(fusion: dict, image: dict, text: dict | None, thresholds: dict
                   head_thresholds: dict | None = None, discordant: list | None = None, key: str = "",
                   evidence: dict | None = None, image_reliable: dict | None = None, greyed: bool = False,
                   image_evidence: dict | None = None, calibrated: dict | None = None,
-                  head_calibrated: dict | None = None) -> None:
+                  head_calibrated: dict | None = None, mode: str | None = None) -> None:
     """Fused bars on the left; image vs text heads and a table on the right. ``greyed`` draws
     them faded (an out-of-distribution image: shown, but not to be trusted). ``evidence`` is
     behind the fused numbers; ``image_evidence`` (image head) says why a finding is not
     reliable from the image. ``calibrated`` (fused) and ``head_calibrated`` (per head): finding ->
-    whether its probability is recalibrated; one that is not is drawn as "not calibrated", no number."""
+    whether its probability is recalibrated; one that is not is drawn as "not calibrated", no number.
+    ``mode``: the text mode; image only (``none``) shows the one image number, report QA columns
+    only in report mode."""
+    image_only = mode == "none"
     unreliable = unreliable_findings(image_reliable, image_evidence or evidence)
     head_calibrated = head_calibrated or {}
     hidden = [f for f in fusion if not (calibrated or {}).get(f, True)]
@@ -121,30 +145,43 @@ def probabilities(fusion: dict, image: dict, text: dict | None, thresholds: dict
         with left:
             shown = _shown(fusion, calibrated)
             if shown:
-                st.plotly_chart(probability_bars(shown, thresholds, unreliable=unreliable), key=f"fused_{key}")
-                st.caption("Bars: fused probability (red = at or above the finding's decision threshold); "
+                title = "Image-only probability" if image_only else "Fused probability"
+                st.plotly_chart(probability_bars(shown, thresholds, unreliable=unreliable, title=title),
+                                key=f"fused_{key}")
+                st.caption(f"Bars: {title.lower()} (red = at or above the finding's decision threshold); "
                            "tick: the threshold, tuned on the validation split for this text mode.")
         with right:
             heads = {"image": image, **({"text": text} if text else {})}
             both = [f for f in fusion if all((head_calibrated.get(h) or {}).get(f, True) for h in heads)]
-            if both:
+            if both and not image_only:  # image only: the image head is the number on the left
                 st.plotly_chart(head_bars({h: {f: p[f] for f in both} for h, p in heads.items()},
                                           head_thresholds or {},
                                           fused_thresholds=thresholds), key=f"heads_{key}")
-        table = heads_table(fusion, image, text, thresholds, head_thresholds, discordant if text else None)
+        report_qa = discordant if (mode == "report" if mode is not None else text) else None
+        table = heads_table(fusion, image, text, thresholds, head_thresholds, report_qa)
+        if image_only:  # one number: the image head's, under its own name
+            table = table.drop(columns=[c for c in ("image head", "image thr.") if c in table])
+            table = table.rename(columns={"fused": "image only", "fused ≥ threshold": "≥ threshold"})
         as_text = []
-        for column, ok in (("fused", calibrated), ("image head", head_calibrated.get("image")),
-                           ("text head", head_calibrated.get("text"))):
+        for column, ok in (("fused", calibrated), ("image only", calibrated),
+                           ("image head", head_calibrated.get("image")), ("text head", head_calibrated.get("text"))):
             if column in table and ok and not all(ok.get(f, True) for f in table.index):
                 table[column] = [f"{v:.3f}" if ok.get(f, True) else NOT_CALIBRATED
                                  for f, v in zip(table.index, table[column], strict=True)]
                 as_text.append(column)
         if image_reliable:
-            table["from the image"] = ["not reliable" if f in unreliable else "reliable" for f in table.index]
-            table["evidence"] = [evidence_line((evidence or {}).get(f)) for f in table.index]
-        st.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                           for c in ("fused", "threshold", "image head", "text head", "image thr.",
-                                                     "text thr.") if c not in as_text})
+            # one evidence per number: the shown number's (its mode and head); "from the image" is
+            # always the image-only evidence's verdict, and says so
+            if not image_only and evidence:
+                table[f"AUC [CI], {mode or 'this mode'}, fused"] = [evidence_short(evidence.get(f))
+                                                                    for f in table.index]
+            table["image-only AUC [CI]"] = [evidence_short((image_evidence or evidence or {}).get(f))
+                                            for f in table.index]
+            table["from the image"] = ["NOT reliable" if f in unreliable else "reliable" for f in table.index]
+        st.dataframe(table, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("fused", "image only", "threshold", "image head", "text head",
+                                              "image thr.", "text thr.") if c not in as_text})
         not_calibrated_caption(hidden)
         reliability_caption(unreliable)
 
