@@ -8,7 +8,8 @@ whole recipe on the rest, with its own inner validation split (15%) for everythi
 chooses on validation (best image epoch, early stopping, late fusion, temperatures,
 thresholds). The held-out fold is scored once, for every text mode and head: out-of-fold
 predictions, each made by a model that never trained or tuned on that report. Resumable:
-finished folds are skipped, an interrupted fold resumes from its last.pt. Any TrainConfig flag (see scripts/train.py) sets the recipe.
+finished folds are skipped, an interrupted fold resumes from its last.pt. Any TrainConfig flag
+(see scripts/train.py) sets the recipe.
 
 Writes ``runs/cv/<name>/fold<k>/oof_<mode>_<head>.csv`` and ``runs/cv/<name>/summary.json``:
 per mode and head, each finding's AUC per fold (mean ± sd) and the pooled out-of-fold AUC with
