@@ -130,7 +130,8 @@ def test_cli_writes_the_sixth_finding(six_weights, tmp_path):
     out = tmp_path / "out.csv"
     assert main(["--weights", str(six_weights), "--batch", str(tmp_path / "batch.csv"), "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0])[:7] == ["image", *SIX] and 0 <= float(rows[0]["Pleural Effusion"]) <= 1
+    # the batch form names the study (image, your id) and the mode read before the findings
+    assert list(rows[0])[:9] == ["image", "id", "text_mode", *SIX] and 0 <= float(rows[0]["Pleural Effusion"]) <= 1
 
 
 def test_evaluation_refuses_weights_whose_findings_differ_from_the_data_labels(six_weights):

@@ -4,7 +4,7 @@
     result = predictor.predict(gray, text="Heart size is enlarged.", mode="report")
     heat = predictor.attribute(gray, text, mode="report", finding="Cardiomegaly")
 
-The coordinator: it reads the weights' metadata (here, in one place) and hands the work to
+The coordinator: it reads the weights' typed description (core.model.description) and hands the work to
 its homes: loading (core.serving.loading), the served encoders and their int8 and frozen
 graphs (core.serving.graphs, states in core.serving.precision), prediction
 (core.serving.batch_predict) and attribution (core.serving.attribution). What it returns is in
@@ -21,7 +21,7 @@ import torch
 from core.data.preprocess import prepare
 from core.evaluation.evidence import evidence_for, image_reliable
 from core.evaluation.recalibration import calibrated_flags
-from core.model.description import model_facts
+from core.model.description import describe
 from core.model.frozen import optimise_for_inference
 from core.serving import attribution, batch_predict
 from core.serving.graphs import ServedEncoders
@@ -33,10 +33,10 @@ __all__ = ["Attribution", "FreezeState", "InputError", "Int8State", "Precision",
            "qa_points", "release_freed_memory"]
 
 
-def qa_points(metadata: dict) -> dict:
+def qa_points(metadata) -> dict:
     """Report-QA operating points of the findings the image supports (core.evaluation.operating_points,
     core.evaluation.evidence); the others are never flagged."""
-    points = (metadata.get("discordance") or {}).get("points") or {}
+    points = (describe(metadata).discordance or {}).get("points") or {}
     reliable = image_reliable(metadata, points)
     return {f: op for f, op in points.items() if reliable[f]}
 
@@ -52,10 +52,11 @@ class Predictor:
         self.model = optimise_for_inference(model, quantize=False) if fast else model
         self.attr_text_encoder = self.model.text_encoder
         self.tokenizer = tokenizer
-        self.metadata = metadata
-        pre = metadata["preprocessing"]
-        self.size, self.mean, self.std = int(pre["image_size"]), float(pre["mean"]), float(pre["std"])
-        self.max_len = int(metadata.get("text_max_len", 160))
+        self.metadata = metadata  # the raw dict, for tools that pass it on (they describe() it)
+        self.description = desc = describe(metadata)
+        pre = desc.preprocessing
+        self.size, self.mean, self.std = pre.image_size, pre.mean, pre.std
+        self.max_len = int(desc.text_max_len or 160)
         self.fast = fast
         # held while Captum's hooks are on the shared modules (attribute) or while they are traced
         # (freeze_encoders): a trace must not run a hook, and a hook must not see a trace's tensors
@@ -64,25 +65,25 @@ class Predictor:
         # int8 image encoder (core.model.int8_image) from the calibration in ``int8_dir`` (the weights folder)
         self.encoders = ServedEncoders(self.model, size=self.size, tokens=self.tokens, hooks_lock=self._hooks_lock,
                                        fast=fast, int8_dir=int8_dir)
-        self.version = metadata.get("version", "unknown")
+        self.version = desc.version or "unknown"
         # what this model predicts comes from its weights (core.model.description), not from this code
-        facts = model_facts(metadata)
+        facts = desc
         self.findings, self.heads, self.text_modes = facts.findings, facts.heads, facts.text_modes
-        self.evidence = {m: {h: evidence_for(metadata, m, h, self.findings) for h in self.heads}
+        self.evidence = {m: {h: evidence_for(desc, m, h, self.findings) for h in self.heads}
                          for m in self.text_modes}
-        self.image_reliable = image_reliable(metadata, self.findings)
-        self.qa_points = qa_points(metadata)
+        self.image_reliable = image_reliable(desc, self.findings)
+        self.qa_points = qa_points(desc)
         self.ood = ood_detector(ood_tensors)
         # per-finding Platt maps, applied in core.serving.batch_predict as in evaluation (split_eval);
         # thresholds and report-QA points in the metadata are already on the recalibrated scale
-        self.recalibration = metadata.get("recalibration")
+        self.recalibration = desc.recalibration
         self.calibrated = {m: {h: calibrated_flags(self.recalibration, m, h, self.findings) for h in self.heads}
                            for m in self.text_modes}
 
     @property
     def thresholds(self) -> dict:
-        """text mode -> head -> finding -> threshold, as the weights' metadata has them."""
-        return self.metadata["thresholds"]
+        """text mode -> head -> finding -> threshold, as the weights' description has them."""
+        return self.description.thresholds
 
     @classmethod
     def load(cls, weights_dir: str | Path = "weights", *, fast: bool = True,
