@@ -97,7 +97,7 @@ def result_json(pred) -> dict:
     d = pred.to_json()
     out = {k: d[k] for k in ("fusion", "image", "text", "thresholds", "discordant", "discordance",
                              "discordance_score", "out_of_distribution", "ood_score", "ood_reason", "text_mode",
-                             "model", "image_reliable")}
+                             "model", "image_reliable", "calibrated")}
     if not pred.has_text:  # the text head read nothing: its numbers would mean nothing
         out["text"] = None
     # held-out evidence behind each fused probability (core.evaluation.evidence): auc, ci, positives, reliable
@@ -202,11 +202,15 @@ def print_table(predictor, pred, done) -> None:
         held = (f"held-out AUC {e['auc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], {e['positives']} pos."
                 if e["auc"] is not None else "no held-out evidence")
         weak = "" if pred.image_reliable.get(f) else "  (not reliable from the image)"
+        def number(head: str, f: str = f) -> str:  # too rare to calibrate: no bare number (docs/calibration.md)
+            ok = pred.calibrated if head == "fusion" else pred.head_calibrated.get(head, {})
+            return f"{pred.head(head)[f]:.3f}" if ok.get(f, True) else "not calibrated"
+        above = "above" if pred.fusion[f] >= pred.thresholds[f] else "below"
         if not pred.has_text:  # image only: one number, the image head's
-            print(f"{f:14s} image {pred.image[f]:.3f} (threshold {pred.thresholds[f]:.3f})  {held}{weak}{flag}")
+            print(f"{f:14s} image {number('image')} ({above} threshold {pred.thresholds[f]:.3f})  {held}{weak}{flag}")
             continue
-        print(f"{f:14s} fused {pred.fusion[f]:.3f} (threshold {pred.thresholds[f]:.3f})  "
-              f"image {pred.image[f]:.3f}  text {pred.text[f]:.3f}  {held}{weak}{flag}")
+        print(f"{f:14s} fused {number('fusion')} ({above} threshold {pred.thresholds[f]:.3f})  "
+              f"image {number('image')}  text {number('text')}  {held}{weak}{flag}")
 
 
 def predict_sharded(args, batch: Path, rows: list[dict]) -> int:

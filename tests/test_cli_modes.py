@@ -50,6 +50,10 @@ def test_text_without_a_mode_is_an_indication_named_in_the_output_and_logged(ima
     plain = _run(["--image", str(image), "--text", "Chest pain"], db)
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.splitlines()[0].startswith("text mode: indication (before the read)")
+    # a finding too rare to calibrate (the shipped Edema) shows no bare probability
+    assert j["calibrated"]["Edema"] is False and j["calibrated"]["Cardiomegaly"] is True
+    edema = next(line for line in plain.stdout.splitlines() if line.startswith("Edema"))
+    assert "fused not calibrated" in edema and "threshold" in edema
     assert _rows(db) == [("cli", "indication", image.name)] * 2  # every CLI prediction is logged
 
 

@@ -48,6 +48,13 @@ def test_the_report_is_self_contained_escaped_and_names_mode_and_evidence():
     assert page.count("NOT reliable") == 2 and "Not a medical device" in page
 
 
+def test_a_finding_that_cannot_be_calibrated_shows_no_bare_number():
+    pred = _pred()
+    pred.calibrated = {f: f != "Edema" for f in FINDINGS}
+    page = study_report_html(pred, image_png=_png(), image_name="a.png")
+    assert "not calibrated" in page and "0.300" not in page and "0.620" in page
+
+
 def test_image_only_shows_the_image_heads_number():
     page = study_report_html(_pred("none"), image_png=_png(), image_name="a.png")
     assert "image head probability" in page and "0.550" in page and "0.620" not in page

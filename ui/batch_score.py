@@ -54,7 +54,9 @@ def score(items: list[Item], texts: dict[str, TextRow], progress, *,
                          # report QA exists in report mode only: elsewhere there is nothing to show
                          "discordant": ", ".join(pred.discordant) if pred.text_mode == "report" else None,
                          "OOD": pred.out_of_distribution,
-                         "mode": pred.text_mode, **pred.fusion,  # the model's findings
+                         # the model's findings; one too rare to calibrate shows no bare number
+                         "mode": pred.text_mode, **{f: (v if pred.calibrated.get(f, True) else None)
+                                                    for f, v in pred.fusion.items()},
                          "text cut": "IMPRESSION kept" if window and window.impression_first
                          else ("end not read" if window and window.truncated else ""),
                          YOUR_FILE: item.name, YOUR_ID: row.user_id})

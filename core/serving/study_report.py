@@ -52,9 +52,11 @@ def _rows(pred: Prediction) -> str:
         above = shown[f] >= pred.thresholds[f]
         reliable = pred.image_reliable.get(f, False)
         image_ev = (pred.head_evidence.get("image") or {}).get(f)
+        # a finding too rare to calibrate shows no bare probability (docs/calibration.md)
+        number = f"{shown[f]:.3f}" if pred.calibrated.get(f, True) else "not calibrated"
         out.append(
             f"<tr class='{'above' if above else ''}'><td>{html.escape(f)}</td>"
-            f"<td class='num p'>{shown[f]:.3f}</td><td class='num'>{pred.thresholds[f]:.3f}</td>"
+            f"<td class='num p'>{number}</td><td class='num'>{pred.thresholds[f]:.3f}</td>"
             f"<td>{'above' if above else 'below'}</td><td>{html.escape(_evidence(pred.evidence.get(f)))}</td>"
             f"<td class='{'' if reliable else 'weak'}'>{'reliable' if reliable else 'NOT reliable'}"
             f" <span class='small'>({html.escape(_evidence(image_ev))})</span></td></tr>")
