@@ -31,15 +31,14 @@ import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import urllib.request  # noqa: E402
 import zipfile  # noqa: E402
 
 from scripts._cli import Parser, fail, pct, run_main  # noqa: E402
+from scripts._server import free_port, healthy, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))
@@ -74,20 +73,6 @@ def studies(data: Path, n: int) -> list[tuple[Path, str]]:
         if len(out) == n:
             return out
     fail(f"only {len(out)} studies with an image and a report in {data}; need {n}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 class Bench:
@@ -287,11 +272,7 @@ def run(args) -> dict:
             out["page_load_s"] = loads
             browser.close()
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
             log.close()
     out["external_requests"] = sorted(set(external))
     out["machine"]["load_avg_end"] = os.getloadavg()[0]

@@ -80,7 +80,7 @@ def parse_args(argv=None):
 
 
 def rate(caught: int, n: int) -> dict:
-    from core.evaluation.refit import wilson_ci
+    from core.evaluation.metrics import wilson_ci
     return {"n": n, "flagged": caught, "rate": (caught / n) if n else None, "ci": wilson_ci(caught, n)}
 
 

@@ -27,6 +27,7 @@ import threading  # noqa: E402
 
 from core.serving import sharing as share  # noqa: E402
 from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._server import stop  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,14 +58,7 @@ def block() -> int:
 
 
 def stop_app(app: subprocess.Popen | None) -> None:
-    if app is None or app.poll() is not None:
-        return
-    app.terminate()
-    try:
-        app.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        app.kill()
-        app.wait()
+    stop(app, timeout=10)
 
 
 def _sigterm(signum, frame):

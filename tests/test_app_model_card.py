@@ -54,12 +54,17 @@ def test_card_from_metadata_and_eval_json(app_env, tiny_weights, monkeypatch, tm
     assert EVAL_COMMAND in [c.value for c in at.code]  # no prediction CSVs yet: says how to make them
 
 
+def _predictions(weights: Path, n: int, seed: int):
+    """The weights' eval folder, a random generator, n reports' labels and their predictions frame."""
+    (weights / "eval").mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=(n, len(FINDINGS)))
+    return rng, labels, pd.DataFrame({"uid": range(n), "image_id": [f"im{i}" for i in range(n)]})
+
+
 def test_roc_and_calibration_from_predictions_csv(app_env, tiny_weights, monkeypatch, tmp_path):
     weights = _weights_copy(tiny_weights, tmp_path / "w")
-    (weights / "eval").mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, size=(60, len(FINDINGS)))
-    frame = pd.DataFrame({"uid": range(60), "image_id": [f"im{i}" for i in range(60)]})
+    rng, labels, frame = _predictions(weights, 60, 0)
     for k, f in enumerate(FINDINGS):
         frame[f] = np.clip(labels[:, k] * 0.4 + rng.random(60) * 0.6, 0, 1)
         frame[f"label_{f}"] = labels[:, k] if f != "Pneumonia" else 0  # one class only: no curve
@@ -77,10 +82,7 @@ def test_card_leads_with_image_only_and_quotes_one_baseline_number(app_env, tiny
     """Item 8: the card opened on report-mode curves (AUC ~0.99) and listed report mode first; the
     keyword baseline read 0.99 in one place and 'about 0.98' (a stale note) in the next."""
     weights = _weights_copy(tiny_weights, tmp_path / "w")
-    (weights / "eval").mkdir(exist_ok=True)
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 2, size=(40, len(FINDINGS)))
-    frame = pd.DataFrame({"uid": range(40), "image_id": [f"im{i}" for i in range(40)]})
+    rng, labels, frame = _predictions(weights, 40, 1)
     for k, f in enumerate(FINDINGS):
         frame[f], frame[f"label_{f}"] = rng.random(40), labels[:, k]
     result = {"n_studies": 40, "n_positive": {f: 20 for f in FINDINGS}, "auc": {f: 0.7 for f in FINDINGS},

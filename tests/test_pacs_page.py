@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts._server import stop
 from tests import pacs_fixtures as pf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,14 +85,15 @@ def test_page_lists_and_scores_without_identifiers(app_env, monkeypatch, small_p
 
 def test_page_in_chromium_sends_no_patient_identifier(small_pacs, tmp_path):
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port, _healthy
+    from scripts._server import free_port, healthy
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
     if not CHROMIUM.is_file():
         pytest.skip(f"Chromium not found at {CHROMIUM}")
     from playwright.sync_api import expect, sync_playwright
 
     from core.pacs.connection import short_hash
     pacs, uids = small_pacs
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CXR_PACS_URL": pacs.url, **pacs.env(), "CXR_WEIGHTS": str(tmp_path / "no-weights"),
            "CXR_DB_PATH": str(tmp_path / "p.db"), "CXR_RUNLOG": str(tmp_path / "runs.db"),
            "CXR_SHARE_STATUS": str(tmp_path / "share.json")}
@@ -106,7 +108,7 @@ def test_page_in_chromium_sends_no_patient_identifier(small_pacs, tmp_path):
     shots.mkdir(parents=True, exist_ok=True)
     try:
         deadline = time.monotonic() + 120
-        while not _healthy(url):
+        while not healthy(url):
             assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
             time.sleep(0.5)
         frames: list[bytes] = []
@@ -132,11 +134,7 @@ def test_page_in_chromium_sends_no_patient_identifier(small_pacs, tmp_path):
             assert ident.encode() not in sent and ident not in html
         assert not any(u.encode() in sent for u in uids)                   # not even the study UID
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

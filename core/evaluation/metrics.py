@@ -117,3 +117,13 @@ def fit_temperature(y: np.ndarray, logits: np.ndarray) -> float:
     best = grid[int(np.argmin([nll(t) for t in grid]))]
     fine = np.linspace(best * 0.9, best * 1.1, 41)
     return float(fine[int(np.argmin([nll(t) for t in fine]))])
+
+
+def wilson_ci(k: int, n: int, z: float = 1.96) -> list[float] | None:
+    """95% Wilson interval of a proportion k/n (None when n = 0)."""
+    if n == 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]

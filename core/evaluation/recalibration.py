@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import CxrError
+from core.evaluation.metrics import wilson_ci
 
 MIN_POSITIVES = 20        # of the rarer class in the fitting data; below it: "cannot be calibrated"
 L2 = 1.0                  # ridge on the slope of the map (sklearn's C = 1); the offset is not penalised
@@ -229,16 +230,6 @@ def map_discordance(discordance: dict | None, recalibration: dict) -> dict | Non
 
 
 # -- measurement -----------------------------------------------------------------------------
-def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
-    """95% Wilson interval of k/n (None when n = 0)."""
-    if n == 0:
-        return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
-
-
 def calibration_line(y, p) -> tuple[float, float]:
     """(slope, intercept) of the logistic regression of the outcome on logit(p); NaN if it
     cannot be fitted (one class, or separation)."""
@@ -260,7 +251,7 @@ def top_bin(y, p, *, cut: float = TOP_CUT) -> dict:
                 "observed_ci": None, "within_tolerance": None}
     mean, obs = float(p[sel].mean()), k / n
     return {"cut": cut, "n": n, "positives": k, "mean_predicted": mean, "observed": obs,
-            "observed_ci": wilson(k, n), "within_tolerance": bool(abs(obs - mean) <= TOP_TOLERANCE * mean)}
+            "observed_ci": wilson_ci(k, n), "within_tolerance": bool(abs(obs - mean) <= TOP_TOLERANCE * mean)}
 
 
 def measure(y, p, *, n_boot: int = 1000, seed: int = 0) -> dict:

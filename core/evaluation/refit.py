@@ -13,6 +13,7 @@ import numpy as np
 
 from core.data.sources import Collection
 from core.evaluation.evidence import build_evidence
+from core.evaluation.metrics import wilson_ci
 from core.evaluation.operating_points import fit_discordance, fit_thresholds
 from core.evaluation.split_eval import predict_reports, select_reports
 from core.model.description import ModelDescription, describe
@@ -59,16 +60,6 @@ def refit(model, tokenizer, description, reports, data_dir: Path, eval_dir: Path
     desc = desc.updated(evidence=build_evidence(eval_dir, list(desc.findings), list(desc.text_modes),
                                                 list(desc.heads), cv_summary=cv_summary))
     return desc.updated(discordance=report_qa(desc, probs, Y))
-
-
-def wilson_ci(k: int, n: int, z: float = 1.96) -> list[float] | None:
-    """95% Wilson interval of a proportion k/n (None when n = 0)."""
-    if n == 0:
-        return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
 
 
 def rescore_thresholds(eval_dir: Path, description) -> None:

@@ -6,33 +6,19 @@ Chromium is Debian's (`apt-get install chromium`, done by .ci/run), never a down
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from scripts._server import free_port, healthy, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 START_TIMEOUT_S = 120  # slow, shared CI machines: the first import of streamlit + pandas takes a while
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def _tail(path: Path, n: int = 3000) -> str:
@@ -46,7 +32,7 @@ def _tail(path: Path, n: int = 3000) -> str:
 def app_server(app_env, tiny_weights, tmp_path):
     """A live app on 127.0.0.1:<free port> with the tiny weights and temporary DB / run log /
     share status (app_env). Yields (base_url, env). Always stopped at teardown."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **{k: str(v) for k, v in app_env.items()}, "CXR_WEIGHTS": str(tiny_weights)}
     log = tmp_path / "streamlit.log"
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -57,7 +43,7 @@ def app_server(app_env, tiny_weights, tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _healthy(url):
+        while not healthy(url):
             if proc.poll() is not None:
                 pytest.fail(f"streamlit exited with code {proc.returncode} before serving:\n{_tail(log)}")
             if time.monotonic() > deadline:
@@ -65,12 +51,7 @@ def app_server(app_env, tiny_weights, tmp_path):
             time.sleep(0.5)
         yield url, env, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop(proc)
 
 
 @pytest.fixture
