@@ -232,9 +232,10 @@ def test_one_mode_one_evidence_and_a_report_per_prediction(at, xray):
     characters read; a single-study report is offered."""
     _predict(at, *xray, "Shortness of breath.", kind="indication")
     assert not at.exception and not at.error
-    table = at.dataframe[0].value
+    table, held = at.dataframe[0].value, at.dataframe[1].value
     assert "discordant" not in table.columns
-    assert "AUC [CI], indication, fused" in table.columns and "image-only AUC [CI]" in table.columns
+    assert list(held.columns) == ["held-out AUC [95% CI] of the fused number (indication)",
+                                  "image-only AUC [95% CI]", "from the image"]
     assert any("read 20 characters of indication text" in c.value for c in at.caption)
     assert any("Single-study report" in b.proto.label for b in at.get("download_button"))
     _predict(at, *xray, "", kind="none")

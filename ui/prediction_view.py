@@ -2,6 +2,7 @@
 discordance and out-of-distribution warnings."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from ui.charts import head_bars, probability_bars
@@ -169,19 +170,21 @@ def probabilities(fusion: dict, image: dict, text: dict | None, thresholds: dict
                 table[column] = [f"{v:.3f}" if ok.get(f, True) else NOT_CALIBRATED
                                  for f, v in zip(table.index, table[column], strict=True)]
                 as_text.append(column)
-        if image_reliable:
-            # one evidence per number: the shown number's (its mode and head); "from the image" is
-            # always the image-only evidence's verdict, and says so
-            if not image_only and evidence:
-                table[f"AUC [CI], {mode or 'this mode'}, fused"] = [evidence_short(evidence.get(f))
-                                                                    for f in table.index]
-            table["image-only AUC [CI]"] = [evidence_short((image_evidence or evidence or {}).get(f))
-                                            for f in table.index]
-            table["from the image"] = ["NOT reliable" if f in unreliable else "reliable" for f in table.index]
         st.dataframe(table, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.3f")
                                     for c in ("fused", "image only", "threshold", "image head", "text head",
                                               "image thr.", "text thr.") if c not in as_text})
+        if image_reliable:
+            # one evidence per number, in its own table so no column is cut off: the shown number's
+            # (its mode and head); "from the image" is always the image-only evidence's verdict
+            held = pd.DataFrame(index=table.index)
+            if not image_only and evidence:
+                held[f"held-out AUC [95% CI] of the fused number ({mode or 'this mode'})"] = [
+                    evidence_short(evidence.get(f)) for f in table.index]
+            held["image-only AUC [95% CI]"] = [evidence_short((image_evidence or evidence or {}).get(f))
+                                               for f in table.index]
+            held["from the image"] = ["NOT reliable" if f in unreliable else "reliable" for f in table.index]
+            st.dataframe(held, width="stretch")
         not_calibrated_caption(hidden)
         reliability_caption(unreliable)
 
