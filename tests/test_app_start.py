@@ -51,7 +51,7 @@ def test_first_page_view_starts_loading_the_model_in_the_background(app_env, tin
     assert key in resources._LOADS._threads  # started by the page view, before any click
     assert resources._LOADS._done[key].wait(120)
     assert resources._LOADS.ready(key)
-    assert resources.predictor().version == resources.metadata()[0]["version"]
+    assert resources.predictor().version == resources.metadata()[0].version
 
 
 def test_streamlit_run_serves_app_py_with_a_start_hook_that_loads_the_model(app_env, tiny_weights, monkeypatch):
