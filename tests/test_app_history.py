@@ -99,3 +99,22 @@ def test_choosing_a_finding_filters_at_once_without_touching_the_slider(app_env)
     assert set(_table_ids(at)) == {above, below}
     at.selectbox(key="hist_finding").set_value("Edema").run()
     assert _table_ids(at) == [above]
+
+
+def test_rows_of_the_loaded_model_show_no_bare_number_for_a_finding_it_cannot_calibrate(app_env, monkeypatch):
+    """The shipped weights have no calibration map for Edema (too few validation positives):
+    the history shows no number for it on their rows, as the Predict page does."""
+    from core.model.description import read_description
+    weights = Path(APP).parent / "weights"
+    monkeypatch.setenv("CXR_WEIGHTS", str(weights))
+    version = read_description(weights).version
+    store = PredictionStore(app_env["CXR_DB_PATH"])
+    p = {f: 0.2 for f in FINDINGS}
+    store.log_prediction(model_version=version + "+int8", image_png=_png(), image_name="a.png", image_sha256=None,
+                         text="Cough.", text_mode="indication", fusion=p, image=p, text_probs=p, thresholds=p)
+    store.log_prediction(model_version="older-model", image_png=_png(), image_name="b.png", image_sha256=None,
+                         text="Cough.", text_mode="indication", fusion=p, image=p, text_probs=p, thresholds=p)
+    at = _history(app_env)
+    frame = at.dataframe[0].value.set_index("file")
+    assert frame.loc["a.png", "Edema"] != frame.loc["a.png", "Edema"]  # NaN: not shown
+    assert frame.loc["a.png", "Cardiomegaly"] == 0.2 and frame.loc["b.png", "Edema"] == 0.2

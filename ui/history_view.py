@@ -8,9 +8,23 @@ import streamlit as st
 from core.data.images import ImageDecodeError, decode_image
 from core.data.labels import FINDINGS
 from core.errors import CxrError
+from core.evaluation.recalibration import calibrated_flags
 from core.store import SEARCH_HELP, VERDICTS, PredictionStore, StoreError
 from ui import attribution_view, prediction_view
+from ui.resources import metadata
 from ui.tables import history_frame
+
+
+def calibration_of(entry: dict) -> tuple[dict | None, dict | None]:
+    """(fused, per-head) calibration flags of a logged row made by the loaded weights (the log
+    keeps no flags; a row of other weights shows its numbers as logged): a finding too rare to
+    calibrate shows no bare probability here either."""
+    desc = metadata()[0]
+    if desc is None or str(entry["model_version"]).removesuffix("+int8") != desc.version:
+        return None, None
+    mode, findings = entry["text_mode"], list(entry["fusion"])
+    heads = {h: calibrated_flags(desc.recalibration, mode, h, findings) for h in ("fusion", "image", "text")}
+    return (heads["image"] if mode == "none" else heads["fusion"]), heads
 
 PERIODS = ("All time", "Last 24 hours", "Last 7 days", "Last 30 days", "Custom range")
 ANY = "Any finding"
@@ -124,7 +138,8 @@ def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
     prediction_view.probabilities(entry["fusion"], entry["image"], text_probs, stored["fusion"] if per_head else stored,
                                   head_thresholds=per_head, discordant=entry["discordant"], key=f"hist_{pid}",
                                   evidence=entry.get("evidence"), image_reliable=entry.get("image_reliable"),
-                                  greyed=entry["out_of_distribution"], mode=entry["text_mode"])
+                                  greyed=entry["out_of_distribution"], mode=entry["text_mode"],
+                                  **dict(zip(("calibrated", "head_calibrated"), calibration_of(entry), strict=True)))
     if model_ready and entry["image_png"]:
         with st.expander("Heatmap and text attributions (computed on the stored review copy)"):
             try:
@@ -160,7 +175,13 @@ def render(db: PredictionStore, model_ready: bool) -> None:
         return
     capped = f" (newest {SHOWN} shown; the export has all)" if len(rows) == SHOWN else ""
     st.caption(f"{len(rows)} entries match{capped} · {db.count()} in the log.")
-    st.dataframe(history_frame(rows), hide_index=True, key="hist_table",
+    frame = history_frame(rows)
+    for i, row in enumerate(rows):  # a finding too rare to calibrate: no bare number in the table either
+        flags, _ = calibration_of(row)
+        for f, ok in (flags or {}).items():
+            if not ok and f in frame:
+                frame.loc[i, f] = None
+    st.dataframe(frame, hide_index=True, key="hist_table",
                  column_config={f: st.column_config.NumberColumn(format="%.2f") for f in findings}
                  | {"discordance score": st.column_config.NumberColumn(format="%.2f")})
     st.download_button("Export CSV (all matching entries, with verdicts)", lambda: export_matching(db, kwargs),
