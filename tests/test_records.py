@@ -86,7 +86,9 @@ def test_no_text_is_logged_as_mode_none(predictor, xray, tmp_path, text, mode):
     assert done.window is None and not done.prediction.has_text
     assert (row["text_mode"], row["text"], row["text_sha256"], row["text_probs"]) == ("none", "", None, {})
     assert set(row["thresholds"]) == set(HEADS)
-    assert row["thresholds"] == predictor.metadata["thresholds"]["none"]
+    want = dict(predictor.metadata["thresholds"]["none"])
+    want["fusion"] = want["image"]  # image only: one number, the image head's, with its threshold
+    assert row["thresholds"] == want
 
 
 def test_a_refused_row_keeps_its_prediction(predictor, xray, tmp_path):

@@ -276,7 +276,7 @@ def test_predict_cli(case, tiny_weights, tmp_path, monkeypatch, capsys, fast_loa
     image = tmp_path / case.name
     image.write_bytes(case.data())
     code, out, err = run_cli(["--weights", str(tiny_weights), "--image", str(image), "--text", case.text,
-                              "--json"], capsys)
+                              "--text-mode", "report", "--json"], capsys)  # as the page cases ask
     if case.expected == "refused":
         assert code == 2 and out == ""
         assert_one_line_error(err)
@@ -286,10 +286,11 @@ def test_predict_cli(case, tiny_weights, tmp_path, monkeypatch, capsys, fast_loa
         assert err == ""
         result = json.loads(out)
         assert set(result["fusion"]) == set(FINDINGS) == set(result["thresholds"])
-        assert all(0.0 <= p <= 1.0 for head in ("fusion", "image", "text") for p in result[head].values())
-        assert result["text_mode"] == case.mode
+        assert all(0.0 <= p <= 1.0 for head in ("fusion", "image", "text") for p in (result[head] or {}).values())
+        assert result["text_mode"] == case.mode and (result["text"] is None) == (case.mode == "none")
     assert not any(s in out + err for s in SECRETS)
-    assert PredictionStore(db).count() == 1 and db_healthy(db)  # the CLI never logs; the log is untouched
+    # refused input leaves the log as it was; an accepted one adds its row, like the page
+    assert PredictionStore(db).count() == (1 if case.expected == "refused" else 2) and db_healthy(db)
 
 
 SUBPROCESS_CASES = ["random-bytes-png", "dicom-compressed-no-decoder", "text-30k"]
