@@ -84,13 +84,14 @@ class _ModelLoads:
         release_freed_memory()
         # Captum's first import takes seconds: do it now, off the request path, not on the first Explain
         _import_captum()
-        # the int8 image encoder (core.model.int8_image, ~1.4 s) is built on a copy, beside any prediction
-        self._results[key].build_int8_image()
-        # then the frozen encoders (core.model.frozen), holding the model lock: no prediction or attribution
-        # runs beside the tracing and the graphs' first runs. Without it, 2 of 5 browser runs hung
-        # (a page stopped drawing for > 120 s) when a prediction met the freeze; with it, a
-        # prediction asked for in those ~2.5 s waits for them, once per server process.
+        # The int8 image encoder (core.model.int8_image, ~1.4 s), then the frozen encoders
+        # (core.model.frozen), both holding the model lock: no prediction or attribution runs beside
+        # them. torch.fx, which builds the int8 encoder, patches nn.Module.__call__ for the whole
+        # process while it traces, so a prediction beside the build failed ("module is not installed
+        # as a submodule"); beside the freeze, 2 of 5 browser runs hung. A prediction asked for in
+        # those ~4 s waits for them, once per server process.
         with MODEL_LOCK:
+            self._results[key].build_int8_image()
             self._results[key].freeze_encoders()
 
     def join_all(self, timeout: float = 120.0) -> None:

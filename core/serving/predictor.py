@@ -123,8 +123,9 @@ class Predictor:
     def build_int8_image(self) -> bool:
         """Build the int8 image encoder from the weights' calibration (core.model.int8_image, ~1.4 s;
         the file is read here, off the first prediction's path). Works on a copy of the
-        encoder, so it may run beside predictions; freeze_encoders() serves it. False (and
-        ``int8_state`` says why) when there is none to build."""
+        encoder, but must not run beside predictions: torch.fx patches nn.Module.__call__ for the
+        whole process while it traces (the app holds its model lock, ui.resources).
+        freeze_encoders() serves it. False (and ``int8_state`` says why) when there is none to build."""
         return self.encoders.build_int8_image()
 
     def freeze_encoders(self, *, int8: bool = True) -> list[str]:
