@@ -116,18 +116,6 @@ class Preprocessing:
                 "std": self.std}
 
 
-# attribute -> metadata key, for the fields kept as they are in the JSON (dicts of plain values)
-_PLAIN = {"version": "version", "thresholds": "thresholds", "threshold_rule": "threshold_rule",
-          "evidence": "evidence", "discordance": "discordance", "text_max_len": "text_max_len", "split": "split",
-          "model_config": "model_config", "text_embedding_fingerprint": "text_embedding_fingerprint",
-          "created_at": "created_at", "git_commit": "git_commit", "format": "format", "backbones": "backbones",
-          "data": "data", "label_source": "label_source", "trained_on": "trained_on",
-          "image_encoder_datasets": "image_encoder_datasets",
-          "training_config": "training_config", "refits": "refits", "test_summary": "test_summary", "val": "val",
-          "timings": "timings", "external_validation": "external_validation", "content_sha256": "content_sha256",
-          "recalibration": "recalibration"}
-
-
 @dataclass(frozen=True)
 class ModelDescription:
     """Everything a weights file says of itself. ``None`` means the file does not say it
@@ -176,7 +164,7 @@ class ModelDescription:
         the code's constants where a file predates them)."""
         md = dict(metadata or {})
         facts = model_facts(md)
-        kwargs = {attr: md.pop(key) for attr, key in _PLAIN.items() if key in md}
+        kwargs = {key: md.pop(key) for key in _plain_fields() if key in md}
         for key in ("labels", "heads", "text_modes"):
             md.pop(key, None)
         pre = md.pop("preprocessing", None)
@@ -187,8 +175,8 @@ class ModelDescription:
         """The metadata dict to write (keys whose value is None are left out)."""
         out = dict(self.extra)
         out.update(ModelFacts(self.findings, self.heads, self.text_modes).to_metadata())
-        for attr, key in _PLAIN.items():
-            value = getattr(self, attr)
+        for key in _plain_fields():
+            value = getattr(self, key)
             if value is not None:
                 out[key] = value
         if self.preprocessing is not None:
@@ -220,6 +208,14 @@ class ModelDescription:
     @property
     def guard_fitted(self) -> bool:
         return bool((self.training_config or {}).get("fit_ood", False))
+
+
+
+def _plain_fields() -> list[str]:
+    """The fields stored in the JSON as they are, under their own name (the facts, the
+    preprocessing and ``extra`` are converted)."""
+    return [f.name for f in fields(ModelDescription)
+            if f.name not in ("findings", "heads", "text_modes", "preprocessing", "extra")]
 
 
 def read_description(weights_dir: Path) -> ModelDescription:
