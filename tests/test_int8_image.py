@@ -153,11 +153,23 @@ def test_the_calibration_script_refuses_bad_input_in_one_line(tmp_path):
         assert not (tmp_path / INT8_FILE).exists()
 
 
-def test_the_calibration_digest_is_the_stored_encoders_not_the_folded_one(tiny_weights):
+def test_the_calibration_digest_is_the_stored_encoders_not_the_folded_one(tiny_weights, tmp_path):
     """BatchNorm folding rounds differently on other CPUs: the digest a calibration is tied to
     is taken from the weights file, so it is the same on any machine and before or after folding."""
     from core.serving.predictor import Predictor
     served = Predictor.load(tiny_weights)  # folded (fast=True)
     plain = Predictor.load(tiny_weights, fast=False)
-    assert q8.stored_encoder_digest(tiny_weights) == q8.stored_encoder_digest(tiny_weights)
     assert q8.encoder_digest(served.model.image_encoder) != q8.encoder_digest(plain.model.image_encoder)
+    # the stored digest follows the file's image encoder, and only it
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    folder = tmp_path / "w"
+    shutil.copytree(tiny_weights, folder)
+    path = folder / "model.safetensors"
+    with safe_open(str(path), framework="pt") as fh:
+        tensors, meta = {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()
+    assert q8.stored_encoder_digest(folder) == q8.stored_encoder_digest(tiny_weights)
+    name = next(k for k in sorted(tensors) if k.startswith("image_encoder.") and tensors[k].is_floating_point())
+    tensors[name] = tensors[name] + 1
+    save_file(tensors, str(path), metadata=meta)
+    assert q8.stored_encoder_digest(folder) != q8.stored_encoder_digest(tiny_weights)
