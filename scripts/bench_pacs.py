@@ -8,13 +8,14 @@ storage, loads ``--studies`` chest studies made from the IU images (full-size ``
 in 16, a mix of JPEG Lossless, JPEG-LS, JPEG 2000 and RLE, MONOCHROME1 and 2, a lateral series in
 every other study, an indication in every third), then scores them all with core.pacs.run.Runner
 exactly as scripts/pacs.py does (model loaded first, not timed; a fresh prediction log in the temporary
-folder). JSON keys: ``studies_per_s`` (end to end, wall clock), ``n_studies``, ``wall_s``,
-``stage_s`` (stage -> seconds summed over threads: fetch and decode run on ``--workers`` threads
-beside the model), ``stage_ms_per_study``, ``syntax_mix``, ``size_px``, ``workers``, ``batch``,
-``model_load_s``, ``setup_s``, ``cpu_count``, ``cpu_s_per_study`` (CPU seconds of the tool and of Orthanc per
-study), ``cpu_bound_studies_per_s_on_2_free_cores`` (2 / their sum: the rate two cores left to this work
-alone would give), ``load_avg_1m`` (before and after: other work on a shared machine slows the wall
-clock, not the CPU cost) and ``second_run_s`` (the same studies again: every one found done from the PACS).
+folder; the ``--workers`` worker processes started first, not timed). JSON keys: ``studies_per_s`` (end to
+end, wall clock), ``n_studies``, ``wall_s``, ``stage_s`` (stage -> seconds summed over processes: fetch, decode,
+SR and store run in the workers beside the model), ``stage_ms_per_study``, ``syntax_mix``, ``size_px``,
+``workers``, ``batch``, ``model_load_s``, ``workers_start_s``, ``setup_s``, ``cpu_count``, ``cpu_s_per_study``
+(CPU seconds of the tool, its workers included, and of Orthanc per study),
+``cpu_bound_studies_per_s_on_2_free_cores`` (2 / their sum: the rate two cores left to this work alone would
+give), ``load_avg_1m`` (before and after: other work on a shared machine slows the wall clock, not the CPU cost)
+and ``second_run_s`` (the same studies again: every one found done from the PACS).
 """
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def orthanc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of the Orthanc process (from /proc)."""
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of another process (Orthanc, a worker; from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -102,23 +103,30 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.model_threads)
         client = connect(pacs.url, environ=pacs.env())
         store = PredictionStore(Path(tmp) / "predictions.db")
-        runner = Runner(client, predictor, store, workers=args.workers, batch=args.batch)
+        t0 = time.perf_counter()
+        runner = Runner(client, predictor, store, workers=args.workers, batch=args.batch, processes=True).start()
+        workers_start_s = time.perf_counter() - t0
         load_before = os.getloadavg()[0]
-        cpu0 = cpu_seconds(), orthanc_cpu_seconds(pacs.proc.pid)
+        workers = runner.worker_pids()
+
+        def tool_cpu() -> float:
+            return cpu_seconds() + sum(process_cpu_seconds(pid) for pid in workers)
+        cpu0 = tool_cpu(), process_cpu_seconds(pacs.proc.pid)
         t0 = time.perf_counter()
         refs = client.find_studies()
         runner.timings["find"] = time.perf_counter() - t0
         outcomes = runner.run(refs)
         wall = time.perf_counter() - t0
-        cpu_tool, cpu_pacs = cpu_seconds() - cpu0[0], orthanc_cpu_seconds(pacs.proc.pid) - cpu0[1]
+        cpu_tool, cpu_pacs = tool_cpu() - cpu0[0], process_cpu_seconds(pacs.proc.pid) - cpu0[1]
         load_after = os.getloadavg()[0]
         scored = sum(o.status == "scored" for o in outcomes)
         if scored != len(pairs):
             fail(f"only {scored} of {len(pairs)} studies were scored: "
                  + "; ".join(o.reason for o in outcomes if o.status != "scored")[:300])
         t1 = time.perf_counter()
-        again = Runner(client, predictor, store, workers=args.workers, batch=args.batch).run(client.find_studies())
+        again = runner.run(client.find_studies())
         second = time.perf_counter() - t1
+        runner.close()
         assert all(o.status == "exists" for o in again)
     result = {
         "studies_per_s": round(len(outcomes) / wall, 3), "n_studies": len(outcomes), "wall_s": round(wall, 3),
@@ -126,7 +134,8 @@ def main(argv=None) -> int:
         "stage_ms_per_study": {k: round(1000 * runner.timings[k] / len(outcomes), 1) for k in STAGES},
         "syntax_mix": list(SYNTAX_MIX), "size_px": args.size, "workers": args.workers, "batch": args.batch,
         "model_threads": args.model_threads,
-        "model_load_s": round(model_load_s, 2), "setup_s": round(setup_s, 1), "cpu_count": os.cpu_count(),
+        "model_load_s": round(model_load_s, 2), "workers_start_s": round(workers_start_s, 2),
+        "setup_s": round(setup_s, 1), "cpu_count": os.cpu_count(),
         "cpu_s_per_study": {"tool": round(cpu_tool / len(outcomes), 3), "orthanc": round(cpu_pacs / len(outcomes), 3)},
         # what 2 cores left to this work alone would give: CPU seconds per study, tool and PACS together
         "cpu_bound_studies_per_s_on_2_free_cores": round(2 * len(outcomes) / max(cpu_tool + cpu_pacs, 1e-9), 2),

@@ -51,7 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true", help="find, fetch and predict, but store and log nothing")
     p.add_argument("--json", metavar="OUT", help="write the per-study results here")
     p.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights"))
-    p.add_argument("--workers", type=int, default=2, help="threads fetching and decoding ahead of the model")
+    p.add_argument("--workers", type=int, default=2,
+                   help="worker processes: fetch and decode ahead of the model, build and store the SRs")
     p.add_argument("--batch", type=int, default=8, help="studies per model call")
     p.add_argument("--model-threads", type=int, default=1,
                    help="torch threads for the model (default 1: the fetch and decode threads use the other cores; "
@@ -105,6 +106,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     outcomes: list = []
+    runner = None
     try:
         pacs.check()  # refused credentials or no server: one line, before the model loads
         predictor = load_predictor(args.weights)
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
         def show(o):
             print(o.line(), flush=True)
         runner = Runner(pacs, predictor, store, dry_run=args.dry_run, workers=args.workers, batch=args.batch,
-                        stop=stop, on_outcome=show, overlay=args.overlay)
+                        processes=True, stop=stop, on_outcome=show, overlay=args.overlay).start()
         since = args.since
         if args.follow and not (args.since or args.study or args.all):
             since = datetime.now(UTC).strftime("%Y%m%d")
@@ -145,6 +147,9 @@ def main(argv=None) -> int:
         if args.json and outcomes:
             write_json(args.json, outcomes, dry_run=args.dry_run)
         raise  # refused credentials, a URL that is not DICOMweb: one line, exit 2 (run_main)
+    finally:
+        if runner is not None:
+            runner.close()  # the worker processes end with the command
     counts = {s: sum(o.status == s for o in outcomes) for s in ("scored", "exists", "skipped")}
     print(f"done: {counts['scored']} scored, {counts['exists']} already had an SR of model {runner.version}, "
           f"{counts['skipped']} skipped" + (" (dry run: nothing stored or logged)" if args.dry_run else ""),

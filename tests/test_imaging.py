@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data.images import ImageDecodeError, decode_image, encode_png, load_png_gray, safe_dicom_metadata, thumbnail
+from core.data.images import (
+    MAX_SIDE,
+    ImageDecodeError,
+    decode_image,
+    encode_png,
+    load_png_gray,
+    safe_dicom_metadata,
+    thumbnail,
+)
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
@@ -228,14 +236,14 @@ def test_colour_photo_reports_colorfulness_gray_rgb_does_not():
 def test_very_large_png_downscaled():
     big = Image.fromarray(chest_like(600, 500)).resize((4100, 3000))
     out = decode_image(pil_bytes(big, compress_level=1))
-    assert max(out.gray.shape) == 2048 and (out.width, out.height) == (2048, 1499)
+    assert max(out.gray.shape) == MAX_SIDE and (out.width, out.height) == (MAX_SIDE, round(3000 * MAX_SIDE / 4100))
     assert any("downscaled from 4100×3000" in n for n in out.notes)
 
 
 def test_very_large_jpeg_uses_reduced_decode():
     big = Image.fromarray(chest_like(600, 600)).resize((5000, 5000))
     out = decode_image(pil_bytes(big, "JPEG", quality=80))
-    assert max(out.gray.shape) <= 2048 and out.format == "JPEG"
+    assert max(out.gray.shape) <= MAX_SIDE and out.format == "JPEG"
 
 
 # ---------------------------------------------------------------- DICOM
@@ -335,11 +343,11 @@ def test_dicom_compressed_lossless_decodes_like_uncompressed(syntax_name, tmp_pa
 
 
 def test_dicom_jpeg_lossless_full_size(tmp_path):
-    """A full-size (3000 x 3000) 16-bit JPEG Lossless radiograph decodes, downscaled to 2048 px."""
+    """A full-size (3000 x 3000) 16-bit JPEG Lossless radiograph decodes, downscaled to MAX_SIDE px."""
     y, x = np.mgrid[0:3000, 0:3000]
     arr = ((x + y) % 4096).astype(np.uint16)
     out = decode_image(_compressed(arr, "JPEGLosslessSV1", tmp_path, window=(2048, 4096)))
-    assert out.gray.shape == (2048, 2048) and any("downscaled" in n for n in out.notes)
+    assert out.gray.shape == (MAX_SIDE, MAX_SIDE) and any("downscaled" in n for n in out.notes)
     assert_private(out)
 
 
@@ -409,7 +417,7 @@ def test_exif_orientation_applied():
 def test_large_16bit_and_rgba_downscaled_before_numpy():
     arr = (np.indices((2500, 300)).sum(0) * 10).astype(np.uint16)
     out = decode_image(pil_bytes(Image.fromarray(arr), compress_level=1))
-    assert out.gray.shape[0] == 2048 and any("16-bit" in n for n in out.notes)
+    assert out.gray.shape[0] == MAX_SIDE and any("16-bit" in n for n in out.notes)
     rgba = Image.fromarray(np.dstack([chest_like(300, 2200)] * 3)).convert("RGBA")
     out = decode_image(pil_bytes(rgba, compress_level=1))
-    assert out.gray.shape[1] == 2048 and out.colorfulness == 0.0
+    assert out.gray.shape[1] == MAX_SIDE and out.colorfulness == 0.0

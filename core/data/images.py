@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 from core.errors import CxrError
 
 MIN_SIDE = 32          # smaller than this cannot be a radiograph (icons, tracking pixels)
-MAX_SIDE = 2048        # longer sides are downscaled: the model works at a few hundred px
+MAX_SIDE = 1024        # longer sides are downscaled: the model reads 128 px, the page shows ~600
 COLOR_EPS = 2.0        # channel spread (0-255) below this is JPEG chroma noise, not colour
 
 # Only formats that are plausible for a radiograph export. Restricting Image.open keeps
@@ -272,7 +272,9 @@ def _rescale_rgb(rgb: np.ndarray) -> np.ndarray:
 
 def _decode_dicom(data: bytes, *, max_pixels: int, force: bool) -> DecodedImage:
     import pydicom
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+    from pydicom.pixels import apply_color_lut
+
+    from core.data.dicom_pixels import first_frame, monochrome_to_gray
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=force)
@@ -301,7 +303,7 @@ def _decode_dicom(data: bytes, *, max_pixels: int, force: bool) -> DecodedImage:
     notes: list[str] = []
     try:
         # Decode only the first frame: a cine loop of 500 frames must not cost 500 decodes.
-        arr = pixel_array(ds, index=0) if n_frames > 1 else ds.pixel_array
+        arr, level = first_frame(ds, n_frames, min_side=MAX_SIDE)
     except MemoryError:
         raise ImageDecodeError("The DICOM image is too large to decode here; export it at a smaller size.") from None
     except Exception:
@@ -316,6 +318,8 @@ def _decode_dicom(data: bytes, *, max_pixels: int, force: bool) -> DecodedImage:
             "or install the decoder for it (pylibjpeg with its plugins, or python-gdcm).") from None
     if n_frames > 1:
         notes.append(f"first frame of {n_frames} used")
+    if level:
+        notes.append(f"JPEG 2000 decoded at its 1/{2 ** level} resolution level ({arr.shape[1]}×{arr.shape[0]})")
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
@@ -332,14 +336,11 @@ def _decode_dicom(data: bytes, *, max_pixels: int, force: bool) -> DecodedImage:
         if photometric != "PALETTE COLOR":
             notes.append("colour DICOM converted to grayscale")
     elif arr.ndim == 2:
-        values = apply_modality_lut(arr, ds)
+        gray = monochrome_to_gray(arr, ds, photometric, _rescale)
         if "WindowCenter" in ds or "VOILUTSequence" in ds:
-            values = apply_voi_lut(values, ds)         # the window the modality chose for viewing
             notes.append("DICOM window (VOI LUT) applied")
         if photometric == "MONOCHROME1":
-            values = values.max() - values             # MONOCHROME1: low values are white
             notes.append("MONOCHROME1 inverted")
-        gray = _rescale(values)
         if bits > 8:
             notes.append(f"{bits}-bit image rescaled to 8 bits")
     else:

@@ -1,7 +1,7 @@
 """One pass over PACS studies: find, fetch, decode, predict, SR, store, log — each study exactly once.
 
-    runner = Runner(pacs, predictor, store)              # store=None: predict without logging
-    outcomes = runner.run(pacs.find_studies(since="20261201"))
+    with Runner(pacs, predictor, store, processes=True) as runner:   # store=None: predict without logging
+        outcomes = runner.run(pacs.find_studies(since="20261201"))
     [o.to_json() for o in outcomes]                      # the --json contract of scripts/pacs.py
 
 Per study, in this order: the PACS is asked whether an SR of this model version is there (then the
@@ -13,26 +13,33 @@ and version). A crash between any two steps leaves nothing a re-run would duplic
 A study that cannot be scored is ``skipped`` with its reason and the run goes on; the PACS
 failing (no answer, refused credentials) stops the run with ``PacsUnavailable``/``PacsAuthError``.
 
-Fetching and decoding run on ``workers`` threads a few studies ahead of the model, which takes
-``batch`` studies per call; ``timings`` adds up the seconds of each stage.
+Where the work runs: fetching, decoding, building and storing the SR go to ``workers``
+(core.pacs.study_work), processes when ``processes`` (the command line: they hold the GIL, so threads
+could not use a second core) and threads otherwise (the app); the model, the guard's view check and the
+log stay here, the model taking ``batch`` studies per call. ``timings`` adds up the seconds of each stage
+(summed over workers). Outcomes are reported in the order of the studies.
 """
 from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict, deque
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from core.data.images import DecodedImage, ImageDecodeError, decode_image
-from core.data.text_clean import TextError, clean_text
-from core.pacs import ledger
+from core.data.images import DecodedImage
+from core.errors import CxrError
+from core.pacs import ledger, study_work
 from core.pacs.connection import Pacs, PacsAuthError, PacsError, PacsUnavailable, StudyRef
-from core.pacs.sr import algorithm_versions, base_version, build_sr, sr_uids
-from core.pacs.studies import Candidate, candidates, indication_of, ordered
+from core.pacs.sr import base_version, sr_uids
+from core.pacs.study_work import Context, Option, Prepared
 
-MAX_TEXT_CHARS = 20_000
 STAGES = ("find", "fetch", "decode", "predict", "sr", "store", "log", "overlay")
+
+
+class WorkerDied(CxrError, RuntimeError):
+    """A worker process stopped without an answer (killed, or out of memory)."""
 
 
 @dataclass
@@ -74,101 +81,109 @@ class Outcome:
 
 
 @dataclass
-class Prepared:
-    ref: StudyRef
-    outcome: Outcome | None = None               # decided without the model (skipped, or done)
-    chosen: Candidate | None = None
-    data: bytes = b""
-    dataset: object = None                       # the fetched instance's header (pydicom, no pixels)
-    decoded: DecodedImage | None = None
-    text: str = ""
-    mode: str = "none"
-    sr_exists: bool = False
-    sr_uid: str | None = None
-    timings: dict = field(default_factory=lambda: defaultdict(float))
+class Chosen:
+    """A study with the image it will be scored on, its header and its text."""
+    prep: Prepared
+    option: Option
+    dataset: object
+    text: str
+    mode: str
+    row_id: int | None
+
+
+@dataclass
+class Pending:
+    """A predicted study whose SR is being written (``future``; None: nothing to write)."""
+    chosen: Chosen
+    logged: object                               # core.serving.predict_and_log's result
+    future: Future | None = field(default=None)
 
 
 class Runner:
     def __init__(self, pacs: Pacs, predictor, store=None, *, dry_run: bool = False, workers: int = 2,
-                 batch: int = 8, stop: threading.Event | None = None, on_outcome=None, lock=None,
-                 source: str = ledger.SOURCE, overlay: bool = False) -> None:
+                 batch: int = 8, processes: bool = False, stop: threading.Event | None = None, on_outcome=None,
+                 lock=None, source: str = ledger.SOURCE, overlay: bool = False) -> None:
         self.pacs, self.predictor, self.store = pacs, predictor, store
         self.dry_run, self.workers, self.batch = dry_run, max(1, workers), max(1, batch)
+        self.processes = processes
         self.stop = stop or threading.Event()
         self.on_outcome = on_outcome                  # called with each Outcome as it is decided
         self.lock = lock                              # guards the model call (the app's MODEL_LOCK)
         self.source = source                          # the log's source: 'cli' (scripts/pacs.py), 'batch' (the page)
         self.overlay = overlay                        # also store the Grad-CAM overlay (core.pacs.overlay)
         self.version = base_version(predictor.version)
+        self.context = Context(pacs, self.version)
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._pool = None
 
-    # ------------------------------------------------------------------ one study, off the main thread
-    def prepare(self, ref: StudyRef) -> Prepared:
-        prep = Prepared(ref)
-        t = time.perf_counter()
+    # ------------------------------------------------------------------ the worker pool
+    def start(self) -> Runner:
+        """Start the workers (processes: ~1 s each, spawned so no model or thread state is forked)."""
+        if self._pool is None:
+            if self.processes:
+                import multiprocessing
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=study_work.init_process,
+                    initargs=(self.pacs.url, self.pacs.session.auth, self.pacs.timeout, self.version))
+                try:
+                    for f in [self._pool.submit(study_work.warm) for _ in range(self.workers)]:
+                        f.result()
+                except BrokenProcessPool:
+                    raise WorkerDied("a worker process could not start; run with fewer --workers") from None
+            else:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="pacs-work")
+        return self
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Runner:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (none with threads): the benchmark adds up their CPU time."""
+        return list(getattr(self._pool, "_processes", None) or ()) if self.processes else []
+
+    def _submit(self, fn, *args) -> Future:
+        return self._pool.submit(study_work.in_context, fn, None if self.processes else self.context, *args)
+
+    # ------------------------------------------------------------------ deciding what to score
+    def _prepared(self, ref: StudyRef, future: Future) -> Prepared:
         try:
-            self._prepare(prep)
+            return future.result()
         except (PacsUnavailable, PacsAuthError):
             raise
         except PacsError as exc:                      # this study only (gone since it was listed...)
-            prep.outcome = Outcome(ref.study_uid, "skipped", str(exc))
-        prep.timings["fetch"] += time.perf_counter() - t - prep.timings["decode"]
-        return prep
+            return Prepared(ref, skip=str(exc))
+        except BrokenProcessPool:
+            raise WorkerDied("a worker process stopped (killed, or out of memory); run the same command again: "
+                             "what was stored is complete") from None
 
-    def _prepare(self, prep: Prepared) -> None:
+    def _choose(self, prep: Prepared, row_id: int | None) -> Outcome | Chosen:
         uid = prep.ref.study_uid
-        series = self.pacs.series(uid)
-        images, sr_series = candidates(series, lambda s: self.pacs.series_metadata(uid, s))
-        for s in sr_series:
-            for meta in self.pacs.series_metadata(uid, s):
-                if self.version in algorithm_versions(meta):
-                    prep.sr_exists = True
-                    prep.sr_uid = str(((meta.get("00080018") or {}).get("Value") or [None])[0])
-        row_id = None if self.store is None else ledger.logged_id(self.store, uid, self.version)
-        if prep.sr_exists and (self.dry_run or self.store is None or row_id is not None):
-            prep.outcome = Outcome(uid, "exists", "", sr_sop_instance_uid=prep.sr_uid, model=self.version,
-                                   row_id=row_id, date=prep.ref.date)
-            return
-        frontal, unknown, lateral = ordered(images)
-        if not images:
-            prep.outcome = Outcome(uid, "skipped", "no CR or DX image in the study")
-            return
-        if not (frontal or unknown or lateral):
-            parts = sorted({c.body_part for c in images if c.body_part})
-            prep.outcome = Outcome(uid, "skipped", f"not a chest study (body part {', '.join(parts)})")
-            return
-        problems = []
-        for cand in [*frontal[:1], *unknown]:
-            try:
-                data = self.pacs.retrieve(uid, cand.series_uid, cand.sop_uid)
-                t = time.perf_counter()
-                decoded = decode_image(data, filename="image.dcm")
-                prep.timings["decode"] += time.perf_counter() - t
-            except ImageDecodeError as exc:
-                problems.append(str(exc))
+        if prep.done:
+            return Outcome(uid, "exists", "", sr_sop_instance_uid=prep.sr_uid, model=self.version, row_id=row_id,
+                           date=prep.ref.date)
+        if prep.skip:
+            return Outcome(uid, "skipped", prep.skip)
+        laterals = list(prep.laterals)
+        for option in prep.options:
+            if option.candidate.kind == "unknown" and self._looks_lateral(option.decoded):
+                laterals.append(option.candidate)
                 continue
-            if cand.kind == "unknown" and self._looks_lateral(decoded):
-                lateral.append(cand)
-                continue
-            prep.chosen, prep.data, prep.decoded = cand, data, decoded
-            break
-        if prep.chosen is None:
-            if problems:
-                prep.outcome = Outcome(uid, "skipped", f"the frontal image cannot be decoded: {problems[0]}")
-            else:
-                views = ", ".join(sorted({c.view or "no view position; the guard says lateral" for c in lateral}))
-                prep.outcome = Outcome(uid, "skipped", f"only a lateral view ({views}); no findings are given "
-                                                       "for a lateral: add the frontal view")
-            return
-        import io
-
-        import pydicom
-        prep.dataset = pydicom.dcmread(io.BytesIO(prep.data), stop_before_pixels=True, force=True)
-        try:
-            prep.text = clean_text(indication_of(prep.dataset), max_chars=MAX_TEXT_CHARS)
-        except TextError:
-            prep.text = ""
-        prep.mode = "indication" if prep.text else "none"
+            dataset = study_work.header(option.data)
+            text, mode = study_work.read_text(dataset)
+            return Chosen(prep, option, dataset, text, mode, row_id)
+        if prep.problems:
+            return Outcome(uid, "skipped", f"the frontal image cannot be decoded: {prep.problems[0]}")
+        views = ", ".join(sorted({c.view or "no view position; the guard says lateral" for c in laterals}))
+        return Outcome(uid, "skipped", f"only a lateral view ({views}); no findings are given for a lateral: "
+                                       "add the frontal view")
 
     def _looks_lateral(self, decoded: DecodedImage) -> bool:
         from core.model.guard import LATERAL_REASON
@@ -178,101 +193,129 @@ class Runner:
         return guard.check(decoded.gray, decoded.colorfulness).reason == LATERAL_REASON
 
     # ------------------------------------------------------------------ the model, the SR, the log
-    def _finish(self, ready: list[Prepared]) -> list[Outcome]:
-        from core.serving.predict_and_log import Study, log_entry, predict_and_log_many
+    def _predict(self, ready: list[Chosen]) -> list[Pending]:
+        from core.serving.predict_and_log import Study, predict_and_log_many
         t = time.perf_counter()
-        studies = [Study(p.decoded.gray, p.data, ledger.row_name(p.ref.study_uid), p.text, p.mode,
-                         colorfulness=p.decoded.colorfulness) for p in ready]
+        studies = [Study(c.option.decoded.gray, c.option.data, ledger.row_name(c.prep.ref.study_uid), c.text, c.mode,
+                         colorfulness=c.option.decoded.colorfulness) for c in ready]
         done = predict_and_log_many(self.predictor, None, studies, source=self.source, lock=self.lock)
         self.timings["predict"] += time.perf_counter() - t
         out = []
-        for prep, logged in zip(ready, done, strict=True):
-            pred, uid = logged.prediction, prep.ref.study_uid
-            overlay_uid = None
-            status, sr_uid = ("exists", prep.sr_uid) if prep.sr_exists else ("scored", sr_uids(uid, self.version)[1])
-            if not self.dry_run and not prep.sr_exists:
-                t = time.perf_counter()
-                sr = build_sr(prep.dataset, pred, version=self.version)
-                self.timings["sr"] += time.perf_counter() - t
-                t = time.perf_counter()
-                self.pacs.store(sr)                    # PacsUnavailable here: nothing logged, a re-run stores it
-                self.timings["store"] += time.perf_counter() - t
-                if self.overlay:
-                    t = time.perf_counter()
-                    overlay_uid = self._store_overlay(prep, pred, logged.window.read if logged.window else "")
-                    self.timings["overlay"] += time.perf_counter() - t
-            row_id = None
-            if not self.dry_run and self.store is not None:
-                t = time.perf_counter()
-                entry = log_entry(pred, gray=prep.decoded.gray, image_bytes=prep.data,
-                                  image_name=ledger.row_name(uid), text=logged.window.read if logged.window else "",
-                                  source=self.source, keep_name=True)
-                row_id, _ = ledger.log_once(self.store, uid, entry)
-                self.timings["log"] += time.perf_counter() - t
-            reason = "dry run: nothing written" if self.dry_run else (
-                "the SR was there; its missing log row was written" if prep.sr_exists else "")
-            if pred.out_of_distribution:
-                reason = (reason + "; " if reason else "") + f"out of distribution: {pred.ood_reason}"
-            out.append(Outcome(uid, status, reason, source_sop_instance_uid=prep.chosen.sop_uid,
-                               sr_sop_instance_uid=None if self.dry_run else sr_uid, text_mode=pred.text_mode,
-                               fusion=pred.fusion, image=pred.image, text=pred.text, model=pred.model,
-                               row_id=row_id, out_of_distribution=pred.out_of_distribution, date=prep.ref.date,
-                               positive=pred.positive("fusion"), overlay_sop_instance_uid=overlay_uid))
+        for chosen, logged in zip(ready, done, strict=True):
+            write = not self.dry_run and not chosen.prep.sr_exists
+            out.append(Pending(chosen, logged, self._submit(study_work.write_sr, chosen.dataset, logged.prediction)
+                               if write else None))
         return out
 
-    def _store_overlay(self, prep: Prepared, pred, text: str) -> str:
+    def _complete(self, item: Pending) -> Outcome:
+        """The SR is stored (or was there): the overlay when asked for, then the log row."""
+        from core.serving.predict_and_log import log_entry
+        chosen, pred = item.chosen, item.logged.prediction
+        prep, uid = chosen.prep, chosen.prep.ref.study_uid
+        status, sr_uid = ("exists", prep.sr_uid) if prep.sr_exists else ("scored", sr_uids(uid, self.version)[1])
+        overlay_uid = None
+        text = item.logged.window.read if item.logged.window else ""
+        if item.future is not None:
+            try:
+                sr_uid, build_s, store_s = item.future.result()   # PacsUnavailable: nothing logged, a re-run stores it
+            except BrokenProcessPool:
+                raise WorkerDied("a worker process stopped while storing a report; run the same command again: "
+                                 "what was stored is complete") from None
+            self.timings["sr"] += build_s
+            self.timings["store"] += store_s
+            if self.overlay:
+                t = time.perf_counter()
+                overlay_uid = self._store_overlay(chosen, pred, text)
+                self.timings["overlay"] += time.perf_counter() - t
+        row_id = None
+        if not self.dry_run and self.store is not None:
+            t = time.perf_counter()
+            entry = log_entry(pred, gray=chosen.option.decoded.gray, image_bytes=chosen.option.data,
+                              image_name=ledger.row_name(uid), text=text, source=self.source, keep_name=True)
+            row_id, _ = ledger.log_once(self.store, uid, entry)
+            self.timings["log"] += time.perf_counter() - t
+        reason = "dry run: nothing written" if self.dry_run else (
+            "the SR was there; its missing log row was written" if prep.sr_exists else "")
+        if pred.out_of_distribution:
+            reason = (reason + "; " if reason else "") + f"out of distribution: {pred.ood_reason}"
+        return Outcome(uid, status, reason, source_sop_instance_uid=chosen.option.candidate.sop_uid,
+                       sr_sop_instance_uid=None if self.dry_run else sr_uid, text_mode=pred.text_mode,
+                       fusion=pred.fusion, image=pred.image, text=pred.text, model=pred.model,
+                       row_id=row_id, out_of_distribution=pred.out_of_distribution, date=prep.ref.date,
+                       positive=pred.positive("fusion"), overlay_sop_instance_uid=overlay_uid)
+
+    def _store_overlay(self, chosen: Chosen, pred, text: str) -> str:
         """Grad-CAM (image head) of the finding furthest above its threshold (or nearest below), stored
         as a Secondary Capture series beside the SR; returns its SOP Instance UID."""
         from contextlib import nullcontext
 
         from core.pacs.overlay import build_overlay
         finding = max(pred.fusion, key=lambda f: pred.fusion[f] / max(pred.thresholds[f], 1e-6))
+        gray = chosen.option.decoded.gray
         with self.lock if self.lock is not None else nullcontext():
-            attribution = self.predictor.attribute(prep.decoded.gray, text, pred.text_mode, finding=finding,
+            attribution = self.predictor.attribute(gray, text, pred.text_mode, finding=finding,
                                                    head="image", method="gradcam")
-        ds = build_overlay(prep.dataset, prep.decoded.gray, attribution, version=self.version)
+        ds = build_overlay(chosen.dataset, gray, attribution, version=self.version)
         self.pacs.store(ds)
         return str(ds.SOPInstanceUID)
 
+    # ------------------------------------------------------------------ the pass
     def run(self, refs: list[StudyRef]) -> list[Outcome]:
-        """Every study of ``refs`` once, in order; stops early (between studies) when ``stop`` is set."""
+        """Every study of ``refs`` once, reported in order; stops early (between studies) when ``stop`` is
+        set, after finishing the studies whose reports are being stored."""
+        owned = self._pool is None                    # started here: closed here (a runner used once)
+        self.start()
         outcomes: list[Outcome] = []
         ahead = self.workers * 2 + self.batch
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="pacs-fetch") as pool:
-            queue: deque = deque()
-            todo = iter(refs)
-            ready: list[Prepared] = []
+        queue: deque = deque()                        # (ref, log row id, future of study_work.prepare)
+        pending: deque = deque()                      # Outcome, or Pending (its SR being written)
+        todo = iter(refs)
+        ready: list[Chosen] = []
 
-            def fill():
-                while len(queue) < ahead and not self.stop.is_set():
-                    ref = next(todo, None)
-                    if ref is None:
+        def fill() -> None:
+            while len(queue) < ahead and not self.stop.is_set():
+                ref = next(todo, None)
+                if ref is None:
+                    return
+                row_id = None if self.store is None else ledger.logged_id(self.store, ref.study_uid, self.version)
+                settled = self.dry_run or self.store is None or row_id is not None   # no row left to write
+                queue.append((ref, row_id, self._submit(study_work.prepare, ref, settled)))
+
+        def emit(block: bool) -> None:
+            while pending:
+                head = pending[0]
+                if isinstance(head, Pending):
+                    if not block and head.future is not None and not head.future.done():
                         return
-                    queue.append(pool.submit(self.prepare, ref))
+                    head = self._complete(head)
+                pending.popleft()
+                outcomes.append(head)
+                if self.on_outcome is not None:
+                    self.on_outcome(head)
 
-            def emit(items: list[Outcome]) -> None:
-                for o in items:
-                    outcomes.append(o)
-                    if self.on_outcome is not None:
-                        self.on_outcome(o)
-
-            try:
+        try:
+            fill()
+            while queue and not self.stop.is_set():
+                ref, row_id, future = queue.popleft()
+                prep = self._prepared(ref, future)
                 fill()
-                while queue and not self.stop.is_set():
-                    prep = queue.popleft().result()
-                    fill()
-                    for k, v in prep.timings.items():
-                        self.timings[k] += v
-                    if prep.outcome is not None:
-                        emit([prep.outcome])
-                        continue
-                    ready.append(prep)
-                    if len(ready) >= self.batch or not queue:
-                        emit(self._finish(ready))
-                        ready = []
-                if ready and not self.stop.is_set():
-                    emit(self._finish(ready))
-            finally:
-                for f in queue:
-                    f.cancel()
+                for k, v in prep.timings.items():
+                    self.timings[k] += v
+                decided = self._choose(prep, row_id)
+                if isinstance(decided, Outcome):
+                    pending.append(decided)
+                else:
+                    ready.append(decided)
+                if ready and (len(ready) >= self.batch or not queue):
+                    pending.extend(self._predict(ready))
+                    ready = []
+                emit(block=False)
+            if ready and not self.stop.is_set():
+                pending.extend(self._predict(ready))
+            emit(block=True)
+        finally:
+            for _, _, f in queue:
+                f.cancel()
+            if owned:
+                self.close()
         return outcomes

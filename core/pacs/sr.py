@@ -141,13 +141,12 @@ def build_sr(source, prediction, *, version: str | None = None, series_number: i
     groups = []
     for finding, p in prediction.fusion.items():
         threshold = float(prediction.thresholds[finding])
-        measurements = [Measurement(name=_private("fused"), value=float(p), unit=unit, algorithm_id=algorithm),
-                        Measurement(name=_private("image"), value=float(prediction.image[finding]), unit=unit,
-                                    algorithm_id=algorithm),
+        measurements = [Measurement(name=_private("fused"), value=float(p), unit=unit),
+                        Measurement(name=_private("image"), value=float(prediction.image[finding]), unit=unit),
                         Measurement(name=_private("threshold"), value=threshold, unit=unit)]
         if prediction.has_text:
             measurements.insert(2, Measurement(name=_private("text"), value=float(prediction.text[finding]),
-                                               unit=unit, algorithm_id=algorithm))
+                                               unit=unit))
         auc = (evidence.get(finding) or {}).get("auc")
         if auc is not None and auc == auc:
             measurements.append(Measurement(name=_private("auc"), value=float(auc), unit=unit))
