@@ -227,17 +227,18 @@ else:
     cv = recal.get("cv") or {}
     n_cv = next(iter((cv.get("n_reports") or {}).values()), "?")
     n_test = next((r["before"]["n"] for block in (recal.get("test") or {}).values() for r in block.values()), "?")
-    for tab, block, caption in (
-            (tab_cv, cv.get("within") or {},
+    pooled = recal.get("pooled_top_bin") or {}
+    for tab, block, pooled_block, caption in (
+            (tab_cv, cv.get("within") or {}, pooled.get("cv_within"),
              f"Out-of-fold predictions of {len(cv.get('folds') or [])} models of the training recipe on "
              f"{n_cv} train+val reports (each scored by the model that did not train on it). Each model's "
              "predictions are recalibrated by a map fitted on its *other* held-out reports — as the shipped "
              "map is fitted on the shipped model's validation split. It measures the recipe, on 4× the test "
              "split's reports."),
-            (tab_test, recal.get("test") or {},
+            (tab_test, recal.get("test") or {}, pooled.get("test"),
              f"The shipped model on its {n_test} test reports, before and after the map fitted on validation: "
              "measured once, never used to choose anything. It measures these exact weights, with wide CIs."),
-            (tab_across, cv.get("across") or {},
+            (tab_across, cv.get("across") or {}, pooled.get("cv_across"),
              "Fold k recalibrated by the map fitted on the other folds, i.e. on other training runs: it shows "
              "whether one map transfers between models. Where runs land at different offsets it does not, so "
              "each model gets its own map.")):
@@ -246,6 +247,10 @@ else:
                                        ("Image + indication", ("indication", "fusion"))):
                 st.markdown(f"**{task}** (`{mode}` / `{head}`)")
                 st.dataframe(tables.calibration_table(block.get(f"{mode}/{head}")), hide_index=True)
+            if pooled_block:
+                st.markdown("**Pooled top bin**: every prediction ≥ 0.3 of Edema, Cardiomegaly and Atelectasis "
+                            "that a user reads a number for (after the maps: the calibrated findings only)")
+                st.dataframe(tables.pooled_top_bin_table(pooled_block), hide_index=True)
             st.caption(caption + " Columns: slope with 95% CI; intercept before → after; "
                        + tables.CALIBRATION_TOP_HELP + ".")
     st.caption(f"Measured {recal.get('measured_at', '?')} by `{recal.get('command', 'scripts/recalibrate.py')}`; "

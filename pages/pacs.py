@@ -13,7 +13,8 @@ import streamlit as st
 from core.errors import CxrError
 from core.pacs.connection import PASSWORD_ENV, URL_ENV, USER_ENV, PacsError, configured_url, connect
 from ui import notices, router
-from ui.batch_score import finding_columns
+from ui.batch_score import finding_columns, headline_of, hidden_findings
+from ui.prediction_view import not_calibrated_caption, reliability_caption, unreliable_findings
 from ui.resources import MODEL_LOCK, metadata, predictor, store
 
 router.require_router("pages/pacs.py")
@@ -104,10 +105,9 @@ if outcomes:
     for o in outcomes:
         row = {"study": short_hash(o.study_uid), "status": o.status, "log id": o.row_id, "mode": o.text_mode or "",
                "above threshold": "", "OOD": bool(o.out_of_distribution)}
-        if o.fusion:
-            row["above threshold"] = ("(out of distribution)" if o.out_of_distribution
-                                      else ", ".join(o.positive) or "none")
-        row.update(o.fusion or {})
+        if o.fusion:  # as the batch page: what the image cannot support marked, no number where not calibrated
+            row["above threshold"] = headline_of(o.positive, o.image_reliable, bool(o.out_of_distribution))
+        row.update({f: (v if o.calibrated.get(f, True) else None) for f, v in (o.fusion or {}).items()})
         row["reason"] = o.reason
         result_rows.append(row)
     n_scored = sum(o.status == "scored" for o in outcomes)
@@ -115,4 +115,11 @@ if outcomes:
     st.success(f"{n_scored} scored and their SRs stored; {n_exists} already had an SR of this model; "
                f"{len(outcomes) - n_scored - n_exists} skipped.")
     frame = pd.DataFrame(result_rows)
-    st.dataframe(frame, hide_index=True, column_config=finding_columns(None, None))
+    scored = next((o for o in outcomes if o.fusion), None)
+    reliable, evidence = (scored.image_reliable, scored.image_evidence) if scored else (None, None)
+    st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence))
+    reliability_caption(unreliable_findings(reliable, evidence))
+    not_calibrated_caption(hidden_findings([r for r in result_rows if r["mode"]], reliable))
+    st.caption("The numbers are the fused probability in each study's text mode (indication when the DICOM "
+               "header holds one, else image only). The SR stored in each study carries every head's number, "
+               "and says per finding whether it is calibrated and whether the image can support it.")

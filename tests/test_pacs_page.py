@@ -77,6 +77,10 @@ def test_page_lists_and_scores_without_identifiers(app_env, monkeypatch, small_p
     assert "2 scored" in at.success[0].value
     results = at.dataframe[1].value
     assert list(results["status"]) == ["scored", "scored"] and "Pneumonia" in results
+    # as the batch page: a finding too rare to calibrate shows no number, and the page says why (issue 20)
+    assert results["Edema"].isna().all() and results["Cardiomegaly"].notna().all()
+    captions = " ".join(c.value for c in at.caption)
+    assert "Not calibrated" in captions and "Edema" in captions
     shown = " ".join(str(e.value) for kind in (at.markdown, at.caption, at.success, at.info) for e in kind)
     shown += listed.to_csv() + results.to_csv()
     assert not any(i in shown for i in IDENTIFIERS)

@@ -23,7 +23,8 @@ def fake_prediction(model="v1+int8", mode="indication"):
                            text={f: 0.3 for f in FINDINGS}, thresholds={f: 0.25 for f in FINDINGS},
                            has_text=mode != "none", text_mode=mode, out_of_distribution=False, model=model,
                            image_reliable={f: i % 2 == 0 for i, f in enumerate(FINDINGS)},
-                           evidence={f: {"auc": 0.8} for f in FINDINGS})
+                           evidence={f: {"auc": 0.8} for f in FINDINGS},
+                           calibrated={f: f in ("Cardiomegaly", "Atelectasis") for f in FINDINGS})
 
 
 def source_dicom(tmp_path) -> bytes:
@@ -83,6 +84,9 @@ def test_sr_content_and_reading_it_back(tmp_path):
     assert set(numbers) == set(FINDINGS)
     assert numbers["Consolidation"]["fused"] == pytest.approx(0.4) and numbers["Consolidation"]["present"]
     assert not numbers["Pneumonia"]["present"] and numbers["Pneumonia"]["threshold"] == pytest.approx(0.25)
+    # whether each number is calibrated, and whether the image can support the finding, travel with it
+    assert {f for f in FINDINGS if numbers[f]["calibrated"]} == {"Cardiomegaly", "Atelectasis"}
+    assert [numbers[f]["supports"] for f in FINDINGS] == [True, False, True, False, True]
     text = str(ds)
     for code in ("233604007", "19242006", "8186001", "46621007", "95436008", "52101004", "2667000"):
         assert code in text

@@ -179,6 +179,34 @@ def test_cross_validated_atelectasis_top_bin(mode, head):
     assert _cv_task(mode, head)["Atelectasis"]["after"]["top_bin"]["within_tolerance"]
 
 
+@pytest.mark.parametrize("mode,head", list(R.TASKS.values()), ids=list(R.TASKS))
+def test_cross_validated_pooled_top_bin_the_issues_own_measure(mode, head):
+    """Issue 20 found "among image-only predictions >= 0.3 for Edema, Cardiomegaly and Atelectasis, 25% were
+    positive against a mean prediction of 0.56". Measured the same way over the numbers a user still reads
+    (Edema shows none), cross-fitted: within 25% after, twice too high before."""
+    if not any(CV_ROOT.glob("fold*/oof_*.csv")):
+        pytest.skip(f"no cross-validation predictions under {CV_ROOT}")
+    from core.evaluation.cross_validation import read_predictions_csv
+    folds = [R.FoldPredictions(*read_predictions_csv(p)) for p in sorted(CV_ROOT.glob(f"fold*/oof_{mode}_{head}.csv"))]
+    cf = R.cross_fitted(folds, FINDINGS, scheme="within")
+    pooled = R.pooled_before_after(cf["P"], cf["Q"], cf["Y"], FINDINGS, cf["calibrated"])
+    before, after = pooled["before"], pooled["after"]
+    assert before["findings"] == ["Edema", "Cardiomegaly", "Atelectasis"] and not before["within_tolerance"]
+    assert before["observed"] < 0.65 * before["mean_predicted"]
+    assert after["findings"] == ["Cardiomegaly", "Atelectasis"] and after["n"] >= 200
+    assert after["within_tolerance"], (after["mean_predicted"], after["observed"])
+
+
+def test_pooled_top_bin_counts_only_the_numbers_shown():
+    Y = np.array([[1, 0], [0, 0], [1, 1], [0, 1]], dtype=float)
+    P = np.array([[0.5, 0.9], [0.4, 0.35], [0.2, 0.6], [0.31, 0.1]])
+    both = R.pooled_top_bin(Y, P, ["Edema", "Cardiomegaly"])
+    assert both["n"] == 6 and both["positives"] == 2 and both["findings"] == ["Edema", "Cardiomegaly"]
+    only = R.pooled_top_bin(Y, P, ["Edema", "Cardiomegaly"], {"Edema": False, "Cardiomegaly": True})
+    assert only["n"] == 3 and only["positives"] == 1 and only["mean_predicted"] == pytest.approx((0.9 + 0.35 + 0.6) / 3)
+    assert R.pooled_top_bin(Y, P, ["Pneumonia", "X"])["n"] == 0
+
+
 # -- the command line ----------------------------------------------------------------------------
 def test_cli_refuses_bad_input_in_one_line(capsys, tmp_path):
     from scripts import recalibrate
@@ -211,7 +239,10 @@ def test_model_card_shows_the_per_finding_calibration_table(app_env, monkeypatch
         "fitted_on": {"split": "val", "n_reports": 467}, "min_positives": 20,
         "maps": {"none": {"image": {"Cardiomegaly": m.to_dict(), "Edema": {"calibrated": False}}}},
         "cv": {"within": block, "across": block, "folds": ["fold0", "fold1"], "n_reports": {"none/image": 800}},
-        "test": block, "command": "python scripts/recalibrate.py --dry-run"}))
+        "test": block, "command": "python scripts/recalibrate.py --dry-run",
+        "pooled_top_bin": {"cv_within": {"none/image": R.pooled_before_after(
+            np.tile(p[:, None], (1, 2)), np.c_[m(p), p], np.tile(y[:, None], (1, 2)), ["Cardiomegaly", "Edema"],
+            {"Cardiomegaly": True, "Edema": False})}}}))
     monkeypatch.setenv("CXR_WEIGHTS", str(weights))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     at = at.switch_page("pages/model_card.py").run()
@@ -226,6 +257,9 @@ def test_model_card_shows_the_per_finding_calibration_table(app_env, monkeypatch
     page = " ".join(m.value for m in at.markdown)
     assert "Cannot be calibrated" in page and "Edema" in page
     assert all("mean ECE" not in df.value.columns for df in at.dataframe)
+    pooled = [df.value for df in at.dataframe if "within 25%" in df.value.columns]
+    assert len(pooled) == 1 and list(pooled[0]["task"]) == ["Image only"]
+    assert pooled[0].loc[0, "findings shown"] == "Cardiomegaly"     # Edema shows no number: not pooled
 
 
 # -- serving and the Predict page ------------------------------------------------------------------

@@ -10,7 +10,7 @@ from core.errors import CxrError
 from core.serving.batch_uploads import CsvError, Item, Skipped, TextRow, expand_uploads, read_text_map
 from core.serving.predict_and_log import Study, predict_and_log_many
 from ui.config import MAX_UPLOAD_MB
-from ui.prediction_view import reliability_caption, unreliable_findings
+from ui.prediction_view import not_calibrated_caption, reliability_caption, unreliable_findings
 from ui.resources import MODEL_LOCK, predictor, store
 
 BATCH_SIZE = 8  # studies per model call: amortises the text encoder without much memory
@@ -70,10 +70,20 @@ def score(items: list[Item], texts: dict[str, TextRow], progress, *,
 
 def headline(pred) -> str:
     """The findings above threshold, those the image cannot support marked: what the row says first."""
-    if pred.out_of_distribution:
+    return headline_of(pred.positive("fusion"), pred.image_reliable, pred.out_of_distribution)
+
+
+def headline_of(positive: list[str], image_reliable: dict, out_of_distribution: bool) -> str:
+    """``headline`` from its parts (the PACS page has them from the run's outcomes); 'none' when empty."""
+    if out_of_distribution:
         return "(out of distribution)"
-    return ", ".join(f if pred.image_reliable.get(f, True) else f"{f} (not reliable from the image)"
-                     for f in pred.positive("fusion"))
+    return ", ".join(f if image_reliable.get(f, True) else f"{f} (not reliable from the image)"
+                     for f in positive) or "none"
+
+
+def hidden_findings(rows: list[dict], findings) -> list[str]:
+    """The findings whose probability no row shows (not calibrated: the cell is empty)."""
+    return [f for f in (findings or FINDINGS) if rows and all(r.get(f) is None for r in rows)]
 
 
 def results_csv(rows: list[dict]) -> bytes:
@@ -140,6 +150,7 @@ def render(model_ready: bool) -> None:
                 frame = frame.drop(columns="discordant")
             st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence))
             reliability_caption(unreliable_findings(reliable, evidence))
+            not_calibrated_caption(hidden_findings(result["rows"], reliable))
             st.download_button("Download these results (CSV, with your file names and IDs)",
                                data=results_csv(result["rows"]), file_name="batch-results.csv", mime="text/csv",
                                icon=":material/download:", key="batch_download")

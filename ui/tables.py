@@ -113,6 +113,22 @@ def _top_bin(m: dict | None) -> str:
     return f"{tb['n']}: {tb['mean_predicted']:.2f} vs {tb['observed']:.2f} ({lo:.2f}–{hi:.2f})"
 
 
+def pooled_top_bin_table(block: dict | None) -> pd.DataFrame:
+    """One row per task: every prediction >= 0.3 of the supported findings a user reads a number for,
+    pooled (the issue's own measure), before and after the maps, and whether the observed rate is within
+    25% of the mean prediction."""
+    rows = []
+    for task, (mode, head) in (("Image only", ("none", "image")), ("Image + indication", ("indication", "fusion"))):
+        r = (block or {}).get(f"{mode}/{head}")
+        if not r:
+            continue
+        after = r["after"]
+        rows.append({"task": task, "before": _top_bin({"top_bin": r["before"]}),
+                     "after": _top_bin({"top_bin": after}), "findings shown": ", ".join(after.get("findings") or []),
+                     "within 25%": {True: "yes", False: "no", None: "—"}[after.get("within_tolerance")]})
+    return pd.DataFrame(rows)
+
+
 CALIBRATION_TOP_HELP = "top bin: predictions ≥ 0.3 — n: mean predicted vs observed rate (95% Wilson CI)"
 
 

@@ -51,6 +51,8 @@ L2 = 1.0                  # ridge on the slope of the map (sklearn's C = 1); the
 TOP_CUT = 0.3             # the top bin: predictions >= 0.3, where a probability starts to matter
 SLOPE_BAND = (0.8, 1.25)  # the calibration slope the issue asks for
 TOP_TOLERANCE = 0.25      # the top bin's observed rate within 25% of its mean prediction
+# the findings the image supports: issue 20's own measure pools their predictions >= TOP_CUT
+SUPPORTED = ("Edema", "Cardiomegaly", "Atelectasis")
 # the two honest tasks (text mode, head); report mode reads the labels' source, see split_eval
 TASKS = {"image only": ("none", "image"), "image + indication": ("indication", "fusion")}
 _EPS = 1e-7
@@ -252,6 +254,28 @@ def top_bin(y, p, *, cut: float = TOP_CUT) -> dict:
     mean, obs = float(p[sel].mean()), k / n
     return {"cut": cut, "n": n, "positives": k, "mean_predicted": mean, "observed": obs,
             "observed_ci": wilson_ci(k, n), "within_tolerance": bool(abs(obs - mean) <= TOP_TOLERANCE * mean)}
+
+
+def pooled_top_bin(Y: np.ndarray, P: np.ndarray, findings: Sequence[str], shown: dict[str, bool] | None = None,
+                   *, pool: Sequence[str] = SUPPORTED, cut: float = TOP_CUT) -> dict:
+    """The top bin over the predictions of several findings at once: among every probability >= ``cut`` of
+    the ``pool`` findings a user reads a number for (``shown``: finding -> whether the product shows its
+    probability; None: all of them), n, mean prediction and observed rate. It is how the issue stated the
+    problem ("among image-only predictions >= 0.3 for Edema, Cardiomegaly and Atelectasis, 25% were positive
+    against a mean prediction of 0.56"): what a reader meets across the findings, not one finding's tail."""
+    cols = [k for k, f in enumerate(findings) if f in pool and (shown is None or shown.get(f))]
+    if not cols:
+        return {**top_bin([], [], cut=cut), "findings": []}
+    y = np.concatenate([np.asarray(Y)[:, k] for k in cols])
+    p = np.concatenate([np.asarray(P)[:, k] for k in cols])
+    return {**top_bin(y, p, cut=cut), "findings": [findings[k] for k in cols]}
+
+
+def pooled_before_after(P: np.ndarray, Q: np.ndarray, Y: np.ndarray, findings: Sequence[str],
+                        calibrated: dict[str, bool]) -> dict:
+    """The pooled top bin before recalibration (every supported finding showed a number) and after it
+    (only the calibrated ones do: the others show "not calibrated")."""
+    return {"before": pooled_top_bin(Y, P, findings), "after": pooled_top_bin(Y, Q, findings, calibrated)}
 
 
 def measure(y, p, *, n_boot: int = 1000, seed: int = 0) -> dict:

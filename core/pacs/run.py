@@ -60,6 +60,11 @@ class Outcome:
     date: str = ""
     positive: list = field(default_factory=list)  # findings at or above the fused threshold
     overlay_sop_instance_uid: str | None = None   # the Grad-CAM secondary capture, when asked for
+    # for the page, as the batch page shows a prediction (not in the contract's JSON): finding -> whether
+    # its probability is recalibrated, whether the image can support it, and the image-only evidence
+    calibrated: dict = field(default_factory=dict)
+    image_reliable: dict = field(default_factory=dict)
+    image_evidence: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         keys = ("study_uid", "status", "reason", "source_sop_instance_uid", "sr_sop_instance_uid", "text_mode",
@@ -242,7 +247,9 @@ class Runner:
                        sr_sop_instance_uid=None if self.dry_run else sr_uid, text_mode=pred.text_mode,
                        fusion=pred.fusion, image=pred.image, text=pred.text, model=pred.model,
                        row_id=row_id, out_of_distribution=pred.out_of_distribution, date=prep.ref.date,
-                       positive=pred.positive("fusion"), overlay_sop_instance_uid=overlay_uid)
+                       positive=pred.positive("fusion"), overlay_sop_instance_uid=overlay_uid,
+                       calibrated=dict(pred.calibrated), image_reliable=dict(pred.image_reliable),
+                       image_evidence=dict(pred.head_evidence.get("image") or {}))
 
     def _store_overlay(self, chosen: Chosen, pred, text: str) -> str:
         """Grad-CAM (image head) of the finding furthest above its threshold (or nearest below), stored

@@ -6,7 +6,9 @@
 Per finding, one measurement group (TID 1501) holding: the finding (SNOMED CT) as a qualitative
 evaluation, present or absent at the model's threshold; the fused probability, each head's
 probability and the threshold (numeric, unit 1); whether the image can support the finding (the
-held-out evidence) and its held-out AUC; the text mode read; the out-of-distribution verdict; the
+held-out evidence) and its held-out AUC; whether the probability is calibrated (a finding with too
+few validation positives keeps the model's own number: core.evaluation.recalibration); the text mode
+read; the out-of-distribution verdict; the
 algorithm (TID 4019: name and the weights' version). Every group references the scored image's
 SOP Instance UID; the SR copies the source's patient and study modules, so the PACS files it in
 the source study. Its Series and SOP Instance UIDs are derived from (study, version): storing it
@@ -45,6 +47,7 @@ PRIVATE = {  # our concepts in 99CXRAI
     "text": ("P-TEXT", "Probability (text head)"),
     "threshold": ("THRESHOLD", "Decision threshold"),
     "supports": ("IMG-SUPPORT", "Image can support finding"),
+    "calibrated": ("CALIBRATED", "Probability calibrated"),
     "auc": ("HELDOUT-AUC", "Held-out AUC"),
     "mode": ("TEXT-MODE", "Text mode"),
     "ood": ("OOD", "Out of distribution"),
@@ -137,6 +140,7 @@ def build_sr(source, prediction, *, version: str | None = None, series_number: i
     src_ref = SourceImageForMeasurementGroup.from_source_image(source)
     reliable = getattr(prediction, "image_reliable", {}) or {}
     evidence = getattr(prediction, "evidence", {}) or {}
+    calibrated = getattr(prediction, "calibrated", {}) or {}
     mode_code = _private(prediction.text_mode if prediction.text_mode in PRIVATE else "none")
     groups = []
     for finding, p in prediction.fusion.items():
@@ -153,6 +157,9 @@ def build_sr(source, prediction, *, version: str | None = None, series_number: i
         evaluations = [
             QualitativeEvaluation(name=_finding_code(finding), value=_code(*(PRESENT if p >= threshold else ABSENT))),
             QualitativeEvaluation(name=_private("supports"), value=_code(*(YES if reliable.get(finding) else NO))),
+            # too few validation positives to recalibrate: the number is the model's raw (temperature-scaled) one
+            QualitativeEvaluation(name=_private("calibrated"),
+                                  value=_code(*(YES if calibrated.get(finding, True) else NO))),
             QualitativeEvaluation(name=_private("mode"), value=mode_code),
             QualitativeEvaluation(name=_private("ood"), value=_code(*(YES if prediction.out_of_distribution else NO))),
         ]
@@ -242,7 +249,8 @@ def algorithm_versions(sr) -> set[str]:
 
 
 def read_probabilities(ds) -> dict[str, dict[str, float]]:
-    """finding -> {fused, image, text, threshold, present} of one of our SRs (a pydicom Dataset)."""
+    """finding -> {fused, image, text, threshold, present, supports, calibrated} of one of our SRs (a pydicom
+    Dataset)."""
     by_code = {v[0]: k for k, v in PRIVATE.items()}
     names = {v[0]: k for k, v in FINDING_CODES.items()}
     out: dict[str, dict] = {}
@@ -267,6 +275,9 @@ def read_probabilities(ds) -> dict[str, dict[str, float]]:
                 values[by_code[code]] = float(item.MeasuredValueSequence[0].NumericValue)
             elif item.ValueType == "CODE" and code in names:
                 values["present"] = str(item.ConceptCodeSequence[0].CodeValue) == PRESENT[0]
+            elif item.ValueType == "CODE" and code in (PRIVATE["calibrated"][0], PRIVATE["supports"][0]):
+                key = "calibrated" if code == PRIVATE["calibrated"][0] else "supports"
+                values[key] = str(item.ConceptCodeSequence[0].CodeValue) == YES[0]
         if finding is not None:
             out[finding] = values
     return out
