@@ -72,7 +72,8 @@ def test_migrations_on_fresh_file_and_reopen(tmp_path):
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version, name FROM migrations").fetchall() == [(1, "m001_initial"),
                                                                                (2, "m002_trust_and_names"),
-                                                                               (3, "m003_findings")]
+                                                                               (3, "m003_findings"),
+                                                                               (4, "m004_calibrated")]
     tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"predictions", "verdicts", "predictions_fts", "migrations"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -373,7 +374,7 @@ def test_version_1_file_migrates_and_keeps_its_rows(tmp_path, monkeypatch):
     row = PredictionStore._validated(model_version="v1", image_png=None, image_name="cxr.png", image_sha256=None,
                                      text="", text_mode="none", fusion=probs(), image=probs(), text_probs=None,
                                      thresholds=probs())
-    for new in ("discordance_score", "evidence", "image_reliable", "original_name"):
+    for new in ("discordance_score", "evidence", "image_reliable", "original_name", "calibrated"):
         row.pop(new)
     with sqlite3.connect(path) as conn:
         old_id = conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -382,6 +383,30 @@ def test_version_1_file_migrates_and_keeps_its_rows(tmp_path, monkeypatch):
     row = migrated.get(old_id)
     assert row["image_name"] == "cxr.png" and row["original_name"] is True
     assert row["discordance_score"] == 0 and row["evidence"] == {} and row["image_reliable"] == {}
+    assert row["calibrated"] == {}                                   # not recorded before schema 4
+
+
+def test_version_3_file_gains_the_calibrated_column(tmp_path, monkeypatch):
+    """Schema 4 (issue 20): a log written by schema 3 opens, its rows say nothing about calibration, and
+    new rows record per finding whether their fused number went through the recalibration map."""
+    from core.store import schema
+    path = tmp_path / "v3.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
+        PredictionStore(path)
+    row = PredictionStore._validated(model_version="v3", image_png=None, image_name="cxr.png", image_sha256=None,
+                                     text="", text_mode="none", fusion=probs(), image=probs(), text_probs=None,
+                                     thresholds=probs())
+    row.pop("calibrated")
+    with sqlite3.connect(path) as conn:
+        old_id = conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                              list(row.values())).lastrowid
+    store = PredictionStore(path)
+    assert store.get(old_id)["calibrated"] == {}
+    new_id = log(store, calibrated={"Edema": False, "Cardiomegaly": True, "Unknown": True})
+    assert store.get(new_id)["calibrated"] == {"Edema": False, "Cardiomegaly": True}
+    with sqlite3.connect(path) as conn:
+        assert max(v for (v,) in conn.execute("SELECT version FROM migrations")) == len(schema.MIGRATIONS) == 4
 
 
 def test_hashed_name_names_no_one():
@@ -396,6 +421,7 @@ def test_export_carries_verdicts_reviewer_time_and_evidence(fresh_db):
     evidence = {f: {"auc": 0.8, "ci": [0.7, 0.9], "positives": 55, "reliable": True, "source": "test"}
                 for f in FINDINGS}
     pid = log(fresh_db, evidence=evidence, image_reliable={f: f == "Cardiomegaly" for f in FINDINGS},
+              calibrated={f: f in ("Cardiomegaly", "Atelectasis") for f in FINDINGS},
               discordance_score=1.5, image_name="upload-abc.png", original_name=False)
     other = log(fresh_db)
     fresh_db.set_verdict(pid, "Cardiomegaly", "present", reviewer="jd")
@@ -411,6 +437,8 @@ def test_export_carries_verdicts_reviewer_time_and_evidence(fresh_db):
     assert (r["reliable_from_image_cardiomegaly"], r["reliable_from_image_edema"]) == ("True", "False")
     assert (r["image_name"], r["image_name_kind"]) == ("upload-abc.png", "hashed (upload-<hash>)")
     assert r["evidence_for"] == "report mode, fused head"  # which mode and head the evidence columns are for
+    assert (r["calibrated_cardiomegaly"], r["calibrated_edema"]) == ("True", "False")   # the number's status
+    assert rows[other]["calibrated_edema"] == ""                                         # not recorded
     assert rows[other]["verdict_cardiomegaly"] == "" and rows[other]["reviewer"] == ""
 
 

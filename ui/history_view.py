@@ -16,15 +16,17 @@ from ui.tables import history_frame
 
 
 def calibration_of(entry: dict) -> tuple[dict | None, dict | None]:
-    """(fused, per-head) calibration flags of a logged row made by the loaded weights (the log
-    keeps no flags; a row of other weights shows its numbers as logged): a finding too rare to
-    calibrate shows no bare probability here either."""
+    """(fused, per-head) calibration flags of a logged row: a finding too rare to calibrate shows no
+    bare probability here either. The row's own flags for the fused number (logged since schema 4); the
+    per-head flags, and the fused ones of an older row, from the loaded weights when they made the row
+    (a row of other weights without flags shows its numbers as logged)."""
+    own = entry.get("calibrated") or None
     desc = metadata()[0]
     if desc is None or str(entry["model_version"]).removesuffix("+int8") != desc.version:
-        return None, None
+        return own, None
     mode, findings = entry["text_mode"], list(entry["fusion"])
     heads = {h: calibrated_flags(desc.recalibration, mode, h, findings) for h in ("fusion", "image", "text")}
-    return (heads["image"] if mode == "none" else heads["fusion"]), heads
+    return own or (heads["image"] if mode == "none" else heads["fusion"]), heads
 
 PERIODS = ("All time", "Last 24 hours", "Last 7 days", "Last 30 days", "Custom range")
 ANY = "Any finding"

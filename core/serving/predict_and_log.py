@@ -69,7 +69,8 @@ def log_entry(pred: Prediction, *, gray: np.ndarray, image_bytes: bytes, image_n
         thresholds=pred.head_thresholds, discordant=pred.discordant,
         out_of_distribution=pred.out_of_distribution, ood_score=pred.ood_score, source=source,
         discordance_score=pred.discordance_score, evidence=pred.evidence, image_reliable=pred.image_reliable,
-        findings=list(pred.fusion))  # the model's own findings: the log adds columns for new ones
+        # the model's own findings: the log adds columns for new ones
+        calibrated=pred.calibrated, findings=list(pred.fusion))
 
 
 def read_window(predictor, study: Study) -> TextWindow | None:

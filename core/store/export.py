@@ -20,7 +20,7 @@ def csv_columns(findings: Sequence[str] = FINDINGS) -> list[str]:
         + ["discordant", "n_discordant", "discordance_score", "out_of_distribution", "ood_score"]
         + ["evidence_for"]
         + [f"{k}_{finding_key(f)}" for f in findings for k in ("reliable_from_image", "evidence_auc", "evidence_ci",
-                                                          "evidence_positives")]
+                                                          "evidence_positives", "calibrated")]
         + ["reviewed"] + [f"verdict_{finding_key(f)}" for f in findings] + ["reviewer", "reviewed_at"]
     )
 
@@ -51,6 +51,7 @@ def flatten(row: Mapping[str, Any], findings: Sequence[str] = FINDINGS) -> dict[
     flat["image_name_kind"] = None if row.get("original_name") is None else (
         "original" if row["original_name"] else "hashed (upload-<hash>)")
     evidence, reliable = row.get("evidence") or {}, row.get("image_reliable") or {}
+    calibrated = row.get("calibrated") or {}
     # the evidence columns are the fused number's, in the row's mode (image only: the image head's);
     # reliable_from_image is always the image-only evidence's verdict
     flat["evidence_for"] = (f"{row.get('text_mode')} mode, {'image' if row.get('text_mode') == 'none' else 'fused'}"
@@ -61,6 +62,8 @@ def flatten(row: Mapping[str, Any], findings: Sequence[str] = FINDINGS) -> dict[
         flat[f"evidence_auc_{low}"] = e.get("auc")
         flat[f"evidence_ci_{low}"] = "–".join(f"{c:.3f}" for c in e["ci"]) if e.get("ci") else None
         flat[f"evidence_positives_{low}"] = e.get("positives") if e else None
+        # whether fusion_<finding> went through the weights' recalibration (empty: not recorded, older rows)
+        flat[f"calibrated_{low}"] = calibrated.get(finding) if calibrated else None
     verdicts = row.get("verdicts") or {}
     for finding in findings:
         flat[f"verdict_{finding_key(finding)}"] = (verdicts.get(finding) or {}).get("verdict")

@@ -36,7 +36,8 @@ class Reads(Connection):
     @staticmethod
     def _row(cursor: sqlite3.Cursor, values: tuple) -> dict[str, Any]:
         row = {d[0]: v for d, v in zip(cursor.description, values, strict=True)}
-        for key in ("fusion", "image", "text_probs", "thresholds", "discordant", "evidence", "image_reliable"):
+        for key in ("fusion", "image", "text_probs", "thresholds", "discordant", "evidence", "image_reliable",
+                    "calibrated"):
             if key in row:
                 row[key] = json.loads(row[key])
         if "original_name" in row:

@@ -112,7 +112,8 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
                   ood_score: float | None = None, source: str = "predict", text_sha256: str | None = None,
                   created_at: datetime | str | None = None, discordance_score: float = 0.0,
                   evidence: Mapping[str, Any] | None = None, image_reliable: Mapping[str, bool] | None = None,
-                  original_name: bool = True, findings: Sequence[str] | None = None) -> dict[str, Any]:
+                  original_name: bool = True, findings: Sequence[str] | None = None,
+                  calibrated: Mapping[str, bool] | None = None) -> dict[str, Any]:
     """One prediction as a row of the predictions table; raises on any value it cannot store.
     ``findings``: those of the model that made it (core.model.description; default the five of core.data.labels)."""
     findings = _finding_names(findings)
@@ -156,6 +157,7 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
         "discordance_score": _score(discordance_score),
         "evidence": json.dumps(_evidence(evidence, findings)),
         "image_reliable": json.dumps({f: bool(v) for f, v in (image_reliable or {}).items() if f in findings}),
+        "calibrated": json.dumps({f: bool(v) for f, v in (calibrated or {}).items() if f in findings}),
         "original_name": int(bool(original_name)),
     }
     return row

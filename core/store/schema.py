@@ -108,7 +108,14 @@ def _m003_findings(db: sqlite_utils.Database) -> None:
         db.execute("INSERT INTO findings (name, position, added_at) VALUES (?, ?, ?)", (name, position, now))
 
 
-MIGRATIONS = [_m001_initial, _m002_trust_and_names, _m003_findings]
+def _m004_calibrated(db: sqlite_utils.Database) -> None:
+    """Issue 20: finding -> whether the fused number logged went through the weights' recalibration map
+    (a finding with too few validation positives keeps the model's own number, which the app does not
+    show bare). '{}' for older rows: not recorded (the history falls back on the loaded weights)."""
+    db.execute("ALTER TABLE predictions ADD COLUMN calibrated TEXT NOT NULL DEFAULT '{}'")
+
+
+MIGRATIONS = [_m001_initial, _m002_trust_and_names, _m003_findings, _m004_calibrated]
 
 
 def known_findings(conn: sqlite3.Connection) -> list[str]:
