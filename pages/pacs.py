@@ -103,12 +103,12 @@ if outcomes:
     from core.pacs.connection import short_hash
     result_rows = []
     for o in outcomes:
-        row = {"study": short_hash(o.study_uid), "status": o.status, "log id": o.row_id, "mode": o.text_mode or "",
-               "above threshold": "", "OOD": bool(o.out_of_distribution)}
-        if o.fusion:  # as the batch page: what the image cannot support marked, no number where not calibrated
-            row["above threshold"] = headline_of(o.positive, o.image_reliable, bool(o.out_of_distribution))
-        row.update({f: (v if o.calibrated.get(f, True) else None) for f, v in (o.fusion or {}).items()})
-        row["reason"] = o.reason
+        # as the batch page: no number where not calibrated, what the image cannot support marked; the
+        # numbers first, so the table needs no sideways scroll to show them
+        row = {"study": short_hash(o.study_uid), "status": o.status, "mode": o.text_mode or "",
+               **{f: (v if o.calibrated.get(f, True) else None) for f, v in (o.fusion or {}).items()},
+               "above threshold": headline_of(o.positive, o.image_reliable, bool(o.out_of_distribution))
+               if o.fusion else "", "OOD": bool(o.out_of_distribution), "log id": o.row_id, "reason": o.reason}
         result_rows.append(row)
     n_scored = sum(o.status == "scored" for o in outcomes)
     n_exists = sum(o.status == "exists" for o in outcomes)
@@ -117,9 +117,10 @@ if outcomes:
     frame = pd.DataFrame(result_rows)
     scored = next((o for o in outcomes if o.fusion), None)
     reliable, evidence = (scored.image_reliable, scored.image_evidence) if scored else (None, None)
-    st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence))
+    hidden = hidden_findings([r for r in result_rows if r["mode"]], reliable)
+    st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence, hidden))
     reliability_caption(unreliable_findings(reliable, evidence))
-    not_calibrated_caption(hidden_findings([r for r in result_rows if r["mode"]], reliable))
+    not_calibrated_caption(hidden)
     st.caption("The numbers are the fused probability in each study's text mode (indication when the DICOM "
                "header holds one, else image only). The SR stored in each study carries every head's number, "
                "and says per finding whether it is calibrated and whether the image can support it.")

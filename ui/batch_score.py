@@ -81,6 +81,20 @@ def headline_of(positive: list[str], image_reliable: dict, out_of_distribution: 
                      for f in positive) or "none"
 
 
+def display_frame(rows: list[dict], findings) -> pd.DataFrame:
+    """The results as the page shows them: the user's own names and the numbers first (no sideways scroll to
+    reach them), then the headline and flags, the log's id and name last; empty columns left out."""
+    frame = pd.DataFrame(rows)
+    numbers = [f for f in (findings or FINDINGS) if f in frame]
+    first = [YOUR_FILE, YOUR_ID, "mode", *numbers, "above threshold", "OOD", "discordant", "text cut"]
+    frame = frame[[c for c in first if c in frame] + [c for c in frame.columns if c not in first]]
+    if frame["discordant"].isna().all():  # no study in report mode: no report QA to show
+        frame = frame.drop(columns="discordant")
+    if frame[YOUR_ID].isna().all() or (frame[YOUR_ID] == "").all():  # no CSV with IDs
+        frame = frame.drop(columns=YOUR_ID)
+    return frame
+
+
 def hidden_findings(rows: list[dict], findings) -> list[str]:
     """The findings whose probability no row shows (not calibrated: the cell is empty)."""
     return [f for f in (findings or FINDINGS) if rows and all(r.get(f) is None for r in rows)]
@@ -93,13 +107,17 @@ def results_csv(rows: list[dict]) -> bytes:
     return frame[first + [c for c in frame.columns if c not in first]].to_csv(index=False).encode()
 
 
-def finding_columns(reliable: dict | None, evidence: dict | None) -> dict:
+def finding_columns(reliable: dict | None, evidence: dict | None, hidden: list[str] | None = None) -> dict:
     """Column config per finding: 3 decimals; a finding not reliable from the image gets a ⚠
-    in its header and its evidence in the header's tooltip."""
+    in its header and its evidence in the header's tooltip; one whose number is not shown (``hidden``:
+    not calibrated) says so in its header, so an empty cell never reads as "absent"."""
     unreliable = unreliable_findings(reliable, evidence)
+    hidden = hidden or []
     return {f: st.column_config.NumberColumn(
-        f + (" ⚠" if f in unreliable else ""), format="%.3f",
-        help=(f"Not reliable from the image: {unreliable[f]}" if f in unreliable else None))
+        f + (" ⚠" if f in unreliable else "") + (" (not calibrated)" if f in hidden else ""), format="%.3f",
+        help=" ".join(x for x in (f"Not reliable from the image: {unreliable[f]}." if f in unreliable else "",
+                                  "Not calibrated: too few validation positives, so no number is shown."
+                                  if f in hidden else "") if x) or None)
         for f in (reliable or FINDINGS)}  # the model's findings (its image_reliable has every one)
 
 
@@ -145,12 +163,11 @@ def render(model_ready: bool) -> None:
         if result["rows"]:
             st.success(f"Scored and logged {len(result['rows'])} studies.")
             reliable, evidence = st.session_state.get(RELIABLE) or (None, None)
-            frame = pd.DataFrame(result["rows"])
-            if frame["discordant"].isna().all():  # no study in report mode: no report QA to show
-                frame = frame.drop(columns="discordant")
-            st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence))
+            frame = display_frame(result["rows"], reliable)
+            hidden = hidden_findings(result["rows"], reliable)
+            st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence, hidden))
             reliability_caption(unreliable_findings(reliable, evidence))
-            not_calibrated_caption(hidden_findings(result["rows"], reliable))
+            not_calibrated_caption(hidden)
             st.download_button("Download these results (CSV, with your file names and IDs)",
                                data=results_csv(result["rows"]), file_name="batch-results.csv", mime="text/csv",
                                icon=":material/download:", key="batch_download")
