@@ -178,13 +178,19 @@ def render(db: PredictionStore, model_ready: bool) -> None:
     capped = f" (newest {SHOWN} shown; the export has all)" if len(rows) == SHOWN else ""
     st.caption(f"{len(rows)} entries match{capped} · {db.count()} in the log.")
     frame = history_frame(rows)
+    hidden: dict[str, int] = {}
     for i, row in enumerate(rows):  # a finding too rare to calibrate: no bare number in the table either
         flags, _ = calibration_of(row)
         for f, ok in (flags or {}).items():
             if not ok and f in frame:
                 frame.loc[i, f] = None
+                hidden[f] = hidden.get(f, 0) + 1
+    # an empty cell must never read as "absent": the header says when a column's numbers are not shown
     st.dataframe(frame, hide_index=True, key="hist_table",
-                 column_config={f: st.column_config.NumberColumn(format="%.2f") for f in findings}
+                 column_config={f: st.column_config.NumberColumn(
+                     f + (" (not calibrated)" if rows and hidden.get(f) == len(rows) else ""), format="%.2f",
+                     help="An empty cell: the probability is not calibrated, so no number is shown."
+                     if hidden.get(f) else None) for f in findings}
                  | {"discordance score": st.column_config.NumberColumn(format="%.2f")})
     st.download_button("Export CSV (all matching entries, with verdicts)", lambda: export_matching(db, kwargs),
                        file_name="predictions.csv", mime="text/csv", key="hist_export", icon=":material/download:",
