@@ -363,22 +363,29 @@ def test_sigkill_mid_stream_leaves_only_whole_rows(fresh_db):
 
 # -- issue 10: names, verdicts in the export, prefix search, discordance order -----------------
 
+def old_file_with_a_row(path: Path, monkeypatch, migrations: int, absent: tuple[str, ...]) -> int:
+    """A log written by the first ``migrations`` migrations, holding one row without the ``absent``
+    columns (those later migrations add); returns the row's id."""
+    from core.store import schema
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:migrations])
+        PredictionStore(path)
+    row = PredictionStore._validated(model_version=f"v{migrations}", image_png=None, image_name="cxr.png",
+                                     image_sha256=None, text="", text_mode="none", fusion=probs(), image=probs(),
+                                     text_probs=None, thresholds=probs())
+    for new in absent:
+        row.pop(new)
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                            list(row.values())).lastrowid
+
+
 def test_version_1_file_migrates_and_keeps_its_rows(tmp_path, monkeypatch):
     """A log written before migration 2 opens, gains the columns, and its rows read as before
     (their names were the uploads' own: original_name is True)."""
-    from core.store import schema
     path = tmp_path / "old.db"
-    with monkeypatch.context() as patch:
-        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
-        PredictionStore(path)
-    row = PredictionStore._validated(model_version="v1", image_png=None, image_name="cxr.png", image_sha256=None,
-                                     text="", text_mode="none", fusion=probs(), image=probs(), text_probs=None,
-                                     thresholds=probs())
-    for new in ("discordance_score", "evidence", "image_reliable", "original_name", "calibrated"):
-        row.pop(new)
-    with sqlite3.connect(path) as conn:
-        old_id = conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                              list(row.values())).lastrowid
+    old_id = old_file_with_a_row(path, monkeypatch, 1, ("discordance_score", "evidence", "image_reliable",
+                                                        "original_name", "calibrated"))
     migrated = PredictionStore(path)
     row = migrated.get(old_id)
     assert row["image_name"] == "cxr.png" and row["original_name"] is True
@@ -391,16 +398,7 @@ def test_version_3_file_gains_the_calibrated_column(tmp_path, monkeypatch):
     new rows record per finding whether their fused number went through the recalibration map."""
     from core.store import schema
     path = tmp_path / "v3.db"
-    with monkeypatch.context() as patch:
-        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
-        PredictionStore(path)
-    row = PredictionStore._validated(model_version="v3", image_png=None, image_name="cxr.png", image_sha256=None,
-                                     text="", text_mode="none", fusion=probs(), image=probs(), text_probs=None,
-                                     thresholds=probs())
-    row.pop("calibrated")
-    with sqlite3.connect(path) as conn:
-        old_id = conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                              list(row.values())).lastrowid
+    old_id = old_file_with_a_row(path, monkeypatch, 3, ("calibrated",))
     store = PredictionStore(path)
     assert store.get(old_id)["calibrated"] == {}
     new_id = log(store, calibrated={"Edema": False, "Cardiomegaly": True, "Unknown": True})
