@@ -19,6 +19,7 @@ TEXT_KINDS = {"indication": "Indication — before the read", "report": "Report 
               "none": "No text — image only"}
 RESULT = "predict_result"  # session key holding the last successful prediction
 CLEARED = "predict_text_cleared"  # set when a new upload cleared the previous study's text
+FROM_HEADER = "predict_text_from_header"  # set when a DICOM upload's header filled the text box
 MAX_TEXT_CHARS = 200_000  # longer text is refused in one line; anything over the encoder's window is fitted
 
 st.title("Predict")
@@ -31,11 +32,23 @@ if meta is None:
 
 def _new_file() -> None:
     """A new image must not be scored with the previous study's text: when the box still holds
-    the text of the last prediction, clear it (text typed since is kept)."""
+    the text of the last prediction, clear it (text typed since is kept). A DICOM whose header holds
+    the indication (Reason for the Requested Procedure) fills an empty box in indication mode, as the
+    PACS command reads it: the same file gets the same numbers on this page and in its SR."""
     last = st.session_state.get(RESULT)
     if last and st.session_state.get("text") and st.session_state["text"] == last.get("input_text"):
         st.session_state["text"] = ""
         st.session_state[CLEARED] = True
+    upload = st.session_state.get("upload")
+    mode = st.session_state.get("text_kind", "indication")
+    if upload is None or st.session_state.get("text") or mode != "indication":
+        return
+    from core.pacs.study_work import indication_in
+    found = indication_in(upload.getvalue())
+    if found:
+        st.session_state["text"] = found
+        st.session_state[FROM_HEADER] = True
+        st.session_state.pop(CLEARED, None)
 
 
 left, right = st.columns([3, 2])
@@ -47,6 +60,9 @@ with left:
                     key="text_kind")
     if st.session_state.pop(CLEARED, False):
         st.info("New image: the text box was cleared (it held the previous study's text).", icon=":material/info:")
+    if st.session_state.pop(FROM_HEADER, False):
+        st.info("The indication below was read from the DICOM header (Reason for the Requested Procedure), as the "
+                "PACS command reads it. Edit or clear it before predicting.", icon=":material/info:")
     text = st.text_area("Indication or report text", key="text", height=140,  # no max_chars: long text is fitted
                         disabled=kind == "none",
                         placeholder="e.g. 'Shortness of breath, rule out pneumonia' (indication) or "

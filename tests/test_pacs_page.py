@@ -170,3 +170,24 @@ def test_predict_page_offers_the_sr_of_a_dicom_upload(app_env, monkeypatch, iu_x
     next(b for b in at.button if b.label == "Predict").click()
     at.run(timeout=240)
     assert "SR of this prediction (DICOM)" not in [x.proto.label for x in at.get("download_button")]
+
+
+def test_predict_page_reads_the_indication_of_a_dicom_upload(app_env, monkeypatch, iu_xray_dir, tmp_path):
+    """A DICOM whose header holds the indication fills the empty text box (indication mode), as the PACS
+    command reads it; typed text is never replaced, and report mode is left alone."""
+    from streamlit.testing.v1 import AppTest
+    monkeypatch.setenv("CXR_WEIGHTS", str(ROOT / "weights"))
+    frontal, _ = pf.iu_pairs(iu_xray_dir, 1, skip=51)[0]
+    data = pf.make_instance(frontal, tmp_path / "i.dcm", study_uid=pf.study_uid_for("predict-indication"), size=600,
+                            syntax="rle", indication="Shortness of breath.").path.read_bytes()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240).run()
+    at.file_uploader(key="upload").upload("i.dcm", data, "application/dicom").run()
+    assert not at.exception and at.text_area(key="text").value == "Shortness of breath."
+    assert any("read from the DICOM header" in i.value for i in at.info)
+    at.text_area(key="text").set_value("typed by the reader").run()
+    at.file_uploader(key="upload").upload("j.dcm", data, "application/dicom").run()
+    assert at.text_area(key="text").value == "typed by the reader"
+    at.text_area(key="text").set_value("").run()
+    at.radio(key="text_kind").set_value("report").run()
+    at.file_uploader(key="upload").upload("k.dcm", data, "application/dicom").run()
+    assert at.text_area(key="text").value == ""

@@ -114,3 +114,17 @@ def test_share_refuses_an_app_with_a_pacs_connection_without_the_flag():
                        env={**clean, **env, "CXR_SHARE_STATUS": "/nonexistent/share.json"},
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "PACS connection" in r.stderr
+
+
+def test_indication_in_a_dicom_file_for_the_predict_page(tmp_path):
+    """The Predict page fills its text box from an uploaded DICOM's indication, read as the PACS command reads it."""
+    from core.pacs.study_work import indication_in
+    from tests import pacs_fixtures as pf
+    pixels = (np.indices((300, 256)).sum(0) * 8).astype(np.uint16)
+    with_it = pf.make_instance(Path("x.png"), tmp_path / "a.dcm", study_uid=pf.study_uid_for("ind"), pixels=pixels,
+                               indication="Cough,\x07 fever.  ").path.read_bytes()
+    without = pf.make_instance(Path("x.png"), tmp_path / "b.dcm", study_uid=pf.study_uid_for("none"),
+                               pixels=pixels).path.read_bytes()
+    assert indication_in(with_it) == "Cough, fever."          # cleaned as every text is (no control characters)
+    assert indication_in(without) == "" and indication_in(b"\x89PNG not dicom") == ""
+    assert indication_in(with_it[:400]) == ""                 # a truncated header: nothing, no exception

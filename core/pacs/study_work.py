@@ -137,3 +137,14 @@ def write_sr(ctx: Context, dataset, prediction) -> tuple[str, float, float]:
     built = time.perf_counter()
     ctx.pacs.store(sr)
     return str(sr.SOPInstanceUID), built - t, time.perf_counter() - built
+
+
+def indication_in(data: bytes) -> str:
+    """The cleaned indication in a DICOM file's header ('' for none, or for what is not DICOM): what the
+    PACS command reads, so the Predict page can read the same file the same way."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return ""
+    try:
+        return read_text(header(data))[0]
+    except Exception:  # noqa: BLE001 — a header pydicom cannot read: no indication, the decoder words the rest
+        return ""
