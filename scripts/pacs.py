@@ -55,7 +55,7 @@ def parse_args(argv=None):
                    help="worker processes: fetch and decode ahead of the model, build and store the SRs")
     p.add_argument("--batch", type=int, default=8, help="studies per model call")
     p.add_argument("--model-threads", type=int, default=1,
-                   help="torch threads for the model (default 1: the fetch and decode threads use the other cores; "
+                   help="torch threads for the model (default 1: the worker processes use the other cores; "
                         "two model threads beside them oversubscribe the CPU and run several times slower)")
     p.add_argument("--no-log", action="store_true", help="store the SRs but do not write the prediction log")
     p.add_argument("--overlay", action="store_true",

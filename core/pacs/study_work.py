@@ -1,7 +1,7 @@
 """The work on one study that needs no model: fetch and decode (before), build and store the SR (after).
 
-core.pacs.run hands these to a pool: worker *processes* for the command line (decoding and SR building
-hold Python's GIL, so threads got ~1.1x from two cores), threads in the app. Either way the functions
+core.pacs.run hands these to a pool: worker *processes* for the command line (the codecs and SR building
+hold Python's GIL: two decoding threads ran 0.9-1.3x one), threads in the app. Either way the functions
 take a ``Context``: the process's own (``init_process`` makes it from the URL and credentials, passed in
 memory, never on a command line) or the caller's. Nothing here imports torch: a worker process starts
 in ~1 s and holds no model.
@@ -54,10 +54,13 @@ _PROCESS_CONTEXT: Context | None = None
 
 
 def init_process(url: str, auth, timeout: float, version: str) -> None:
-    """A worker process's own connection (its own HTTP session); Ctrl-C is the parent's to handle."""
+    """A worker process's own connection (its own HTTP session). Ctrl-C and SIGTERM are the parent's to
+    handle (a service manager signals the whole group): it finishes the studies in hand, then ends the
+    workers; a worker whose parent is gone ends when its pipe closes."""
     import signal
     global _PROCESS_CONTEXT
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _PROCESS_CONTEXT = Context(Pacs(url, auth, timeout=timeout), version)
 
 
@@ -72,9 +75,10 @@ def in_context(fn, context: Context | None, *args):
     return fn(context if context is not None else _PROCESS_CONTEXT, *args)
 
 
-def prepare(ctx: Context, ref: StudyRef, logged: bool) -> Prepared:
+def prepare(ctx: Context, ref: StudyRef, settled: bool) -> Prepared:
     """Find the study's chest images and its SRs, then fetch and decode the frontal (or every image of
-    unknown view, for the guard to judge). ``logged``: the log already has this study's row."""
+    unknown view, for the guard to judge). ``settled``: no log row is left to write for this study (the
+    log has it, or this run logs nothing), so an SR already there makes the study done."""
     prep = Prepared(ref)
     t = time.perf_counter()
     uid = ref.study_uid
@@ -84,7 +88,7 @@ def prepare(ctx: Context, ref: StudyRef, logged: bool) -> Prepared:
             if ctx.version in algorithm_versions(meta):
                 prep.sr_exists = True
                 prep.sr_uid = str(((meta.get("00080018") or {}).get("Value") or [None])[0])
-    if prep.sr_exists and logged:
+    if prep.sr_exists and settled:
         prep.done = True
         return _timed(prep, t)
     frontal, unknown, prep.laterals = ordered(images)
