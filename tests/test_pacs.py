@@ -251,15 +251,16 @@ def test_kill9_then_resume_duplicates_nothing_and_loses_nothing(world, first_run
             proc.kill()
     with_sr = [u for u in uids if pacs.instances_of(u, "SR")]
     assert 0 < len(with_sr) < len(uids)              # killed mid-way
-    # the command again, in --follow mode: stopped by SIGTERM once its first pass is written
+    # the command again, in --follow mode: stopped by SIGTERM once its first pass is written, sent to its
+    # whole process group as a service manager does (its worker processes too: they leave the stop to it)
     out = folder / "resume.json"
     proc = subprocess.Popen([*pacs_cli(), *args, "--follow", "--interval", "1", "--json", str(out)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         while not out.is_file() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
