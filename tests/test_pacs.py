@@ -249,6 +249,7 @@ def test_kill9_then_resume_duplicates_nothing_and_loses_nothing(world, first_run
     finally:
         if proc.poll() is None:
             proc.kill()
+    time.sleep(1)  # a STOW request the PACS had received whole when the kill came is stored by it, not lost
     with_sr = [u for u in uids if pacs.instances_of(u, "SR")]
     assert 0 < len(with_sr) < len(uids)              # killed mid-way
     # the command again, in --follow mode: stopped by SIGTERM once its first pass is written, sent to its

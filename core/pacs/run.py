@@ -21,6 +21,7 @@ log stay here, the model taking ``batch`` studies per call. ``timings`` adds up 
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -129,7 +130,7 @@ class Runner:
                 import multiprocessing
                 self._pool = ProcessPoolExecutor(
                     self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=study_work.init_process,
-                    initargs=(self.pacs.url, self.pacs.session.auth, self.pacs.timeout, self.version))
+                    initargs=(self.pacs.url, self.pacs.session.auth, self.pacs.timeout, self.version, os.getpid()))
                 try:
                     for f in [self._pool.submit(study_work.warm) for _ in range(self.workers)]:
                         f.result()

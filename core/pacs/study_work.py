@@ -53,15 +53,32 @@ class Prepared:
 _PROCESS_CONTEXT: Context | None = None
 
 
-def init_process(url: str, auth, timeout: float, version: str) -> None:
+def init_process(url: str, auth, timeout: float, version: str, parent: int) -> None:
     """A worker process's own connection (its own HTTP session). Ctrl-C and SIGTERM are the parent's to
     handle (a service manager signals the whole group): it finishes the studies in hand, then ends the
-    workers; a worker whose parent is gone ends when its pipe closes."""
+    workers. If the parent dies (kill -9), the worker dies with it."""
     import signal
     global _PROCESS_CONTEXT
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with(parent)
     _PROCESS_CONTEXT = Context(Pacs(url, auth, timeout=timeout), version)
+
+
+def _die_with(parent: int) -> None:
+    """On Linux the kernel kills this process when its parent dies (PR_SET_PDEATHSIG), so a killed command
+    leaves no worker finishing a report on its own: what is stored is what the command had stored."""
+    import os
+    import sys
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:            # the parent died before the line above: nothing to work for
+        os._exit(1)
 
 
 def warm() -> None:
