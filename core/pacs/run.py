@@ -102,7 +102,7 @@ class Pending:
     """A predicted study whose SR is being written (``future``; None: nothing to write)."""
     chosen: Chosen
     logged: object                               # core.serving.predict_and_log's result
-    future: Future | None = field(default=None)
+    future: Future | None = None
 
 
 class Runner:
