@@ -37,6 +37,19 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "Consolidation": (r"consolidat",),
 }
 
+# A sentence that explicitly rules the finding out ("No pulmonary edema.", "The heart is not enlarged."):
+# how report QA is checked for reading a negation as a finding (scripts/choose_operating_points.py)
+RULE_OUT: dict[str, str] = {
+    "Pneumonia": r"\b(no|without|negative for|free of)\b[^.;]{0,60}\bpneumonia",
+    "Edema": (r"\b(no|without|negative for|free of)\b[^.;]{0,60}\b(edema|vascular congestion|congestive)"
+              r"|\bnormal (pulmonary )?vascularity|pulmonary vascula\w* (is |are )?(within normal limits|normal)"),
+    "Cardiomegaly": (r"\b(no|without)\b[^.;]{0,30}\bcardiomegaly|(heart|cardiac)( size| silhouette)?( is| are)? "
+                     r"(not|normal|within normal limits)|normal (heart|cardiac)( size| silhouette)?"
+                     r"|heart size (is )?(normal|within normal limits)"),
+    "Atelectasis": r"\b(no|without|negative for)\b[^.;]{0,60}\batelecta",
+    "Consolidation": r"\b(no|without|negative for)\b[^.;]{0,60}\bconsolidat",
+}
+
 TEXT_MODES: tuple[str, ...] = ("report", "indication", "none")
 # The one default of the app, the CLI and the web batch: text given without a mode is the
 # clinical indication (report mode reads the answer; it must be asked for).

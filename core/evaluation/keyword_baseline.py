@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from core.data.labels import FINDINGS, KEYWORDS
+from core.data.labels import FINDINGS, KEYWORDS, RULE_OUT
 
 NEGATIONS = ("no ", "not ", "without", "negative for", "free of", "clear of", "resolved", "resolution of",
              "no evidence of", "rather than", "removed", "absence of")
@@ -39,3 +39,12 @@ def keyword_scores(text: str) -> list[float]:
 
 def keyword_matrix(texts: list[str]) -> np.ndarray:
     return np.array([keyword_scores(t) for t in texts], dtype=float).reshape(len(texts), len(FINDINGS))
+
+
+_RULE_OUT = {f: re.compile(p) for f, p in RULE_OUT.items()}
+
+
+def rules_out(text: str, finding: str) -> bool:
+    """Whether a sentence of the report explicitly rules the finding out (core.data.labels.RULE_OUT)."""
+    pattern = _RULE_OUT.get(finding)
+    return bool(pattern) and any(pattern.search(s.lower()) for s in _SENTENCE.split(text or "") if s.strip())

@@ -155,6 +155,9 @@ class ModelDescription:
     # per-finding Platt maps on the probability (core.evaluation.recalibration): method, fitted_on,
     # maps (mode -> head -> finding -> {a, b, positives, n} or {calibrated: False, reason}); None: none
     recalibration: dict | None = None
+    # operating points by target (core.evaluation.operating_targets): rule, default, choices,
+    # points (mode -> finding -> target name -> {threshold, sensitivity, specificity, CIs, ppv, source, test})
+    operating_points: dict | None = None
     content_sha256: str | None = None
     extra: dict = field(default_factory=dict)
 
