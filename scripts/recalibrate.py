@@ -39,9 +39,9 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CV = "eval/cv/img15-3fold"   # under --weights
 RESULTS = "recalibration.json"       # under <weights>/eval
-INPUTS = "recalibration_inputs"
+INPUTS = "recalibration_inputs"      # under <weights>/eval: the raw (unmapped) val/test predictions
 FIT_CHOICES = ("val", "val+test")
-SHIPPED_PARTS = 5   # cross-fitting the shipped model's val+test: each map fitted on 4/5 (~870 reports)      # under <weights>/eval: the raw (unmapped) val/test predictions
+SHIPPED_PARTS = 5   # cross-fitting the shipped model's val+test: each map fitted on 4/5 (~870 reports)
 
 
 def parse_args(argv=None):
@@ -218,10 +218,11 @@ def gate(maps: dict, cv: dict, shipped: dict | None = None) -> list[str]:
                     bad.append(f"{mode}/{head}/{f}: no cross-validation predictions to confirm it")
                     continue
                 r = cvres[f]
-                if not r["calibrated"] and shipped and (shipped.get(f"{mode}/{head}") or {}).get(f, {}).get("calibrated"):
+                own = (shipped or {}).get(f"{mode}/{head}", {}).get(f, {})
+                if not r["calibrated"] and own.get("calibrated"):
                     # the recipe's folds have too few positives to fit it; the shipped model's own
                     # cross-fitting (the predictions the map is fitted on) is what confirms it
-                    r = shipped[f"{mode}/{head}"][f]
+                    r = own
                 if not r["calibrated"]:
                     bad.append(f"{mode}/{head}/{f}: cross-validation cannot calibrate it in every model "
                                "(too few positives, or a score that does not rank it)")

@@ -50,6 +50,10 @@ RULE_OUT: dict[str, str] = {
     "Consolidation": r"\b(no|without|negative for)\b[^.;]{0,60}\bconsolidat",
 }
 
+# What every output says of a finding (core.serving.decision decides; the log checks rows against these)
+FLAGGED, NOT_FLAGGED, NOT_ASSESSED = "flagged", "not flagged", "not assessed"
+DECISIONS: tuple[str, ...] = (FLAGGED, NOT_FLAGGED, NOT_ASSESSED)
+
 TEXT_MODES: tuple[str, ...] = ("report", "indication", "none")
 # The one default of the app, the CLI and the web batch: text given without a mode is the
 # clinical indication (report mode reads the answer; it must be asked for).

@@ -89,13 +89,28 @@ def _cv_macros(cv_summary: dict) -> dict:
 
 def unknown_entry() -> dict:
     return {"auc": None, "ci": None, "positives": 0, "source": "no held-out evaluation in these weights",
-            "reliable": False}
+            "reliable": False, "test": None}
 
 
 def evidence_for(description, mode: str, head: str, findings) -> dict[str, dict]:
-    """finding -> {auc, ci, positives, reliable, source} for one text mode and head."""
+    """finding -> {auc, ci, positives, reliable, source, test} for one text mode and head: the
+    cross-validated out-of-fold AUC is the headline where the weights have one (more positives than the
+    test split: 19-234 against 5-55), the test split's is kept under ``test``."""
     block = (describe(description).evidence or {}).get("table", {}).get(mode, {}).get(head, {})
-    return {f: dict(block.get(f) or unknown_entry()) for f in findings}
+    return {f: headline(block.get(f)) for f in findings}
+
+
+def headline(entry: dict | None) -> dict:
+    """One stored evidence entry with the cross-validation estimate first (see ``evidence_for``)."""
+    if not entry:
+        return unknown_entry()
+    test = {k: entry.get(k) for k in ("auc", "ci", "positives", "source")}
+    cv = entry.get("cv")
+    if not cv:
+        return {**test, "reliable": entry.get("reliable", False), "test": None}
+    return {"auc": cv["pooled_auc"], "ci": cv["pooled_ci"], "positives": cv["positives"],
+            "source": f"cross-validation, {cv.get('folds') or '?'} folds, out-of-fold",
+            "reliable": entry.get("reliable", False), "test": test}
 
 
 def image_reliable(description, findings) -> dict[str, bool]:
@@ -104,28 +119,39 @@ def image_reliable(description, findings) -> dict[str, bool]:
 
 
 def card_rows(description, eval_dir: Path, mode: str, head: str, findings) -> list[dict]:
-    """One row per finding for the model card: held-out AUC [CI] and positives, the
-    cross-validation estimate of the recipe, reliability from the image, and sensitivity /
-    specificity at the shipped threshold (from ``eval_dir``'s test file)."""
+    """One row per finding for the model card: the cross-validated AUC [CI] and its positives (the
+    headline), the test split's beside it with its count, reliability from the image, and the
+    decision's default operating point where the weights have one for this mode (fused head)."""
+    from core.evaluation.operating_targets import default_name
     desc = describe(description)
     ev = evidence_for(desc, mode, head, findings)
     reliable = image_reliable(desc, findings)
-    path = Path(eval_dir) / f"{eval_name('test', mode, head)}.json"
-    res = json.loads(path.read_text()) if path.is_file() else {}
+    points = ((desc.operating_points or {}).get("points") or {}).get(mode, {})
+    decided_head = ((desc.operating_points or {}).get("head") or {}).get(mode)
     rows = []
     for f in findings:
-        e = ev[f]
-        cv = e.get("cv")
-        sens, spec = res.get("sensitivity", {}).get(f), res.get("specificity", {}).get(f)
+        e, t = ev[f], ev[f].get("test") or {}
+        op = points.get(f, {}).get(default_name(mode)) if head == decided_head else None
         rows.append({
             "finding": f,
-            "held-out AUC [95% CI]": (f"{e['auc']:.3f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]"
-                                      if e["auc"] is not None and e["ci"] else "—"),
+            "AUC [95% CI]": _auc_text(e),
             "positives": e["positives"],
-            "cross-validation AUC (mean ± sd)": (f"{cv['fold_mean']:.3f} ± {cv['fold_sd']:.3f} ({cv['folds']} folds, "
-                                                 f"{cv['positives']} pos.)" if cv else "—"),
-            "threshold": desc.thresholds_for(mode, head).get(f),
-            "sensitivity": sens, "specificity": spec,
+            "evidence from": e.get("source"),
+            "test split AUC (positives)": (f"{_auc_text(t)} ({t.get('positives')})" if t.get("auc") is not None
+                                           else "—"),
             "from the image": "reliable" if reliable[f] else "NOT reliable",
+            "operating point": default_name(mode) if op else "—",
+            "sensitivity [95% CI]": _rate_text(op, "sensitivity") if op else "—",
+            "specificity [95% CI]": _rate_text(op, "specificity") if op else "—",
+            "PPV": f"{op['ppv']:.2f}" if op and op.get("ppv") is not None else "—",
         })
     return rows
+
+
+def _auc_text(e: dict) -> str:
+    return f"{e['auc']:.3f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]" if e.get("auc") is not None and e.get("ci") else "—"
+
+
+def _rate_text(op: dict, key: str) -> str:
+    ci = op.get(f"{key}_ci")
+    return f"{op[key]:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if op.get(key) is not None and ci else "—"

@@ -12,6 +12,7 @@ import torch
 from core.data.labels import effective_mode
 from core.evaluation.operating_points import discordance
 from core.evaluation.recalibration import apply_maps
+from core.serving.decision import decide
 from core.serving.prediction import Prediction, check_choice
 
 
@@ -52,7 +53,7 @@ def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: l
         ood = p.ood.check(grays[i], colorfulness[i] if colorfulness else 0.0) if p.ood else None
         # report QA exists in report mode only: an indication rarely names the finding
         disc = discordance(heads["image"], heads["text"], thr["text"], p.qa_points) if mode == "report" else []
-        out.append(Prediction(
+        pred = Prediction(
             fusion=heads["fusion"], image=heads["image"], text=heads["text"], thresholds=dict(thr["fusion"]),
             head_thresholds={h: dict(thr[h]) for h in p.heads},
             discordant=[d["finding"] for d in disc],
@@ -63,5 +64,6 @@ def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: l
             head_evidence=copy.deepcopy(evidence), image_reliable=dict(p.image_reliable),
             discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0),
             calibrated=dict(calibrated["fusion"]),
-            head_calibrated={h: dict(calibrated[h]) for h in p.heads}))
+            head_calibrated={h: dict(calibrated[h]) for h in p.heads})
+        out.append(pred.with_decisions(decide(pred, p.description)))
     return out

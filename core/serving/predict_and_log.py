@@ -70,7 +70,9 @@ def log_entry(pred: Prediction, *, gray: np.ndarray, image_bytes: bytes, image_n
         out_of_distribution=pred.out_of_distribution, ood_score=pred.ood_score, source=source,
         discordance_score=pred.discordance_score, evidence=pred.evidence, image_reliable=pred.image_reliable,
         # the model's own findings: the log adds columns for new ones
-        calibrated=pred.calibrated, findings=list(pred.fusion))
+        calibrated=pred.calibrated, findings=list(pred.fusion),
+        # the decision the user was shown, at the operating point it was made at (core.serving.decision)
+        decision=pred.decision, operating_point_name=pred.operating_point_name, operating_point=pred.operating_point)
 
 
 def read_window(predictor, study: Study) -> TextWindow | None:

@@ -2,7 +2,7 @@
 cannot take (``InputError``). No torch: the pages and the log read these without the model."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -47,6 +47,12 @@ class Prediction:
     # temperature-scaled number, which the app does not show; empty: the weights say nothing (older ones)
     calibrated: dict[str, bool] = field(default_factory=dict)
     head_calibrated: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # the decision per finding at the mode's default operating point (core.serving.decision: the one
+    # policy): flagged | not flagged | not assessed; the operating point of each assessed finding
+    decision: dict[str, str] = field(default_factory=dict)
+    operating_point: dict[str, dict] = field(default_factory=dict)
+    operating_point_name: str = ""
+    not_assessed: dict[str, str] = field(default_factory=dict)   # finding -> why
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -57,9 +63,14 @@ class Prediction:
         check_choice("head", name, heads)
         return heads[name]
 
-    def positive(self, head: str = "fusion") -> list[str]:
-        probs = self.head(head)
-        return [f for f in probs if probs[f] >= self.head_thresholds[head][f]]
+    def flagged(self) -> list[str]:
+        """The findings flagged at the operating point this prediction was decided at."""
+        return [f for f, status in self.decision.items() if status == "flagged"]
+
+    def with_decisions(self, decisions) -> Prediction:
+        """A copy decided as ``decisions`` says (core.serving.decision.Decisions, e.g. at another point)."""
+        return replace(self, decision=decisions.status(), operating_point=decisions.operating_points(),
+                       operating_point_name=decisions.operating_point, not_assessed=decisions.not_assessed())
 
 
 @dataclass

@@ -17,6 +17,8 @@ def csv_columns(findings: Sequence[str] = FINDINGS) -> list[str]:
          "text_sha256", "text_mode", "text", "note"]
         + [f"{head}_{finding_key(f)}" for head in HEADS for f in findings]
         + [f"threshold_{finding_key(f)}" for f in findings]
+        + ["operating_point_name"]
+        + [f"{k}_{finding_key(f)}" for f in findings for k in ("decision", "sensitivity", "specificity", "ppv")]
         + ["discordant", "n_discordant", "discordance_score", "out_of_distribution", "ood_score"]
         + ["evidence_for"]
         + [f"{k}_{finding_key(f)}" for f in findings for k in ("reliable_from_image", "evidence_auc", "evidence_ci",
@@ -64,6 +66,14 @@ def flatten(row: Mapping[str, Any], findings: Sequence[str] = FINDINGS) -> dict[
         flat[f"evidence_positives_{low}"] = e.get("positives") if e else None
         # whether fusion_<finding> went through the weights' recalibration (empty: not recorded, older rows)
         flat[f"calibrated_{low}"] = calibrated.get(finding) if calibrated else None
+    # the decision shown when it was logged (empty: rows from before decisions were recorded)
+    decision, points = row.get("decision") or {}, row.get("operating_point") or {}
+    flat["operating_point_name"] = row.get("operating_point_name") or None
+    for finding in findings:
+        low, op = finding_key(finding), points.get(finding) or {}
+        flat[f"decision_{low}"] = decision.get(finding)
+        for key in ("sensitivity", "specificity", "ppv"):
+            flat[f"{key}_{low}"] = op.get(key)
     verdicts = row.get("verdicts") or {}
     for finding in findings:
         flat[f"verdict_{finding_key(finding)}"] = (verdicts.get(finding) or {}).get("verdict")

@@ -37,7 +37,7 @@ class Reads(Connection):
     def _row(cursor: sqlite3.Cursor, values: tuple) -> dict[str, Any]:
         row = {d[0]: v for d, v in zip(cursor.description, values, strict=True)}
         for key in ("fusion", "image", "text_probs", "thresholds", "discordant", "evidence", "image_reliable",
-                    "calibrated"):
+                    "calibrated", "decision", "operating_point"):
             if key in row:
                 row[key] = json.loads(row[key])
         if "original_name" in row:
@@ -81,7 +81,7 @@ class Reads(Connection):
                          limit: int | None = 500) -> list[dict[str, Any]]:
         """Newest first (``order="discordance"``: highest discordance score first); ``since``
         inclusive, ``until`` exclusive. ``with_verdicts`` adds each row's ``verdicts``. ``finding``
-        alone keeps predictions positive at that finding's stored threshold; with ``min_prob`` it
+        alone keeps predictions flagged for that finding (as decided when logged); with ``min_prob`` it
         keeps fusion probability >= min_prob (of any finding when ``finding`` is None). ``search``
         is full-text over the text and the note; every word must match."""
         where, params = [], []
@@ -95,10 +95,13 @@ class Reads(Connection):
         if finding is not None and finding not in known:
             raise OptionError(f"unknown finding {finding!r}; use one of {', '.join(known)}")
         if finding is not None and min_prob is None:
+            # flagged for it, as decided when logged (core.serving.decision); rows from before decisions
+            # were recorded: at the fused threshold they stored
             key = '"' + finding.replace('"', '\\"') + '"'  # a JSON path member, passed as a parameter
-            where.append(f"p.{prob_column(finding)} >= COALESCE(json_extract(p.thresholds, ?), "
-                         "json_extract(p.thresholds, ?), 0.5)")
-            params += [f"$.{key}", f"$.fusion.{key}"]
+            where.append("(CASE WHEN p.decision != '{}' THEN json_extract(p.decision, ?) = 'flagged' "
+                         f"ELSE p.{prob_column(finding)} >= COALESCE(json_extract(p.thresholds, ?), "
+                         "json_extract(p.thresholds, ?), 0.5) END)")
+            params += [f"$.{key}", f"$.{key}", f"$.fusion.{key}"]
         elif min_prob is not None:
             cols = [prob_column(finding)] if finding else [prob_column(f) for f in known]
             where.append("(" + " OR ".join(f"p.{c} >= ?" for c in cols) + ")")

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.data.labels import FINDINGS, HEADS, TEXT_MODES
+from core.data.labels import DECISIONS, FINDINGS, HEADS, TEXT_MODES
 from core.errors import LogEntryError
 from core.store.schema import prob_column, utc_iso
 
@@ -113,7 +113,9 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
                   created_at: datetime | str | None = None, discordance_score: float = 0.0,
                   evidence: Mapping[str, Any] | None = None, image_reliable: Mapping[str, bool] | None = None,
                   original_name: bool = True, findings: Sequence[str] | None = None,
-                  calibrated: Mapping[str, bool] | None = None) -> dict[str, Any]:
+                  calibrated: Mapping[str, bool] | None = None, decision: Mapping[str, str] | None = None,
+                  operating_point_name: str = "",
+                  operating_point: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """One prediction as a row of the predictions table; raises on any value it cannot store.
     ``findings``: those of the model that made it (core.model.description; default the five of core.data.labels)."""
     findings = _finding_names(findings)
@@ -135,6 +137,7 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
     if text_sha256 is None and text:
         text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     fusion_p = _probs("fusion", fusion, findings)
+    decision = _decisions(decision, findings)
     row: dict[str, Any] = {
         "created_at": utc_iso(created_at),
         "model_version": str(model_version),
@@ -159,5 +162,20 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
         "image_reliable": json.dumps({f: bool(v) for f, v in (image_reliable or {}).items() if f in findings}),
         "calibrated": json.dumps({f: bool(v) for f, v in (calibrated or {}).items() if f in findings}),
         "original_name": int(bool(original_name)),
+        "decision": json.dumps(decision),
+        "operating_point_name": str(operating_point_name or ""),
+        "operating_point": json.dumps({f: dict(v) for f, v in (operating_point or {}).items() if f in findings}),
+        "n_flagged": sum(1 for v in decision.values() if v == "flagged") if decision else None,
     }
     return row
+
+
+def _decisions(values: Mapping[str, str] | None, findings: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for f, v in (values or {}).items():
+        if f not in findings:
+            raise LogEntryError(f"decision has unknown finding {f!r}; use names from {', '.join(findings)}")
+        if v not in DECISIONS:
+            raise LogEntryError(f"decision {v!r} for {f} is unknown; use one of {', '.join(DECISIONS)}")
+        out[f] = v
+    return out

@@ -115,7 +115,17 @@ def _m004_calibrated(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE predictions ADD COLUMN calibrated TEXT NOT NULL DEFAULT '{}'")
 
 
-MIGRATIONS = [_m001_initial, _m002_trust_and_names, _m003_findings, _m004_calibrated]
+def _m005_decisions(db: sqlite_utils.Database) -> None:
+    """Issue 26: the decision per finding (flagged / not flagged / not assessed, core.serving.decision)
+    and the operating point it was made at: its name, and per assessed finding what a flag means.
+    Older rows: '{}' and '' (not recorded; the history decides them with the loaded weights and says so)."""
+    db.execute("ALTER TABLE predictions ADD COLUMN decision TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE predictions ADD COLUMN operating_point_name TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE predictions ADD COLUMN operating_point TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE predictions ADD COLUMN n_flagged INTEGER")
+
+
+MIGRATIONS = [_m001_initial, _m002_trust_and_names, _m003_findings, _m004_calibrated, _m005_decisions]
 
 
 def known_findings(conn: sqlite3.Connection) -> list[str]:

@@ -26,7 +26,9 @@ class Writes(Connection):
                        created_at: datetime | str | None = None, discordance_score: float = 0.0,
                        evidence: Mapping[str, Any] | None = None,
                        image_reliable: Mapping[str, bool] | None = None, original_name: bool = True,
-                       findings: Sequence[str] | None = None, calibrated: Mapping[str, bool] | None = None) -> int:
+                       findings: Sequence[str] | None = None, calibrated: Mapping[str, bool] | None = None,
+                       decision: Mapping[str, str] | None = None, operating_point_name: str = "",
+                       operating_point: Mapping[str, Mapping[str, Any]] | None = None) -> int:
         """Append one prediction; returns its id. ``findings``: the model's (core.model.description; default
         the five of core.data.labels); the log gains a column for any it has not seen."""
         return self.log_many([dict(
@@ -35,7 +37,8 @@ class Writes(Connection):
             thresholds=thresholds, discordant=discordant, out_of_distribution=out_of_distribution,
             ood_score=ood_score, source=source, text_sha256=text_sha256, created_at=created_at,
             discordance_score=discordance_score, evidence=evidence, image_reliable=image_reliable,
-            original_name=original_name, findings=findings, calibrated=calibrated)])[0]
+            original_name=original_name, findings=findings, calibrated=calibrated, decision=decision,
+            operating_point_name=operating_point_name, operating_point=operating_point)])[0]
 
     def log_many(self, entries: list[Mapping[str, Any]]) -> list[int]:
         """Append several predictions (keyword arguments of ``log_prediction`` each) in one
