@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import CxrError
 from core.evaluation.metrics import wilson_ci
 
 SPECIFICITY, SENSITIVITY = "specificity", "sensitivity"
@@ -38,7 +39,7 @@ RULE = ("a flag is a probability at or above the threshold that gives the target
         "predictions, each part flagged at the threshold its model's other parts give")
 
 
-class TargetError(ValueError):
+class TargetError(CxrError, ValueError):
     """An operating point that is not one of the weights' choices."""
 
 

@@ -18,9 +18,10 @@ from core.serving.prediction import Prediction, check_choice
 
 @torch.inference_mode()
 def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: list[str], *,
-                  colorfulness: list[float] | None = None) -> list[Prediction]:
+                  colorfulness: list[float] | None = None, target: str | None = None) -> list[Prediction]:
     """One model call for the studies, on ``predictor``'s encoders and facts
-    (core.serving.predictor.Predictor)."""
+    (core.serving.predictor.Predictor), decided at the operating point ``target`` (None: each mode's
+    default; core.serving.decision)."""
     p = predictor
     t0 = time.perf_counter()
     for m in modes:
@@ -65,5 +66,5 @@ def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: l
             discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0),
             calibrated=dict(calibrated["fusion"]),
             head_calibrated={h: dict(calibrated[h]) for h in p.heads})
-        out.append(pred.with_decisions(decide(pred, p.description)))
+        out.append(pred.with_decisions(decide(pred, p.description, target)))
     return out

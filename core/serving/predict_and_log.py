@@ -83,17 +83,18 @@ def read_window(predictor, study: Study) -> TextWindow | None:
 
 
 def predict_and_log_many(predictor, store: PredictionStore | None, studies: list[Study], *, source: str,
-                         keep_names: bool = False, lock=None) -> list[Logged]:
+                         keep_names: bool = False, lock=None, target: str | None = None) -> list[Logged]:
     """Predict the studies in one model call and log them in one transaction (all or none).
     ``store=None`` predicts without logging; ``lock`` guards the model call (the app's
-    MODEL_LOCK). A store that refuses the rows does not lose the predictions: they come back
+    MODEL_LOCK); ``target``: the operating point decided at (None: each mode's default). A store
+    that refuses the rows does not lose the predictions: they come back
     with ``row_id=None`` and the error in ``log_error``."""
     windows = [read_window(predictor, s) for s in studies]
     texts = [w.read if w else "" for w in windows]
     modes = [effective_mode(t, s.mode) for t, s in zip(texts, studies, strict=True)]
     with lock if lock is not None else nullcontext():
         preds = predictor.predict_batch([s.gray for s in studies], texts, modes,
-                                        colorfulness=[s.colorfulness for s in studies])
+                                        colorfulness=[s.colorfulness for s in studies], target=target)
     if store is None:
         return [Logged(p, None, None, w) for p, w in zip(preds, windows, strict=True)]
     entries = [log_entry(p, gray=s.gray, image_bytes=s.image_bytes, image_name=s.image_name, text=t,
@@ -107,6 +108,7 @@ def predict_and_log_many(predictor, store: PredictionStore | None, studies: list
 
 
 def predict_and_log(predictor, store: PredictionStore | None, study: Study, *, source: str,
-                    keep_name: bool = False, lock=None) -> Logged:
+                    keep_name: bool = False, lock=None, target: str | None = None) -> Logged:
     """One study (see ``predict_and_log_many``)."""
-    return predict_and_log_many(predictor, store, [study], source=source, keep_names=keep_name, lock=lock)[0]
+    return predict_and_log_many(predictor, store, [study], source=source, keep_names=keep_name, lock=lock,
+                                target=target)[0]

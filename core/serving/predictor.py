@@ -24,6 +24,7 @@ from core.evaluation.recalibration import calibrated_flags
 from core.model.description import describe
 from core.model.frozen import optimise_for_inference
 from core.serving import attribution, batch_predict
+from core.serving.decision import resolve_target
 from core.serving.graphs import ServedEncoders
 from core.serving.loading import load_served, ood_detector, release_freed_memory
 from core.serving.precision import FreezeState, Int8State, Precision
@@ -148,12 +149,16 @@ class Predictor:
 
     # ---------------------------------------------------------------- predict
     def predict_batch(self, grays: list[np.ndarray], texts: list[str], modes: list[str], *,
-                      colorfulness: list[float] | None = None) -> list[Prediction]:
-        return batch_predict.predict_batch(self, grays, texts, modes, colorfulness=colorfulness)
+                      colorfulness: list[float] | None = None, target: str | None = None) -> list[Prediction]:
+        """``target``: the operating point the decisions are made at (core.serving.decision; None: the
+        mode's default); a name that is not one of them raises TargetError before the model runs."""
+        for m in set(modes):
+            resolve_target(target, m)
+        return batch_predict.predict_batch(self, grays, texts, modes, colorfulness=colorfulness, target=target)
 
     def predict(self, gray: np.ndarray, text: str = "", mode: str = "report", *,
-                colorfulness: float = 0.0) -> Prediction:
-        return self.predict_batch([gray], [text], [mode], colorfulness=[colorfulness])[0]
+                colorfulness: float = 0.0, target: str | None = None) -> Prediction:
+        return self.predict_batch([gray], [text], [mode], colorfulness=[colorfulness], target=target)[0]
 
     # -------------------------------------------------------------- attribute
     def attribute(self, gray: np.ndarray, text: str = "", mode: str = "report", *, finding: str,
