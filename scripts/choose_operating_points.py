@@ -150,8 +150,15 @@ def main(argv=None) -> int:
                             zip(findings, np.concatenate([cv_all_y, test_y]).mean(axis=0), strict=True)},
              "points": points, "normal_flag_rate": rates,
              "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "script": "scripts/choose_operating_points.py"}
+    # report QA reads "the report says it" from the text head: at the report's default target too, so a
+    # report that rules a finding out is not read as saying it; its discordance points refitted to match
+    text_thr, qa = report_qa_points(weights, desc, findings)
+    block["report_qa"] = {"text_thresholds": text_thr, "rule": f"text head at {T.default_name('report')} on "
+                          "validation; discordance points refitted on validation (core.evaluation.operating_points)",
+                          "val_flag_rate": qa["val_flag_rate"]}
     if args.data:
         block["negations"] = negation_flags(Path(args.data), weights, desc, points["report"])
+        block["negations_text_head"] = negation_flags(Path(args.data), weights, desc, None, text_thresholds=text_thr)
     _print(block, findings)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(block, indent=1) + "\n")
@@ -162,7 +169,10 @@ def main(argv=None) -> int:
     from core.model.checkpoint import load_weights, save_weights
     model, _, _, ood = load_weights(weights)
     base = (desc.version or "unknown").split("+ops")[0]
-    new = desc.updated(operating_points=block, version=f"{base}+ops{time.strftime('%Y%m%d')}",
+    thresholds = {m: {h: dict(v) for h, v in hs.items()} for m, hs in desc.thresholds.items()}
+    thresholds["report"]["text"] = dict(text_thr)
+    new = desc.updated(operating_points=block, version=f"{base}+ops{time.strftime('%Y%m%d%H%M')}",
+                       thresholds=thresholds, discordance=dict(desc.discordance or {}, **qa),
                        refits=[*(desc.refits or []), {"at": block["at"], "script": block["script"],
                                                       "what": "operating points by target specificity / sensitivity"}])
     save_weights(model, new, weights, ood=ood)
@@ -171,9 +181,33 @@ def main(argv=None) -> int:
     return 0
 
 
-def negation_flags(data: Path, weights: Path, desc, report_points: dict) -> dict:
+def report_qa_points(weights: Path, desc, findings) -> tuple[dict, dict]:
+    """(finding -> the text head's report-mode threshold at the report's default target, on validation;
+    the discordance block refitted with it), from the raw validation predictions through the maps."""
+    import numpy as np
+
+    from core.evaluation import operating_targets as T
+    from core.evaluation.operating_points import fit_discordance
+    from core.evaluation.recalibration import apply_maps
+    probs = {}
+    for head in ("image", "text"):
+        _, P, Y = _read(weights / INPUTS / f"val_report_{head}.csv", findings)
+        probs[head] = apply_maps(desc.recalibration, "report", head, P, findings)
+    kind, value = T.split_name(T.default_name("report"))
+    text_thr = {f: T.threshold_for(Y[:, k], probs["text"][:, k], kind, value) for k, f in enumerate(findings)}
+    supported = [f for f, ok in desc.image_reliable.items() if ok]
+    block = fit_discordance(probs["image"], probs["text"], Y, np.array([text_thr[f] for f in findings]), findings,
+                            supported, budget=(desc.discordance or {}).get("budget", 0.04))
+    block["supported"] = supported
+    return text_thr, block
+
+
+def negation_flags(data: Path, weights: Path, desc, report_points: dict | None, *,
+                   text_thresholds: dict | None = None) -> dict:
     """Target name -> finding -> how many test reports that explicitly rule the finding out (and whose
-    label agrees) the report-mode decision flags for it (core.evaluation.keyword_baseline.rules_out)."""
+    label agrees) the report-mode decision flags for it (core.evaluation.keyword_baseline.rules_out).
+    With ``text_thresholds``: how many the text head reads as saying it (what report QA's "the report
+    says it" rests on), under the name "text head"."""
     import numpy as np
 
     from core.data.sources import load_collection
@@ -181,8 +215,11 @@ def negation_flags(data: Path, weights: Path, desc, report_points: dict) -> dict
     from core.evaluation.metrics import wilson_ci
     from core.evaluation.recalibration import apply_maps
     findings = list(desc.findings)
-    uids, P, Y = _read(weights / INPUTS / "test_report_fusion.csv", findings)
-    P = apply_maps(desc.recalibration, "report", "fusion", P, findings)
+    head = "text" if text_thresholds else "fusion"
+    uids, P, Y = _read(weights / INPUTS / f"test_report_{head}.csv", findings)
+    P = apply_maps(desc.recalibration, "report", head, P, findings)
+    if text_thresholds:
+        report_points = {f: {"text head": {"threshold": t}} for f, t in text_thresholds.items()}
     reports = {r.uid: r for r in load_collection((desc.data or {}).get("dataset", "openi"), data).reports}
     texts = [reports[u].text("report") for u in uids]
     out = {}
@@ -213,7 +250,7 @@ def _print(block: dict, findings) -> None:
                   f"spec {e['specificity']:.3f} {e['specificity_ci']}  PPV {e['ppv']:.2f} at {e['prevalence']:.1%} "
                   f"({e['positives']} pos)  | test: sens {t.get('sensitivity')} spec {t.get('specificity')} "
                   f"({t.get('positives')} pos)")
-    for name, r in (block.get("negations") or {}).items():
+    for name, r in [*(block.get("negations") or {}).items(), *(block.get("negations_text_head") or {}).items()]:
         print(f"report QA, test reports that rule a finding out, flagged at {name}: {r['overall']['rate']:.1%} "
               f"({r['overall']['flagged']}/{r['overall']['n']}); "
               + ", ".join(f"{f} {c['flagged']}/{c['n']}" for f, c in r["findings"].items()))

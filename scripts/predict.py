@@ -17,8 +17,14 @@ the web batch; no text means image only; text with ``--text-mode none`` is refus
 is named in every output. A batch CSV has the same columns as the web batch: ``image`` (path,
 relative to the CSV's folder or absolute; ``file`` is accepted too), optional ``text``,
 ``text_mode`` (``mode`` accepted) and ``id`` (your own study ID, copied to the output).
-``--json`` prints one object per study: fusion, image, text (finding -> probability; null
-when no text was read), thresholds, discordant, out_of_distribution, model, evidence.
+``--json`` prints one object per study: fusion, image, text (finding -> the model's probability
+per head; text null when no text was read), ``probability`` (finding -> the calibrated number a reader
+is shown, null where the finding is not assessed or not calibrated), ``decision`` (finding -> flagged,
+not flagged or not assessed; core.serving.decision), ``operating_point`` (assessed finding -> its
+sensitivity, specificity, CIs, PPV and where they were measured), ``operating_point_name``,
+``not_assessed`` (finding -> why), thresholds, discordant, out_of_distribution, model, evidence (the
+cross-validated AUC first). ``--operating-point`` picks another point than each mode's default
+("specificity 0.95", "sensitivity 0.80", ...); every output names the one used.
 Single-image and ``--json`` batch predictions are logged to the prediction log
 (``$CXR_DB_PATH``, source ``cli``) like the app's, unless ``--no-log``; the sharded form
 writes its CSV only. Bad input (missing file, undecodable image, unknown option) prints one
@@ -54,6 +60,9 @@ def parse_args(argv=None):
                    help="JSON, one object per study, instead of a table: on stdout, or into OUT as with "
                         "evaluate.py and bench.py")
     p.add_argument("--out", help="batch: write a CSV of fused probabilities here (sharded, resumable)")
+    p.add_argument("--operating-point", default=None, metavar="NAME",
+                   help="decide flags at this operating point: specificity 0.80/0.90/0.95/0.98 or sensitivity "
+                        "0.80/0.90 (default: each mode's own, specificity 0.90, with the report 0.98)")
     p.add_argument("--no-log", action="store_true", help="do not log the predictions to $CXR_DB_PATH")
     return p.parse_args(argv)
 
@@ -95,18 +104,30 @@ def read_image(path: Path):
 
 def result_json(pred) -> dict:
     d = pred.to_json()
-    out = {k: d[k] for k in ("fusion", "image", "text", "thresholds", "discordant", "discordance",
+    out = {k: d[k] for k in ("fusion", "image", "text", "discordant", "discordance",
                              "discordance_score", "out_of_distribution", "ood_score", "ood_reason", "text_mode",
                              "model", "image_reliable", "calibrated")}
     if not pred.has_text:  # the text head read nothing: its numbers would mean nothing
         out["text"] = None
     # held-out evidence behind each fused probability (core.evaluation.evidence): auc, ci, positives, reliable
-    out["evidence"] = {f: {k: e[k] for k in ("auc", "ci", "positives", "reliable")} for f, e in d["evidence"].items()}
+    # held-out evidence: the cross-validated AUC first, the test split's under "test"
+    out["evidence"] = {f: {k: e.get(k) for k in ("auc", "ci", "positives", "reliable", "source", "test")}
+                       for f, e in d["evidence"].items()}
+    # the one decision per finding (core.serving.decision) and the number a reader may see
+    out["decision"], out["operating_point"] = pred.decision, pred.operating_point
+    out["operating_point_name"], out["not_assessed"] = pred.operating_point_name, pred.not_assessed
+    # the threshold of each assessed finding's decision (the operating point's)
+    out["thresholds"] = {f: op["threshold"] for f, op in pred.operating_point.items()}
+    out["probability"] = {f: (round(pred.fusion[f], 3) if pred.decision.get(f) != "not assessed"
+                              and pred.calibrated.get(f, False) else None) for f in pred.fusion}
     return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.operating_point is not None:
+        from core.evaluation.operating_targets import parse_target
+        args.operating_point = parse_target(args.operating_point)  # a bad name: one line, exit 2
 
     if args.image:
         path = Path(args.image)
@@ -114,7 +135,8 @@ def main(argv=None) -> int:
         text = clean_text(args.text)
         mode = study_mode(text, args.text_mode)
         predictor = load_predictor(args.weights)  # after the inputs are checked: bad input is refused at once
-        done = predict_and_log_cli(predictor, [(path, img, text, mode)], log=not args.no_log)[0]
+        done = predict_and_log_cli(predictor, [(path, img, text, mode)], log=not args.no_log,
+                                   target=args.operating_point)[0]
         pred = done.prediction
         if args.json:
             emit_json(args.json, [result_json(pred)])
@@ -142,21 +164,31 @@ def main(argv=None) -> int:
     predictor = load_predictor(args.weights)
     results = []
     for s in range(0, len(studies), 16):
-        results += predict_and_log_cli(predictor, studies[s:s + 16], log=not args.no_log)
+        results += predict_and_log_cli(predictor, studies[s:s + 16], log=not args.no_log,
+                                       target=args.operating_point)
     if args.out:
         with open(args.out, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["image", "id", "text_mode", *predictor.findings, "discordant", "out_of_distribution"])
+            w.writerow(batch_header(predictor))
             for row, done in zip(rows, results, strict=True):
-                p = done.prediction
-                w.writerow([row["image"], row.get("id") or "", p.text_mode,
-                            *[f"{p.fusion[f]:.6f}" for f in predictor.findings], ";".join(p.discordant),
-                            int(p.out_of_distribution)])
+                w.writerow(batch_row(row, done.prediction, predictor.findings))
     if args.json or not args.out:
         emit_json(args.json or "-", [dict(result_json(done.prediction), image=row["image"],
                                           **({"id": row["id"]} if row.get("id") else {}))
                                      for row, done in zip(rows, results, strict=True)])
     return 0
+
+
+def batch_header(predictor) -> list[str]:
+    return ["image", "id", "text_mode", *predictor.findings, "discordant", "out_of_distribution", "operating_point",
+            *[f"decision_{f}" for f in predictor.findings]]
+
+
+def batch_row(row: dict, p, findings) -> list:
+    """One study of the batch CSV: the fused probabilities (the model's), then the decisions."""
+    return [row["image"], row.get("id") or "", p.text_mode, *[f"{p.fusion[f]:.6f}" for f in findings],
+            ";".join(p.discordant), int(p.out_of_distribution), p.operating_point_name,
+            *[p.decision.get(f, "") for f in findings]]
 
 
 def emit_json(target: str, objects: list[dict]) -> None:
@@ -168,7 +200,7 @@ def emit_json(target: str, objects: list[dict]) -> None:
         Path(target).write_text(lines)
 
 
-def predict_and_log_cli(predictor, studies, *, log: bool):
+def predict_and_log_cli(predictor, studies, *, log: bool, target: str | None = None):
     """(path, decoded image, text, mode) studies through core.serving.predict_and_log, logged
     with source ``cli`` (the file's own name: the user chose it on their own machine). A log
     that refuses the rows does not stop the predictions: one warning line on stderr."""
@@ -182,35 +214,36 @@ def predict_and_log_cli(predictor, studies, *, log: bool):
             print(f"warning: predictions not logged ({exc})", file=sys.stderr)
     done = predict_and_log_many(predictor, store, [
         Study(gray=img.gray, image_bytes=path.read_bytes(), image_name=path.name, text=text, mode=mode,
-              colorfulness=img.colorfulness) for path, img, text, mode in studies], source="cli", keep_names=True)
+              colorfulness=img.colorfulness) for path, img, text, mode in studies], source="cli", keep_names=True,
+        target=target)
     if done and done[0].log_error is not None:
         print(f"warning: predictions not logged ({done[0].log_error})", file=sys.stderr)
     return done
 
 
 def print_table(predictor, pred, done) -> None:
-    """The plain output: the mode first, then one line per finding with the evidence behind it."""
+    """The plain output: the mode and operating point first, then one block per finding: its decision,
+    the number a reader may see, what a flag means there, and the evidence behind it."""
     from core.data.labels import MODE_NAMES
-    print(f"text mode: {MODE_NAMES[pred.text_mode]}; model {pred.model}"
-          + (f"; logged as #{done.row_id}" if done.row_id is not None else ""))
+    from core.serving.decision import decide
+    decisions = decide(pred, predictor.description, pred.operating_point_name)
+    print(f"text mode: {MODE_NAMES[pred.text_mode]}; operating point: {pred.operating_point_name}; "
+          f"model {pred.model}" + (f"; logged as #{done.row_id}" if done.row_id is not None else ""))
     if pred.out_of_distribution:
-        print(f"WARNING: this does not look like a frontal chest X-ray ({pred.ood_reason}); "
-              "the probabilities below are not meaningful")
-    for f in predictor.findings:  # the weights' own (core.model.description)
-        flag = "  DISCORDANT" if f in pred.discordant else ""
-        e = pred.evidence[f]
-        held = (f"held-out AUC {e['auc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], {e['positives']} pos."
-                if e["auc"] is not None else "no held-out evidence")
-        weak = "" if pred.image_reliable.get(f) else "  (not reliable from the image)"
-        def number(head: str, f: str = f) -> str:  # too rare to calibrate: no bare number (docs/calibration.md)
-            ok = pred.calibrated if head == "fusion" else pred.head_calibrated.get(head, {})
-            return f"{pred.head(head)[f]:.3f}" if ok.get(f, True) else "not calibrated"
-        above = "above" if pred.fusion[f] >= pred.thresholds[f] else "below"
-        if not pred.has_text:  # image only: one number, the image head's
-            print(f"{f:14s} image {number('image')} ({above} threshold {pred.thresholds[f]:.3f})  {held}{weak}{flag}")
+        print(f"NOT ASSESSED: this does not look like a frontal chest X-ray ({pred.ood_reason})")
+    print(decisions.headline())
+    for d in decisions:  # the weights' own findings (core.model.description)
+        if not d.assessed:
+            print(f"{d.finding:14s} not assessed: {d.reason}")
             continue
-        print(f"{f:14s} fused {number('fusion')} ({above} threshold {pred.thresholds[f]:.3f})  "
-              f"image {number('image')}  text {number('text')}  {held}{weak}{flag}")
+        number = f"{d.probability:.3f}" if d.probability is not None else "no calibrated number"
+        e = pred.evidence[d.finding]
+        held = (f"AUC {e['auc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], {e['positives']} pos. ({e['source']})"
+                if e.get("auc") is not None and e.get("ci") else "no held-out evidence")
+        flag = "  DISCORDANT" if d.finding in pred.discordant else ""
+        print(f"{d.finding:14s} {d.status.upper()}  probability {number}{flag}")
+        print(f"{'':14s} {d.sentence()}")
+        print(f"{'':14s} evidence: {held}")
 
 
 def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
@@ -255,18 +288,14 @@ def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
             texts.append(clean_text(rows[r].get("text") or ""))
             modes.append(rows[r]["text_mode"])
         preds = predictor.predict_batch([im.gray for im in images], texts, modes,
-                                        colorfulness=[im.colorfulness for im in images])
-        writer.write([(r, [rows[r]["image"], rows[r].get("id") or "", p.text_mode,
-                           *[f"{p.fusion[f]:.6f}" for f in predictor.findings],
-                           ";".join(p.discordant), int(p.out_of_distribution)])
-                      for r, p in zip(chunk, preds, strict=True)])
+                                        colorfulness=[im.colorfulness for im in images], target=args.operating_point)
+        writer.write([(r, batch_row(rows[r], p, predictor.findings)) for r, p in zip(chunk, preds, strict=True)])
     writer.close()
     if world > 1:
         dist.barrier()
     if rank == 0:
         try:
-            n = merge(out, ["image", "id", "text_mode", *predictor.findings, "discordant", "out_of_distribution"],
-                      len(rows))
+            n = merge(out, batch_header(predictor), len(rows))
         except PartsError as exc:
             fail(str(exc))
         print(f"wrote {out}: {n} studies ({sum(map(len, todo))} predicted by rank 0 in this run, "

@@ -69,7 +69,10 @@ class Prediction:
 
     def with_decisions(self, decisions) -> Prediction:
         """A copy decided as ``decisions`` says (core.serving.decision.Decisions, e.g. at another point)."""
-        return replace(self, decision=decisions.status(), operating_point=decisions.operating_points(),
+        points = decisions.operating_points()
+        # the fused thresholds are the operating point's (of the findings it assessed)
+        thresholds = {f: (points[f]["threshold"] if f in points else t) for f, t in self.thresholds.items()}
+        return replace(self, decision=decisions.status(), operating_point=points, thresholds=thresholds,
                        operating_point_name=decisions.operating_point, not_assessed=decisions.not_assessed())
 
 
