@@ -48,3 +48,10 @@ def rules_out(text: str, finding: str) -> bool:
     """Whether a sentence of the report explicitly rules the finding out (core.data.labels.RULE_OUT)."""
     pattern = _RULE_OUT.get(finding)
     return bool(pattern) and any(pattern.search(s.lower()) for s in _SENTENCE.split(text or "") if s.strip())
+
+
+def negated_only(text: str, findings) -> set[str]:
+    """Findings the text mentions only to rule out (the rule's negated-only score), e.g. Edema in
+    "Stable cardiomegaly without overt pulmonary edema."; findings this rule has no words for are never in it."""
+    scores = dict(zip(FINDINGS, keyword_scores(text), strict=True))
+    return {f for f in findings if scores.get(f) == 0.25}

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from core.data.labels import effective_mode
+from core.evaluation.keyword_baseline import negated_only
 from core.evaluation.operating_points import discordance
 from core.evaluation.recalibration import apply_maps
 from core.serving.decision import decide
@@ -53,7 +54,8 @@ def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: l
             thr, evidence, calibrated = ({**d, "fusion": d["image"]} for d in (thr, evidence, calibrated))
         ood = p.ood.check(grays[i], colorfulness[i] if colorfulness else 0.0) if p.ood else None
         # report QA exists in report mode only: an indication rarely names the finding
-        disc = discordance(heads["image"], heads["text"], thr["text"], p.qa_points) if mode == "report" else []
+        disc = (discordance(heads["image"], heads["text"], thr["text"], p.qa_points,
+                            ruled_out=negated_only(texts[i], p.findings)) if mode == "report" else [])
         pred = Prediction(
             fusion=heads["fusion"], image=heads["image"], text=heads["text"], thresholds=dict(thr["fusion"]),
             head_thresholds={h: dict(thr[h]) for h in p.heads},
