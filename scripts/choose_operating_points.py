@@ -26,7 +26,6 @@ from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 DEFAULT_CV = "eval/cv/img15-3fold"
 INPUTS = "eval/recalibration_inputs"
-MODE_HEAD = {"none": "image", "indication": "fusion", "report": "fusion"}  # the head a decision reads
 
 
 def parse_args(argv=None):
@@ -95,6 +94,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from core.evaluation import operating_targets as T
+    from core.evaluation.operating_targets import MODE_HEAD
     from core.evaluation.recalibration import apply_maps
     from core.model.description import WeightsError, read_description
     weights = Path(args.weights)
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         cv_all_y, test_y = cv_y, Yt
         prevalence = np.concatenate([cv_y, Yt]).mean(axis=0)  # the whole collection: train+val (CV) and test
         n_cv = len(cv_y)
-        assessed = [f for f in findings if mode == "report" or reliable.get(f)]
+        assessed = T.assessed_findings(mode, findings, reliable)
         shipped_y, shipped_p = np.concatenate([Yv, Yt]), np.concatenate([Pv, Pt])
         shipped_source = f"the shipped model's validation + test reports ({len(shipped_y)})"
         # the recipe's folds never fine-tune the text encoder: with the report they describe another
@@ -144,8 +144,8 @@ def main(argv=None) -> int:
                                                inner=args.inner),
             "test": normal_flag_rate(Yt, flags_at(Pt, {f: points[mode][f][default]["test"]["threshold"]
                                                        for f in assessed}, findings))}
-    block = {"rule": T.RULE, "default": {m: T.default_name(m) for m in MODE_HEAD}, "choices": list(T.NAMES),
-             "head": MODE_HEAD,
+    block = {"rule": T.RULE, "default": {m: T.default_name(m) for m in T.MODE_HEAD}, "choices": list(T.NAMES),
+             "head": T.MODE_HEAD,
              "prevalence": {f: round(float(v), 4) for f, v in
                             zip(findings, np.concatenate([cv_all_y, test_y]).mean(axis=0), strict=True)},
              "points": points, "normal_flag_rate": rates,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from core.data.labels import FINDINGS
+from core.errors import LogEntryError
 from core.store import (
     PredictionNotFound,
     PredictionStore,
@@ -25,6 +26,7 @@ from core.store import (
     StoreFullError,
     StoreReadOnlyError,
     export_csv,
+    flatten,
     fts_query,
     hashed_name,
     prob_column,
@@ -73,7 +75,8 @@ def test_migrations_on_fresh_file_and_reopen(tmp_path):
     assert conn.execute("SELECT version, name FROM migrations").fetchall() == [(1, "m001_initial"),
                                                                                (2, "m002_trust_and_names"),
                                                                                (3, "m003_findings"),
-                                                                               (4, "m004_calibrated")]
+                                                                               (4, "m004_calibrated"),
+                                                                               (5, "m005_decisions")]
     tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"predictions", "verdicts", "predictions_fts", "migrations"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -363,6 +366,9 @@ def test_sigkill_mid_stream_leaves_only_whole_rows(fresh_db):
 
 # -- issue 10: names, verdicts in the export, prefix search, discordance order -----------------
 
+SCHEMA_5 = ("decision", "operating_point_name", "operating_point", "n_flagged")  # what issue 26's migration adds
+
+
 def old_file_with_a_row(path: Path, monkeypatch, migrations: int, absent: tuple[str, ...]) -> int:
     """A log written by the first ``migrations`` migrations, holding one row without the ``absent``
     columns (those later migrations add); returns the row's id."""
@@ -373,7 +379,7 @@ def old_file_with_a_row(path: Path, monkeypatch, migrations: int, absent: tuple[
     row = PredictionStore._validated(model_version=f"v{migrations}", image_png=None, image_name="cxr.png",
                                      image_sha256=None, text="", text_mode="none", fusion=probs(), image=probs(),
                                      text_probs=None, thresholds=probs())
-    for new in absent:
+    for new in (*absent, *SCHEMA_5):
         row.pop(new)
     with sqlite3.connect(path) as conn:
         return conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -404,7 +410,7 @@ def test_version_3_file_gains_the_calibrated_column(tmp_path, monkeypatch):
     new_id = log(store, calibrated={"Edema": False, "Cardiomegaly": True, "Unknown": True})
     assert store.get(new_id)["calibrated"] == {"Edema": False, "Cardiomegaly": True}
     with sqlite3.connect(path) as conn:
-        assert max(v for (v,) in conn.execute("SELECT version FROM migrations")) == len(schema.MIGRATIONS) == 4
+        assert max(v for (v,) in conn.execute("SELECT version FROM migrations")) == len(schema.MIGRATIONS) == 5
 
 
 def test_hashed_name_names_no_one():
@@ -474,3 +480,33 @@ def test_export_leaves_the_discordance_score_empty_outside_report_mode(fresh_db)
     rows = {int(r["id"]): r for r in csv.DictReader(io.StringIO(fresh_db.export_csv(fresh_db.list_predictions())))}
     assert rows[pid]["discordance_score"] == "" and rows[none]["discordance_score"] == ""
     assert rows[none]["evidence_for"] == "none mode, image head" and rows[pid]["evidence_for"] == ""
+
+
+def test_version_4_file_gains_the_decision_columns(tmp_path, monkeypatch):
+    """Schema 5 (issue 26): a log written by schema 4 opens, its rows record no decision (the history
+    decides them with the loaded weights and says so), new rows keep the decision they were shown, the
+    operating point's name and what it means; a finding filter keeps the rows flagged for it."""
+    from core.store import schema
+    path = tmp_path / "v4.db"
+    old_id = old_file_with_a_row(path, monkeypatch, 4, ())
+    store = PredictionStore(path)
+    old = store.get(old_id)
+    assert old["decision"] == {} and old["operating_point_name"] == "" and old["operating_point"] == {}
+    op = {"name": "specificity 0.90", "threshold": 0.2, "sensitivity": 0.57, "specificity": 0.9}
+    new_id = log(store, fusion=probs(0.1), decision={"Cardiomegaly": "flagged", "Edema": "not flagged",
+                                                      "Pneumonia": "not assessed"},
+                 operating_point_name="specificity 0.90", operating_point={"Cardiomegaly": op})
+    row = store.get(new_id)
+    assert row["decision"]["Cardiomegaly"] == "flagged" and row["operating_point"]["Cardiomegaly"] == op
+    assert row["operating_point_name"] == "specificity 0.90" and row["n_flagged"] == 1
+    # the new row: flagged by its decision, though its probability (0.1) is under its stored threshold (0.5);
+    # the old row (no decision recorded): by its stored threshold (0.2 >= 0.2)
+    assert [r["id"] for r in store.list_predictions(finding="Cardiomegaly")] == [new_id, old_id]
+    assert [r["id"] for r in store.list_predictions(finding="Edema")] == [old_id]
+    flat = flatten(store.get(new_id))
+    assert flat["decision_cardiomegaly"] == "flagged" and flat["sensitivity_cardiomegaly"] == 0.57
+    assert flat["operating_point_name"] == "specificity 0.90" and flat["decision_pneumonia"] == "not assessed"
+    with pytest.raises(LogEntryError, match="decision 'maybe'"):
+        log(store, decision={"Edema": "maybe"})
+    with sqlite3.connect(path) as conn:
+        assert max(v for (v,) in conn.execute("SELECT version FROM migrations")) == len(schema.MIGRATIONS) == 5

@@ -187,7 +187,7 @@ def _decode_pillow(data: bytes, *, max_pixels: int) -> DecodedImage:
             "export it at a smaller size.") from None
     except Exception:
         raise ImageDecodeError(
-            "The file is not a supported image; upload a PNG, JPEG, TIFF or DICOM chest X-ray.") from None
+            "The file is not a supported image; upload a PNG, JPEG or DICOM chest X-ray.") from None
 
     with im:
         fmt = im.format or "image"
@@ -281,6 +281,10 @@ def _decode_dicom(data: bytes, *, max_pixels: int, force: bool) -> DecodedImage:
     except Exception:
         raise ImageDecodeError("The file looks like DICOM but could not be read; "
                                "re-export it from the PACS or viewer, or upload a PNG.") from None
+    if force and not any(k in ds for k in ("SOPClassUID", "Modality", "PixelData", "StudyInstanceUID")):
+        # no preamble and none of the elements every DICOM image has: a file only named .dcm
+        raise ImageDecodeError("The file is named .dcm but is not DICOM (no DICOM header); upload the image as "
+                               "exported from the PACS or viewer, or a PNG or JPEG.")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ImageDecodeError("This DICOM file holds no image (no pixel data); "
                                "upload the image instance of the study, not a report or structured document.")

@@ -39,6 +39,9 @@ RULE = ("a flag is a probability at or above the threshold that gives the target
         "predictions, each part flagged at the threshold its model's other parts give")
 
 
+MODE_HEAD = {"none": "image", "indication": "fusion", "report": "fusion"}  # the head a decision reads
+
+
 class TargetError(CxrError, ValueError):
     """An operating point that is not one of the weights' choices."""
 
@@ -185,3 +188,29 @@ def choose(*, shipped: tuple[np.ndarray, np.ndarray], stated_folds: list[tuple[n
                 entry["test"] = {"threshold": round(t_fit, 6), **Counts.of(y_test, p_test >= t_fit).summary(prevalence)}
         out[target_name(kind, value)] = entry
     return out
+
+
+def assessed_findings(mode: str, findings, image_reliable: dict) -> list[str]:
+    """Findings a decision can be made on in this mode: all with the report (the text reads them);
+    otherwise those the image supports (core.evaluation.evidence)."""
+    return [f for f in findings if mode == "report" or image_reliable.get(f)]
+
+
+def validation_block(probs: dict, Y: np.ndarray, findings, image_reliable: dict, prevalence, *,
+                     n_reports: int) -> dict:
+    """The ``operating_points`` block of freshly trained weights, from their validation predictions
+    ``probs[mode][head]`` alone (no cross-validation yet): thresholds and stated numbers cross-fitted on
+    it, and said so in ``source``. ``scripts/choose_operating_points.py`` replaces it with the
+    cross-validated one."""
+    source = f"validation split ({n_reports} reports), each half flagged at the threshold from the other half"
+    points = {}
+    for mode, head in MODE_HEAD.items():
+        if mode not in probs:
+            continue
+        P = probs[mode][head]
+        points[mode] = {f: choose(shipped=(Y[:, k], P[:, k]), stated_folds=None, check=None,
+                                  prevalence=float(prevalence[k]), shipped_source=source, stated_source=source)
+                        for k, f in enumerate(findings) if f in assessed_findings(mode, findings, image_reliable)}
+    return {"rule": RULE, "default": {m: default_name(m) for m in MODE_HEAD}, "choices": list(NAMES),
+            "head": dict(MODE_HEAD), "prevalence": {f: _r(v) for f, v in zip(findings, prevalence, strict=True)},
+            "points": points}

@@ -15,6 +15,7 @@ from core.data.sources import Collection
 from core.evaluation.evidence import build_evidence
 from core.evaluation.metrics import wilson_ci
 from core.evaluation.operating_points import fit_discordance, fit_thresholds
+from core.evaluation.operating_targets import validation_block
 from core.evaluation.split_eval import predict_reports, select_reports
 from core.model.description import ModelDescription, describe
 
@@ -59,7 +60,9 @@ def refit(model, tokenizer, description, reports, data_dir: Path, eval_dir: Path
                             threshold_rule=THRESHOLD_RULE)
     desc = desc.updated(evidence=build_evidence(eval_dir, list(desc.findings), list(desc.text_modes),
                                                 list(desc.heads), cv_summary=cv_summary))
-    return desc.updated(discordance=report_qa(desc, probs, Y))
+    block = validation_block(probs, Y, list(desc.findings), desc.image_reliable, prevalence(reports, desc.split),
+                             n_reports=len(Y))
+    return desc.updated(discordance=report_qa(desc, probs, Y), operating_points=block)
 
 
 def rescore_thresholds(eval_dir: Path, description) -> None:

@@ -55,6 +55,10 @@ VIEW_KEYS = ("view_coef", "view_intercept", "view_mean", "view_std", "view_thres
 VIEWS = ("frontal", "lateral", "partial")
 LATERAL_REASON = "lateral view: upload the frontal view"
 PARTIAL_REASON = "part of a film (cropped or cut off): upload the whole frontal view"
+# the view stage learnt frontal / lateral / part of a film from films only: an image unlike any film that it
+# calls "part of a film" may as well be a photograph, so the reason says what is known
+NOT_WHOLE_FRONTAL_REASON = ("not a whole frontal chest X-ray (part of a film, a photograph or another image): "
+                            "upload the whole frontal view")
 
 
 @dataclass
@@ -276,7 +280,8 @@ class OODDetector:
             view_score = (1 - views["frontal"]) / max(1 - self.view_threshold, 1e-6)
             other = max(("lateral", "partial"), key=views.get)
             if views["frontal"] < self.view_threshold or (score >= 1.0 and views[other] > views["frontal"]):
-                reason = LATERAL_REASON if other == "lateral" else PARTIAL_REASON
+                reason = LATERAL_REASON if other == "lateral" else (
+                    PARTIAL_REASON if score < 1.0 else NOT_WHOLE_FRONTAL_REASON)
                 return OODResult(True, round(max(score, view_score, 1.0), 4), reason)
         if score < 1.0:
             return OODResult(False, min(round(score, 4), 0.9999), "")   # rounding never crosses 1.0
