@@ -31,11 +31,21 @@ def _pred(mode: str = "indication") -> Prediction:
     evidence = {f: (weak if f in ("Pneumonia", "Consolidation") else ev) for f in FINDINGS}
     p = dict(zip(FINDINGS, (0.01, 0.3, 0.62, 0.12, 0.02), strict=True))
     thr = dict.fromkeys(FINDINGS, 0.25)
+    op = {"name": "specificity 0.90", "threshold": 0.25, "sensitivity": 0.57, "specificity": 0.9,
+          "sensitivity_ci": [0.51, 0.63], "specificity_ci": [0.89, 0.91], "ppv": 0.38, "prevalence": 0.093,
+          "positives": 234, "negatives": 2260, "source": "cross-validation"}
+    assessed = [f for f in FINDINGS if evidence[f]["reliable"]]
     return Prediction(fusion=p, image=dict(p, Cardiomegaly=0.55), text=p, thresholds=thr,
                       head_thresholds={"fusion": thr, "image": thr, "text": thr}, discordant=[],
                       out_of_distribution=False, ood_score=0.2, ood_reason="", text_mode=mode,
                       has_text=mode != "none", model="20261128-test", evidence=evidence,
-                      head_evidence={"image": evidence}, image_reliable={f: evidence[f]["reliable"] for f in FINDINGS})
+                      head_evidence={"image": evidence}, image_reliable={f: evidence[f]["reliable"] for f in FINDINGS},
+                      decision={f: ("not assessed" if f not in assessed else
+                                    "flagged" if (dict(p, Cardiomegaly=0.55) if mode == "none" else p)[f] >= 0.25
+                                    else "not flagged") for f in FINDINGS},
+                      operating_point={f: op for f in assessed}, operating_point_name="specificity 0.90",
+                      not_assessed={f: "not supported from the image in this mode" for f in FINDINGS
+                                    if f not in assessed})
 
 
 def test_the_report_is_self_contained_escaped_and_names_mode_and_evidence():
@@ -45,7 +55,11 @@ def test_the_report_is_self_contained_escaped_and_names_mode_and_evidence():
     assert not re.search(r"(src|href)=['\"]?https?:", page)  # nothing asked of another host
     assert "indication (before the read)" in page and "20261128-test" in page
     assert "0.620" in page and "AUC 0.88 [0.83, 0.92], 60 positives" in page
-    assert page.count("NOT reliable") == 2 and "Not a medical device" in page
+    assert page.count("not supported from the image") == 2 and "Not a medical device" in page
+    assert "0.010" not in page and "0.020" not in page          # not assessed: no number
+    assert "Cardiomegaly, Edema flagged at specificity 0.90" not in page   # in the weights' order
+    assert "Edema, Cardiomegaly flagged at specificity 0.90" in page
+    assert "57% [51%, 63%] of studies with Cardiomegaly" in page and "38% of its flags are true" in page
 
 
 def test_a_finding_that_cannot_be_calibrated_shows_no_bare_number():
@@ -57,7 +71,7 @@ def test_a_finding_that_cannot_be_calibrated_shows_no_bare_number():
 
 def test_image_only_shows_the_image_heads_number():
     page = study_report_html(_pred("none"), image_png=_png(), image_name="a.png")
-    assert "image head probability" in page and "0.550" in page and "0.620" not in page
+    assert "Probability (image head)" in page and "0.550" in page and "0.620" not in page
     assert "Text read" not in page
 
 
