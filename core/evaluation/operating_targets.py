@@ -180,7 +180,7 @@ def choose(*, shipped: tuple[np.ndarray, np.ndarray], stated_folds: list[tuple[n
         if counts is None:
             continue
         entry = {"threshold": round(t, 6), **counts.summary(prevalence),
-                 "source": stated_source if stated_folds else shipped_source, "threshold_from": shipped_source}
+                 "source": stated_source, "threshold_from": shipped_source}
         if check is not None:
             (y_fit, p_fit), (y_test, p_test) = check
             t_fit = threshold_for(y_fit, p_fit, kind, value)
