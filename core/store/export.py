@@ -56,8 +56,9 @@ def flatten(row: Mapping[str, Any], findings: Sequence[str] = FINDINGS) -> dict[
     calibrated = row.get("calibrated") or {}
     # the evidence columns are the fused number's, in the row's mode (image only: the image head's);
     # reliable_from_image is always the image-only evidence's verdict
+    source = next((e.get("source") for e in evidence.values() if isinstance(e, dict) and e.get("source")), None)
     flat["evidence_for"] = (f"{row.get('text_mode')} mode, {'image' if row.get('text_mode') == 'none' else 'fused'}"
-                            " head" if evidence else None)
+                            " head" + (f"; {source}" if source else "") if evidence else None)
     for finding in findings:
         e, low = evidence.get(finding) or {}, finding_key(finding)
         flat[f"reliable_from_image_{low}"] = reliable.get(finding) if reliable else None
