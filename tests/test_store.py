@@ -440,7 +440,7 @@ def test_export_carries_verdicts_reviewer_time_and_evidence(fresh_db):
     assert r["evidence_positives_edema"] == "55"
     assert (r["reliable_from_image_cardiomegaly"], r["reliable_from_image_edema"]) == ("True", "False")
     assert (r["image_name"], r["image_name_kind"]) == ("upload-abc.png", "hashed (upload-<hash>)")
-    assert r["evidence_for"] == "report mode, fused head"  # which mode and head the evidence columns are for
+    assert r["evidence_for"] == "report mode, fused head; test"  # the mode, head and source of the evidence
     assert (r["calibrated_cardiomegaly"], r["calibrated_edema"]) == ("True", "False")   # the number's status
     assert rows[other]["calibrated_edema"] == ""                                         # not recorded
     assert rows[other]["verdict_cardiomegaly"] == "" and rows[other]["reviewer"] == ""
