@@ -1,20 +1,26 @@
 """PACS: list the server's recent chest studies, score the chosen ones, store their SRs back (core.pacs).
 
 The connection is configured by the environment ($CXR_PACS_URL and $CXR_PACS_USER / $CXR_PACS_PASSWORD,
-or ~/.netrc). The page shows a study only by its date, modality, views and a short hash of its UID:
-never a patient name, patient ID or accession number (the app may be shared over a tunnel). The
-study UIDs stay on the server, in the session; the browser sees the hashes only.
+or ~/.netrc). Each study is decided at the operating point picked here (each mode's default unless the
+user picks another) by the one policy (core.serving.decision): the table shows per finding flagged / not
+flagged / not assessed and the calibrated number where there is one, says what a flag means, and names
+the point — as the SR stored in the study does. The page shows a study only by its date, modality,
+views and a short hash of its UID: never a patient name, patient ID or accession number (the app may
+be shared over a tunnel). The study UIDs stay on the server, in the session; the browser sees the
+hashes only.
 """
 from datetime import date, timedelta
 
 import pandas as pd
 import streamlit as st
 
+from core.data.labels import MODE_NAMES
 from core.errors import CxrError
+from core.evaluation.operating_targets import default_name
+from core.model.description import describe
 from core.pacs.connection import PASSWORD_ENV, URL_ENV, USER_ENV, PacsError, configured_url, connect
+from core.serving.decision import operating_point_words
 from ui import notices, router
-from ui.batch_score import finding_columns, headline_of, hidden_findings
-from ui.prediction_view import not_calibrated_caption, reliability_caption, unreliable_findings
 from ui.resources import MODEL_LOCK, metadata, predictor, store
 
 router.require_router("pages/pacs.py")
@@ -53,6 +59,15 @@ with left:
 with right:
     if st.button("Refresh the list", icon=":material/refresh:", key="pacs_refresh"):
         _list.clear()
+    # the operating point every study is decided at (the PACS reads image only or image + indication)
+    ops = (describe(meta).operating_points or {}) if meta is not None else {}
+    default_point = default_name("none")
+    choices = list(ops.get("choices") or [default_point])
+    point = st.selectbox("Operating point (what a flag means; named in each SR)", choices, key="pacs_point",
+                         index=choices.index(default_point) if default_point in choices else 0,
+                         help="A flag is a probability at or above the threshold that gives this specificity "
+                              "(or sensitivity) on held-out reports. Each finding's stated sensitivity, "
+                              "specificity and PPV are shown with the results and written into the SR.")
 try:
     rows, refs = _list(url, None if everything else since.strftime("%Y%m%d"), version)
 except PacsError as exc:
@@ -87,13 +102,25 @@ if go:
     error = None
     try:
         outcomes = Runner(connect(url), predictor(), store(), lock=MODEL_LOCK, source="batch",
-                          on_outcome=_step).run(todo)
+                          on_outcome=_step, target=point).run(todo)
     except CxrError as exc:  # the PACS went away, refused credentials, an unusable log: one line
         error = f"Scoring stopped: {exc}. What was stored is complete; score again to do the rest."
         outcomes = done
     st.session_state[RESULT] = {"outcomes": outcomes, "error": error}
     _list.clear()
     st.rerun()  # the list again, now saying which studies have an SR of this model
+
+
+def _cell(d) -> str:
+    """One finding of one study: its decision and the calibrated number, where there is one."""
+    if not d.assessed:
+        return "not assessed"
+    return d.status + (f" · {d.probability:.3f}" if d.probability is not None else " (no calibrated number)")
+
+
+def _md(text: str) -> str:
+    return text.replace("[", "\\[").replace("]", "\\]")
+
 
 last = st.session_state.get(RESULT) or {}
 if last.get("error"):
@@ -103,24 +130,35 @@ if outcomes:
     from core.pacs.connection import short_hash
     result_rows = []
     for o in outcomes:
-        # as the batch page: no number where not calibrated, what the image cannot support marked; the
-        # numbers first, so the table needs no sideways scroll to show them
-        row = {"study": short_hash(o.study_uid), "status": o.status, "mode": o.text_mode or "",
-               **{f: (v if o.calibrated.get(f, True) else None) for f, v in (o.fusion or {}).items()},
-               "above threshold": headline_of(o.positive, o.image_reliable, bool(o.out_of_distribution))
-               if o.fusion else "", "OOD": bool(o.out_of_distribution), "log id": o.row_id, "reason": o.reason}
+        d = o.decisions
+        # the decisions first (no sideways scroll to reach them), one cell per finding, no number the app hides
+        row = {"study": short_hash(o.study_uid), "status": o.status,
+               "flagged": "" if d is None else ("not assessed (out of distribution)" if d.out_of_distribution
+                                                else ", ".join(d.flagged()) or "none"),
+               **({x.finding: _cell(x) for x in d} if d is not None else {}),
+               "operating point": d.operating_point if d is not None and not d.out_of_distribution else "",
+               "mode": o.text_mode or "", "OOD": bool(o.out_of_distribution), "log id": o.row_id, "reason": o.reason}
         result_rows.append(row)
     n_scored = sum(o.status == "scored" for o in outcomes)
     n_exists = sum(o.status == "exists" for o in outcomes)
-    st.success(f"{n_scored} scored and their SRs stored; {n_exists} already had an SR of this model; "
-               f"{len(outcomes) - n_scored - n_exists} skipped.")
-    frame = pd.DataFrame(result_rows)
-    scored = next((o for o in outcomes if o.fusion), None)
-    reliable, evidence = (scored.image_reliable, scored.image_evidence) if scored else (None, None)
-    hidden = hidden_findings([r for r in result_rows if r["mode"]], reliable)
-    st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence, hidden))
-    reliability_caption(unreliable_findings(reliable, evidence))
-    not_calibrated_caption(hidden)
-    st.caption("The numbers are the fused probability in each study's text mode (indication when the DICOM "
-               "header holds one, else image only). The SR stored in each study carries every head's number, "
-               "and says per finding whether it is calibrated and whether the image can support it.")
+    st.success(f"{n_scored} scored and their SRs stored; {n_exists} already had an SR of this model at this "
+               f"operating point; {len(outcomes) - n_scored - n_exists} skipped.")
+    st.dataframe(pd.DataFrame(result_rows), hide_index=True,
+                 column_config={"study": st.column_config.TextColumn("study (hash)")})
+    # what a flag means, per text mode seen (the same words the SR carries)
+    shown: dict[str, object] = {}
+    for o in outcomes:
+        if o.decisions is not None and not o.decisions.out_of_distribution:
+            shown.setdefault(o.text_mode, o.decisions)
+    for mode, d in shown.items():
+        lines = [f"- **{x.finding}**: {_md(operating_point_words(x.operating_point, x.finding))}"
+                 for x in d if x.assessed]
+        missing = d.not_assessed()
+        if missing:
+            reasons = "; ".join(sorted(set(missing.values())))
+            lines.append(f"- **Not assessed**: {', '.join(missing)} — {_md(reasons)}")
+        st.caption(f"Text mode {MODE_NAMES.get(mode, mode)}, flags at **{d.operating_point}**:\n" + "\n".join(lines))
+    st.caption("A number is the calibrated probability in each study's text mode (indication when the DICOM "
+               "header holds one, else image only); a finding without one is decided all the same. The SR "
+               "stored in each study says the same: per finding its presence at the operating point, what a "
+               "flag there means, the number where calibrated and the held-out evidence.")

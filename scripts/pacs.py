@@ -4,19 +4,28 @@
     python scripts/pacs.py --url http://localhost:8042/dicom-web --since 20261201 --json out.json
     python scripts/pacs.py --url URL --study 1.2.840.113619.2.55.3 --dry-run
     python scripts/pacs.py --url URL --all --follow              # keep polling; SIGTERM stops it cleanly
+    python scripts/pacs.py --url URL --all --operating-point "sensitivity 0.80"
 
 Finds the CR/DX studies (QIDO-RS), picks the frontal chest image of each (ViewPosition, else the
 guard), reads the indication from its header (indication mode; image-only without one), predicts,
-stores one Comprehensive SR per study and model version into the study (STOW-RS) and logs the
+decides each finding at the operating point (``--operating-point``; default: each mode's own, named in
+every output) — flagged, not flagged or not assessed (core.serving.decision) — stores one
+Comprehensive SR per study, model version and operating point into the study (STOW-RS) and logs the
 prediction (source 'cli', the study named by a hash of its UID). Running it again adds nothing.
+Each study's line says what was flagged and what was not assessed, never a number the app hides.
 See docs/pacs.md.
 
 ``--json OUT`` writes {"studies": [...]}: per study ``study_uid``, ``status`` (scored | exists |
 skipped), ``reason``, ``source_sop_instance_uid``, ``sr_sop_instance_uid``, ``text_mode``, ``fusion``,
-``image``, ``text``, ``model``. Exit 0 when the run completed (skipped studies included; with --follow,
-when SIGTERM or Ctrl-C stopped it); 2 on bad arguments or refused credentials (one line on stderr); 1 when
-the PACS failed mid-run (one line; what was stored so far is complete, the rest is left for a re-run);
-130 when a one-off run was stopped by a signal before the end.
+``image``, ``text`` (each head's number, as ``predict.py --json``; ``text`` null when no text was
+read), ``probability`` (the calibrated number a reader may see, null where not assessed or not
+calibrated), ``decision`` (finding -> flagged | not flagged | not assessed), ``operating_point``
+(assessed finding -> sensitivity, specificity, their CIs, PPV, source), ``operating_point_name``,
+``not_assessed`` (finding -> why), ``out_of_distribution``, ``model``. Exit 0 when the run completed
+(skipped studies included; with --follow, when SIGTERM or Ctrl-C stopped it); 2 on bad arguments (an
+unknown operating point too) or refused credentials (one line on stderr); 1 when the PACS failed
+mid-run (one line; what was stored so far is complete, the rest is left for a re-run); 130 when a
+one-off run was stopped by a signal before the end.
 Credentials come only from the environment (CXR_PACS_USER / CXR_PACS_PASSWORD) or ~/.netrc.
 """
 from __future__ import annotations
@@ -60,7 +69,16 @@ def parse_args(argv=None):
     p.add_argument("--no-log", action="store_true", help="store the SRs but do not write the prediction log")
     p.add_argument("--overlay", action="store_true",
                    help="also store a Grad-CAM overlay of the leading finding (Secondary Capture series)")
+    p.add_argument("--operating-point", default=None, metavar="NAME",
+                   help='the operating point each finding is decided at, e.g. "specificity 0.95" or "sensitivity '
+                        '0.80" (default: each text mode\'s own; every output names the one used)')
     args = p.parse_args(argv)
+    if args.operating_point is not None:
+        from core.evaluation.operating_targets import TargetError, parse_target
+        try:
+            args.operating_point = parse_target(args.operating_point)
+        except TargetError as exc:
+            fail(str(exc))
     if args.study and not (UID_RE.match(args.study) and len(args.study) <= 64):
         fail(f"--study {args.study!r} is not a DICOM UID (digits and dots, at most 64 characters)")
     if args.since:
@@ -120,7 +138,8 @@ def main(argv=None) -> int:
         def show(o):
             print(o.line(), flush=True)
         runner = Runner(pacs, predictor, store, dry_run=args.dry_run, workers=args.workers, batch=args.batch,
-                        processes=True, stop=stop, on_outcome=show, overlay=args.overlay).start()
+                        processes=True, stop=stop, on_outcome=show, overlay=args.overlay,
+                        target=args.operating_point).start()
         since = args.since
         if args.follow and not (args.since or args.study or args.all):
             since = datetime.now(UTC).strftime("%Y%m%d")
@@ -151,7 +170,9 @@ def main(argv=None) -> int:
         if runner is not None:
             runner.close()  # the worker processes end with the command
     counts = {s: sum(o.status == s for o in outcomes) for s in ("scored", "exists", "skipped")}
-    print(f"done: {counts['scored']} scored, {counts['exists']} already had an SR of model {runner.version}, "
+    flagged = sum(bool(o.decisions.flagged()) for o in outcomes if o.decisions is not None)
+    print(f"done: {counts['scored']} scored ({flagged} with a flag at {' / '.join(runner.points)}), "
+          f"{counts['exists']} already had an SR of model {runner.version} at that operating point, "
           f"{counts['skipped']} skipped" + (" (dry run: nothing stored or logged)" if args.dry_run else ""),
           file=sys.stderr)
     if stop.is_set() and not args.follow and len(outcomes) < len(fresh):  # stopped early: a re-run does the rest

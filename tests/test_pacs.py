@@ -151,19 +151,30 @@ def test_first_run_scores_chests_and_skips_the_rest(world, first_run):
         assert s["text_mode"] == made[name]["mode"]
         assert set(s["fusion"]) == {"Pneumonia", "Edema", "Cardiomegaly", "Atelectasis", "Consolidation"}
         assert s["model"] and "+int8" not in s["model"] and s["sr_sop_instance_uid"]
+        # the decisions at the named operating point (issue 26): text null when no text was read
+        assert s["operating_point_name"] == "specificity 0.90" and set(s["decision"]) == set(s["fusion"])
+        assert (s["text"] is None) == (s["text_mode"] == "none")
+        assert set(s["operating_point"]) == {f for f, d in s["decision"].items() if d != "not assessed"}
+        assert {s["decision"][f] for f in ("Pneumonia", "Consolidation")} == {"not assessed"}   # image cannot
+        assert all(s["probability"][f] is None for f in ("Pneumonia", "Consolidation"))
     assert got[made["L"]["uid"]]["status"] == "skipped" and "lateral" in got[made["L"]["uid"]]["reason"]
     assert got[made["X"]["uid"]]["status"] == "skipped" and "decoded" in got[made["X"]["uid"]]["reason"]
     assert got[made["H"]["uid"]]["status"] == "skipped" and "not a chest" in got[made["H"]["uid"]]["reason"]
     out = first_run["result"].stdout
     assert len(out.strip().splitlines()) == 7 and "Doe" not in out + first_run["result"].stderr
+    for line in out.splitlines():   # what was flagged at the named point, never a number the app hides
+        if " scored " in line:
+            assert "flagged at specificity 0.90: " in line and "not assessed: Pneumonia, Consolidation" in line
+            assert "highest" not in line and not any(c.isdigit() for c in line.split("specificity 0.90")[1]), line
+    assert "at specificity 0.90" in first_run["result"].stderr
     # one log row per scored study, named by a hash, never a patient identifier
     rows = pacs_rows(world["env"]["CXR_DB_PATH"])
     assert len(rows) == 4 and all(r["source"] == "cli" for r in rows)
     assert not any("Doe" in json.dumps(r, default=str) or "MRN-" in json.dumps(r, default=str) for r in rows)
 
 
-def test_srs_are_in_the_right_studies_valid_and_carry_the_numbers(world, first_run):
-    from core.pacs.sr import ALGORITHM_NAME, algorithm_versions, read_probabilities
+def test_srs_are_in_the_right_studies_valid_and_say_the_decisions(world, first_run):
+    from core.pacs.sr import ALGORITHM_NAME, algorithm_versions, read_sr
     got, made, pacs = by_uid(first_run["json"]), world["made"], world["pacs"]
     for name in "ABCR":
         uid = made[name]["uid"]
@@ -178,12 +189,18 @@ def test_srs_are_in_the_right_studies_valid_and_carry_the_numbers(world, first_r
         assert refs == [source.sop_uid]
         assert algorithm_versions(sr) == {got[uid]["model"]}
         assert ALGORITHM_NAME in str(sr)
-        numbers = read_probabilities(sr)
-        for finding, p in got[uid]["fusion"].items():
-            assert numbers[finding]["fused"] == pytest.approx(p, abs=1e-12 + 1e-9)
-            assert numbers[finding]["image"] == pytest.approx(got[uid]["image"][finding], abs=1e-9)
-            assert numbers[finding]["present"] == (p >= numbers[finding]["threshold"])
-            assert ("text" in numbers[finding]) == (made[name]["mode"] == "indication")
+        said = read_sr(sr)           # what the --json said, the SR says (issue 26: one decision, every output)
+        assert said["operating_point"] == got[uid]["operating_point_name"] and said["text_mode"] == made[name]["mode"]
+        for finding, decision in got[uid]["decision"].items():
+            assert said["findings"][finding]["status"] == decision
+            if decision == "not assessed":
+                assert said["findings"][finding]["reason"] == got[uid]["not_assessed"][finding]
+                continue
+            op = got[uid]["operating_point"][finding]
+            assert said["findings"][finding].get("probability") == got[uid]["probability"][finding]
+            assert said["findings"][finding]["sensitivity"] == round(op["sensitivity"], 3)
+            assert said["findings"][finding]["specificity_hi"] == round(op["specificity_ci"][1], 3)
+            assert said["findings"][finding]["auc"] is not None and said["findings"][finding]["positives"] >= 10
         path = world["folder"] / f"sr-{name}.dcm"
         sr.save_as(path, enforce_file_format=True)
         check = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
@@ -209,6 +226,8 @@ def test_sr_probabilities_equal_predict_cli(world, first_run):
         assert ref["text_mode"] == mine["text_mode"] and ref["model"] == mine["model"]
         for finding, p in ref["fusion"].items():  # (the batch form's "image" key holds the file's name)
             assert mine["fusion"][finding] == pytest.approx(p, abs=1e-6), (name, finding)
+        assert mine["decision"] == ref["decision"] and mine["operating_point_name"] == ref["operating_point_name"]
+        assert mine["text"] == ref["text"]
 
 
 def test_second_run_adds_nothing(world, first_run, predictor):
@@ -299,7 +318,7 @@ def test_sr_without_log_row_is_reconciled_and_a_new_version_adds_its_own_sr(worl
     assert new.status == "scored" and new.model == "test-version-2+int8"
     srs = sr_files(pacs, made["A"]["uid"])
     from core.pacs.sr import algorithm_versions
-    assert sorted(v for sr in srs for v in algorithm_versions(sr)) == sorted([out[0].model, "test-version-2"])
+    assert sorted(v for sr in srs for v in algorithm_versions(sr)) == sorted([out[0].model, "test-version-2+int8"])
     again = Runner(client, predictor, store).run(ref)[0]
     assert again.status == "exists" and len(sr_files(pacs, made["A"]["uid"])) == 2
 
@@ -406,3 +425,121 @@ def test_dry_run_writes_nothing(world, predictor, tmp_path):
     assert out.status == "scored" and out.text_mode == "indication" and out.fusion
     assert out.sr_sop_instance_uid is None and "dry run" in out.reason
     assert not pacs.instances_of(uid, "SR") and store.list_predictions() == []
+
+
+def test_another_operating_point_adds_its_own_sr(world, first_run, predictor, tmp_path):
+    """--operating-point: the study is decided there, the SR names that point and is stored beside the
+    default's (another content, another instance); again at that point: exists."""
+    pacs, made = world["pacs"], world["made"]
+    uid = made["B"]["uid"]
+    out = tmp_path / "sens.json"
+    r = run_cli(["--url", pacs.url, "--study", uid, "--operating-point", "sens=0.8", "--no-log", "--json", str(out)],
+                world["env"])
+    assert r.returncode == 0, r.stderr
+    study = json.loads(out.read_text())["studies"][0]
+    assert study["status"] == "scored" and study["operating_point_name"] == "sensitivity 0.80"
+    assert "sensitivity 0.80" in r.stdout and "sensitivity 0.80" in r.stderr
+    from core.pacs.sr import read_sr
+    points = sorted(read_sr(sr)["operating_point"] for sr in sr_files(pacs, uid))
+    assert points == ["sensitivity 0.80", "specificity 0.90"]
+    r = run_cli(["--url", pacs.url, "--study", uid, "--operating-point", "sensitivity 0.80", "--no-log", "--json",
+                 str(out)], world["env"])
+    assert r.returncode == 0 and json.loads(out.read_text())["studies"][0]["status"] == "exists"
+    assert len(sr_files(pacs, uid)) == 2
+
+
+def test_a_photograph_sent_as_a_chest_dx_gets_an_sr_that_assesses_nothing(world, predictor, tmp_path):
+    """Issue 26: an astronaut's photograph sent as a chest DX got "Atelectasis Present". Now: every finding
+    not assessed, the SR says so and why, and holds no finding and no number."""
+    import numpy as np
+    from skimage import color, data
+
+    from core.pacs.connection import connect
+    from core.pacs.run import Runner
+    from core.pacs.sr import read_sr
+    pacs = world["pacs"]
+    grey = (color.rgb2gray(data.astronaut()) * 4095).astype(np.uint16)
+    uid = pf.study_uid_for("astronaut")
+    pacs.upload(pf.make_instance(Path("astronaut.png"), tmp_path / "astro.dcm", study_uid=uid, pixels=grey).path)
+    client = connect(pacs.url, environ=pacs.env())
+    out = Runner(client, predictor, None).run(client.find_studies(study_uid=uid))[0]
+    assert out.status == "scored" and out.out_of_distribution
+    assert set(out.to_json()["decision"].values()) == {"not assessed"} and out.decisions.flagged() == []
+    assert "not assessed: out-of-distribution image" in out.line() and "flagged" not in out.line()
+    [sr] = sr_files(pacs, uid)
+    said = read_sr(sr)
+    assert said["findings"] == {} and said["out_of_distribution"] and said["assessment"].startswith(
+        "Not assessed: out-of-distribution image")
+    assert "Measurement Group" not in str(sr) and "52101004" not in str(sr)     # no group, no "Present"
+    path = tmp_path / "astro-sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    check = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    assert not [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
+
+
+def _same_content(a, b) -> None:
+    """Two SRs say the same, under the same UIDs: every attribute but when each was made (content and
+    creation date and time, the contributing equipment's contribution time)."""
+    when = {"00080023", "00080033", "00080012", "00080013", "0018A002"}
+
+    def without_when(node):
+        if isinstance(node, dict):
+            return {k: without_when(v) for k, v in node.items() if k not in when}
+        if isinstance(node, list):
+            return [without_when(v) for v in node]
+        return node
+    assert a.SOPInstanceUID == b.SOPInstanceUID and a.SeriesInstanceUID == b.SeriesInstanceUID
+    assert without_when(a.to_json_dict()) == without_when(b.to_json_dict())
+    assert a.ContentSequence == b.ContentSequence
+
+
+def test_predict_page_sr_and_pacs_sr_of_one_file_are_one_instance(world, predictor, tmp_path):
+    """Issue 26, item 7: the Predict page's SR download and the SR the PACS run stores, for the same file and
+    model version, are the same instance with the same content, at either precision; fp32 and int8 (which
+    differ in the third decimal) are two instances, each naming its precision."""
+    import pydicom
+
+    from core.data.images import decode_image
+    from core.pacs.connection import connect
+    from core.pacs.run import Runner
+    from core.pacs.sr import algorithm_versions, sr_file
+    from core.pacs.study_work import indication_in
+    from core.serving.predict_and_log import Study, predict_and_log
+    from core.serving.predictor import Predictor
+    pacs = world["pacs"]
+    frontal, _ = world["pairs"][2]
+    int8 = Predictor.load(weights())                      # as the app serves it: int8 image encoder, frozen
+    if not int8.build_int8_image():
+        pytest.skip("these weights have no int8 calibration")
+    int8.freeze_encoders()
+    assert int8.served_version == f"{predictor.version}+int8"
+    client = connect(pacs.url, environ=pacs.env())
+    stored = {}
+    for k, (model, name) in enumerate([(predictor, "fp32"), (int8, "int8")]):
+        uid = pf.study_uid_for(f"one-instance-{name}")
+        made = pf.make_instance(frontal, tmp_path / f"{name}.dcm", study_uid=uid, size=2000, syntax="jpeg-ls",
+                                indication="Cough." if k else "")
+        pacs.upload(made.path)
+        data = made.path.read_bytes()
+        # the Predict page's path: decode the upload, its header's indication, predict, the SR download
+        decoded = decode_image(data, filename="upload.dcm")
+        text = indication_in(data)
+        pred = predict_and_log(model, None, Study(decoded.gray, data, "upload.dcm", text,
+                                                  "indication" if text else "none",
+                                                  colorfulness=decoded.colorfulness), source="predict").prediction
+        page = pydicom.dcmread(io.BytesIO(sr_file(data, pred, model.description)))
+        # the PACS path: the runner (the CLI's and the PACS page's), stored and read back
+        out = Runner(client, model, None).run(client.find_studies(study_uid=uid))[0]
+        [pacs_sr] = sr_files(pacs, uid)
+        assert out.sr_sop_instance_uid == pacs_sr.SOPInstanceUID
+        _same_content(page, pacs_sr)
+        assert algorithm_versions(page) == {model.served_version}
+        stored[name] = (data, pred, page)
+    # the same file through both precisions: two instances, each naming what ran
+    data, _, fp32_page = stored["fp32"]
+    decoded = decode_image(data, filename="upload.dcm")
+    int8_pred = predict_and_log(int8, None, Study(decoded.gray, data, "upload.dcm", "", "none",
+                                                  colorfulness=decoded.colorfulness), source="predict").prediction
+    int8_page = pydicom.dcmread(io.BytesIO(sr_file(data, int8_pred, int8.description)))
+    assert int8_page.SOPInstanceUID != fp32_page.SOPInstanceUID
+    assert algorithm_versions(int8_page) == {int8.served_version} != algorithm_versions(fp32_page)

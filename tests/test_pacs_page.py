@@ -77,14 +77,28 @@ def test_page_lists_and_scores_without_identifiers(app_env, monkeypatch, small_p
     assert "2 scored" in at.success[0].value
     results = at.dataframe[1].value
     assert list(results["status"]) == ["scored", "scored"] and "Pneumonia" in results
-    # as the batch page: a finding too rare to calibrate shows no number, and the page says why (issue 20)
-    assert results["Edema"].isna().all() and results["Cardiomegaly"].notna().all()
+    # issue 26: one decision per finding, from the one policy; what the image cannot support is not assessed
+    # (no number), an assessed finding shows its decision and its calibrated number, the point is named
+    assert set(results["Pneumonia"]) == {"not assessed"} and set(results["Consolidation"]) == {"not assessed"}
+    assert all(c.split(" · ")[0] in ("flagged", "not flagged") for c in results["Cardiomegaly"])
+    assert set(results["operating point"]) == {"specificity 0.90"} and "flagged" in results
     captions = " ".join(c.value for c in at.caption)
-    assert "Not calibrated" in captions and "Edema" in captions
+    assert "flags at **specificity 0.90**" in captions and "Not assessed" in captions
+    assert "of studies with Cardiomegaly" in captions
     shown = " ".join(str(e.value) for kind in (at.markdown, at.caption, at.success, at.info) for e in kind)
     shown += listed.to_csv() + results.to_csv()
     assert not any(i in shown for i in IDENTIFIERS)
     assert sum(len(pacs.instances_of(u, "SR")) for u in uids) == 2
+    # another operating point, picked on the page: the third study is decided there, and its SR says so
+    at.selectbox(key="pacs_point").set_value("specificity 0.95").run()
+    listed = at.dataframe[0].value
+    third = next(i for i, h in enumerate(listed["study"]) if listed["SR of this model"][i] == "no")
+    at.session_state["pacs_table"] = {"selection": {"rows": [third], "columns": [], "cells": []}}
+    at.run()
+    at.button(key="pacs_go").click().run()
+    assert not at.exception and not at.error
+    assert set(at.dataframe[1].value["operating point"]) == {"specificity 0.95"}
+    assert "flags at **specificity 0.95**" in " ".join(c.value for c in at.caption)
 
 
 def test_page_in_chromium_sends_no_patient_identifier(small_pacs, tmp_path):
@@ -165,7 +179,8 @@ def test_predict_page_offers_the_sr_of_a_dicom_upload(app_env, monkeypatch, iu_x
     assert "SR of this prediction (DICOM)" in labels
     result = at.session_state["predict_result"]
     sr = pydicom.dcmread(io.BytesIO(result["sr"]))
-    assert sr.StudyInstanceUID == made.study_uid and algorithm_versions(sr) == {result["pred"].model.split("+int8")[0]}
+    # the SR names the model as served ("+int8" when the int8 image encoder ran: issue 26, item 7)
+    assert sr.StudyInstanceUID == made.study_uid and algorithm_versions(sr) == {result["pred"].model}
     at.file_uploader(key="upload").upload(frontal.name, frontal.read_bytes(), "image/png")
     next(b for b in at.button if b.label == "Predict").click()
     at.run(timeout=240)

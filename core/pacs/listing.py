@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from core.pacs.connection import Pacs, StudyRef
-from core.pacs.sr import algorithm_versions, base_version
+from core.pacs.sr import is_ours_for
 from core.pacs.studies import candidates
 
 MAX_LISTED = 100
@@ -27,7 +27,7 @@ def summary(pacs: Pacs, ref: StudyRef, version: str | None = None) -> dict:
     views = sorted({c.view.upper() or "?" for c in images}, key=lambda v: (v not in ("PA", "AP"), v))
     done = False
     if version:
-        done = any(base_version(version) in algorithm_versions(m) for s in srs for m in pacs.series_metadata(uid, s))
+        done = any(is_ours_for(m, version) for s in srs for m in pacs.series_metadata(uid, s))
     return {"study": ref.short, "date": _date(ref.date), "modality": ", ".join(m for m in ref.modalities if m != "SR"),
             "views": ", ".join(views), "images": len(images), "SR of this model": "yes" if done else "no"}
 

@@ -4,23 +4,37 @@
 
 The heatmap (core.serving.predictor.Attribution, image head, Grad-CAM) is resized to the decoded
 image and blended over it in a blue-to-red map; the SC copies the source's patient and study modules.
-Its UIDs come from (study, version) like the SR's, so storing it again never adds a second one.
-Labelled in its Series Description as research output, not for diagnosis.
+Its UIDs come from (study, the model version as served, the finding), so storing it again never adds
+a second one and one UID always holds one picture. The finding is the leading *assessed* one
+(``leading_finding``): never one the decisions left not assessed. Labelled in its Series Description as
+research output, not for diagnosis.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from core.pacs.sr import MANUFACTURER, base_version, derived_uid, header_only
+from core.pacs.sr import MANUFACTURER, derived_uid, header_only
 
 SERIES_NUMBER = 9902
 MAX_SIDE = 1024   # the overlay is for looking at, not for measuring
 
 
-def overlay_uids(study_uid: str, version: str) -> tuple[str, str]:
-    version = base_version(version)
+def overlay_uids(study_uid: str, version: str, finding: str) -> tuple[str, str]:
+    """``version``: as served ("+int8" when the int8 image encoder ran)."""
     return (derived_uid("cxr-findings-overlay-series", study_uid, version),
-            derived_uid("cxr-findings-overlay", study_uid, version))
+            derived_uid("cxr-findings-overlay", study_uid, version, finding))
+
+
+def leading_finding(decisions, probabilities: dict) -> str | None:
+    """The finding to explain: among the assessed ones (core.serving.decision.Decisions), the flagged first,
+    then the one whose probability is highest relative to its operating point's threshold. None when no
+    finding was assessed (an out-of-distribution image)."""
+    assessed = [d for d in decisions if d.assessed and d.operating_point]
+    if not assessed:
+        return None
+    best = max(assessed, key=lambda d: (d.flagged, probabilities[d.finding] / max(d.operating_point["threshold"],
+                                                                                   1e-6)))
+    return best.finding
 
 
 def _colormap(heat: np.ndarray) -> np.ndarray:
@@ -48,9 +62,8 @@ def blend(gray: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:
 def build_overlay(source, gray: np.ndarray, attribution, *, version: str):
     """The Secondary Capture of ``attribution`` (its ``heatmap`` and ``finding``) on ``gray``."""
     from highdicom.sc import SCImage
-    version = base_version(version)
     header = header_only(source)
-    series_uid, sop_uid = overlay_uids(str(header.StudyInstanceUID), version)
+    series_uid, sop_uid = overlay_uids(str(header.StudyInstanceUID), version, attribution.finding)
     rgb = blend(gray, attribution.heatmap)
     ds = SCImage.from_ref_dataset(
         ref_dataset=header, pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8,

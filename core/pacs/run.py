@@ -7,9 +7,11 @@
 Per study, in this order: the PACS is asked whether an SR of this model version is there (then the
 study is ``exists``, and only a missing log row is made good); the frontal CR/DX chest image is
 chosen and fetched, decoded (core.data.images, the same decoding as an upload), predicted in the
-indication mode when the header holds an indication and image-only otherwise; the SR is stored
-(one STOW-RS request, fixed UIDs); then the log row is written (core.pacs.ledger, once per study
-and version). A crash between any two steps leaves nothing a re-run would duplicate or lose.
+indication mode when the header holds an indication and image-only otherwise, and decided at the
+operating point asked for (``target``; None: each mode's default) by the one policy
+(core.serving.decision); the SR is stored (one STOW-RS request; its UID is derived from what it says,
+core.pacs.sr); then the log row is written (core.pacs.ledger, once per study and version). A crash
+between any two steps leaves nothing a re-run would duplicate or lose.
 A study that cannot be scored is ``skipped`` with its reason and the run goes on; the PACS
 failing (no answer, refused credentials) stops the run with ``PacsUnavailable``/``PacsAuthError``.
 
@@ -33,7 +35,7 @@ from core.data.images import DecodedImage
 from core.errors import CxrError
 from core.pacs import ledger, study_work
 from core.pacs.connection import Pacs, PacsAuthError, PacsError, PacsUnavailable, StudyRef
-from core.pacs.sr import base_version, sr_uids
+from core.pacs.sr import base_version, sr_decisions
 from core.pacs.study_work import Context, Option, Prepared
 
 STAGES = ("find", "fetch", "decode", "predict", "sr", "store", "log", "overlay")
@@ -54,35 +56,61 @@ class Outcome:
     text_mode: str | None = None
     fusion: dict | None = None
     image: dict | None = None
-    text: dict | None = None
+    text: dict | None = None                     # None when no text was read (image only), as predict.py --json
     model: str | None = None
     row_id: int | None = None                    # the log's row (not in the contract's JSON)
     out_of_distribution: bool | None = None
     date: str = ""
-    positive: list = field(default_factory=list)  # findings at or above the fused threshold
+    # the study's decisions (core.serving.decision.Decisions: flagged / not flagged / not assessed per finding,
+    # at one named operating point), as its SR states them; None when the study was not predicted
+    decisions: object | None = None
     overlay_sop_instance_uid: str | None = None   # the Grad-CAM secondary capture, when asked for
-    # for the page, as the batch page shows a prediction (not in the contract's JSON): finding -> whether
-    # its probability is recalibrated, whether the image can support it, and the image-only evidence
-    calibrated: dict = field(default_factory=dict)
-    image_reliable: dict = field(default_factory=dict)
+    # for the page (not in the contract's JSON): the image-only evidence per finding
     image_evidence: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         keys = ("study_uid", "status", "reason", "source_sop_instance_uid", "sr_sop_instance_uid", "text_mode",
-                "fusion", "image", "text", "model")
+                "fusion", "image", "text", "model", "out_of_distribution")
         out = {k: getattr(self, k) for k in keys}
+        d = self.decisions
+        # the one decision per finding, the number a reader may see (calibrated, of an assessed finding; else
+        # null) and what a flag means, at the operating point named (DESIGN.md, as predict.py --json)
+        out["operating_point_name"] = d.operating_point if d is not None else None
+        out["decision"] = d.status() if d is not None else None
+        out["operating_point"] = d.operating_points() if d is not None else None
+        out["not_assessed"] = d.not_assessed() if d is not None else None
+        out["probability"] = {x.finding: x.probability for x in d} if d is not None else None
         if self.overlay_sop_instance_uid:
             out["overlay_sop_instance_uid"] = self.overlay_sop_instance_uid
         return out
 
+    def summary(self) -> str:
+        """What was decided, in words: 'flagged at specificity 0.90: Cardiomegaly · not assessed: Pneumonia,
+        Consolidation: not supported from the image in this mode (...)'. No number the app would not show."""
+        d = self.decisions
+        if d is None:
+            return ""
+        if d.out_of_distribution:
+            return "not assessed: " + next(iter(d.not_assessed().values()), "out-of-distribution image")
+        flagged = d.flagged()
+        text = f"flagged at {d.operating_point}: " + (", ".join(flagged) if flagged else "none")
+        missing = d.not_assessed()
+        if missing:
+            reasons = sorted(set(missing.values()))
+            why = f": {reasons[0]}" if len(reasons) == 1 else ""
+            text += f" · not assessed: {', '.join(missing)}{why}"
+        return text
+
     def line(self) -> str:
         """One line for a person: the study by a hash of its UID, never a patient identifier."""
+        from core.data.labels import MODE_NAMES
         from core.pacs.connection import short_hash
         what = {"scored": "scored", "exists": "already has an SR of this model", "skipped": "skipped"}[self.status]
         tail = f": {self.reason}" if self.reason else ""
-        if self.status == "scored" and self.fusion:
-            top = max(self.fusion, key=self.fusion.get)
-            tail = f" ({self.text_mode} mode; highest {top} {self.fusion[top]:.3f}){tail}"
+        if self.status == "scored" and self.decisions is not None:
+            mode = MODE_NAMES.get(self.text_mode or "", self.text_mode)
+            reason = f" · {self.reason}" if self.reason and not self.decisions.out_of_distribution else ""
+            tail = f" · text mode {mode} · {self.summary()}{reason}"
         return f"study {short_hash(self.study_uid)} {what}{tail}"
 
 
@@ -102,13 +130,15 @@ class Pending:
     """A predicted study whose SR is being written (``future``; None: nothing to write)."""
     chosen: Chosen
     logged: object                               # core.serving.predict_and_log's result
+    decisions: object                            # core.serving.decision.Decisions, as the SR states them
     future: Future | None = None
 
 
 class Runner:
     def __init__(self, pacs: Pacs, predictor, store=None, *, dry_run: bool = False, workers: int = 2,
                  batch: int = 8, processes: bool = False, stop: threading.Event | None = None, on_outcome=None,
-                 lock=None, source: str = ledger.SOURCE, overlay: bool = False) -> None:
+                 lock=None, source: str = ledger.SOURCE, overlay: bool = False, target: str | None = None) -> None:
+        from core.serving.decision import resolve_target
         self.pacs, self.predictor, self.store = pacs, predictor, store
         self.dry_run, self.workers, self.batch = dry_run, max(1, workers), max(1, batch)
         self.processes = processes
@@ -118,7 +148,11 @@ class Runner:
         self.source = source                          # the log's source: 'cli' (scripts/pacs.py), 'batch' (the page)
         self.overlay = overlay                        # also store the Grad-CAM overlay (core.pacs.overlay)
         self.version = base_version(predictor.version)
-        self.context = Context(pacs, self.version)
+        # the operating point decided at (None: each mode's default); TargetError here, before any work,
+        # for a name the weights do not know. An SR at another point is another SR (core.pacs.sr.is_ours_for)
+        self.target = target
+        self.points = tuple(sorted({resolve_target(target, m) for m in ("indication", "none")}))
+        self.context = Context(pacs, self.version, self.points)
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self._pool = None
 
@@ -130,7 +164,8 @@ class Runner:
                 import multiprocessing
                 self._pool = ProcessPoolExecutor(
                     self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=study_work.init_process,
-                    initargs=(self.pacs.url, self.pacs.session.auth, self.pacs.timeout, self.version, os.getpid()))
+                    initargs=(self.pacs.url, self.pacs.session.auth, self.pacs.timeout, self.version, self.points,
+                              os.getpid()))
                 try:
                     for f in [self._pool.submit(study_work.warm) for _ in range(self.workers)]:
                         f.result()
@@ -204,13 +239,15 @@ class Runner:
         t = time.perf_counter()
         studies = [Study(c.option.decoded.gray, c.option.data, ledger.row_name(c.prep.ref.study_uid), c.text, c.mode,
                          colorfulness=c.option.decoded.colorfulness) for c in ready]
-        done = predict_and_log_many(self.predictor, None, studies, source=self.source, lock=self.lock)
+        done = predict_and_log_many(self.predictor, None, studies, source=self.source, lock=self.lock,
+                                    target=self.target)
         self.timings["predict"] += time.perf_counter() - t
         out = []
         for chosen, logged in zip(ready, done, strict=True):
+            decisions = sr_decisions(logged.prediction, self.predictor.description)
             write = not self.dry_run and not chosen.prep.sr_exists
-            out.append(Pending(chosen, logged, self._submit(study_work.write_sr, chosen.dataset, logged.prediction)
-                               if write else None))
+            out.append(Pending(chosen, logged, decisions, self._submit(
+                study_work.write_sr, chosen.dataset, logged.prediction, decisions) if write else None))
         return out
 
     def _complete(self, item: Pending) -> Outcome:
@@ -218,7 +255,7 @@ class Runner:
         from core.serving.predict_and_log import log_entry
         chosen, pred = item.chosen, item.logged.prediction
         prep, uid = chosen.prep, chosen.prep.ref.study_uid
-        status, sr_uid = ("exists", prep.sr_uid) if prep.sr_exists else ("scored", sr_uids(uid, self.version)[1])
+        status, sr_uid = ("exists", prep.sr_uid) if prep.sr_exists else ("scored", None)
         overlay_uid = None
         text = item.logged.window.read if item.logged.window else ""
         if item.future is not None:
@@ -231,7 +268,7 @@ class Runner:
             self.timings["store"] += store_s
             if self.overlay:
                 t = time.perf_counter()
-                overlay_uid = self._store_overlay(chosen, pred, text)
+                overlay_uid = self._store_overlay(chosen, pred, item.decisions, text)
                 self.timings["overlay"] += time.perf_counter() - t
         row_id = None
         if not self.dry_run and self.store is not None:
@@ -246,24 +283,26 @@ class Runner:
             reason = (reason + "; " if reason else "") + f"out of distribution: {pred.ood_reason}"
         return Outcome(uid, status, reason, source_sop_instance_uid=chosen.option.candidate.sop_uid,
                        sr_sop_instance_uid=None if self.dry_run else sr_uid, text_mode=pred.text_mode,
-                       fusion=pred.fusion, image=pred.image, text=pred.text, model=pred.model,
-                       row_id=row_id, out_of_distribution=pred.out_of_distribution, date=prep.ref.date,
-                       positive=pred.positive("fusion"), overlay_sop_instance_uid=overlay_uid,
-                       calibrated=dict(pred.calibrated), image_reliable=dict(pred.image_reliable),
+                       fusion=pred.fusion, image=pred.image, text=pred.text if pred.has_text else None,
+                       model=pred.model, row_id=row_id, out_of_distribution=pred.out_of_distribution,
+                       date=prep.ref.date, decisions=item.decisions, overlay_sop_instance_uid=overlay_uid,
                        image_evidence=dict(pred.head_evidence.get("image") or {}))
 
-    def _store_overlay(self, chosen: Chosen, pred, text: str) -> str:
-        """Grad-CAM (image head) of the finding furthest above its threshold (or nearest below), stored
-        as a Secondary Capture series beside the SR; returns its SOP Instance UID."""
+    def _store_overlay(self, chosen: Chosen, pred, decisions, text: str) -> str | None:
+        """Grad-CAM (image head) of the leading assessed finding (core.pacs.overlay.leading_finding), stored
+        as a Secondary Capture series beside the SR; returns its SOP Instance UID (None: no finding was
+        assessed, as for an out-of-distribution image: nothing to explain)."""
         from contextlib import nullcontext
 
-        from core.pacs.overlay import build_overlay
-        finding = max(pred.fusion, key=lambda f: pred.fusion[f] / max(pred.thresholds[f], 1e-6))
+        from core.pacs.overlay import build_overlay, leading_finding
+        finding = leading_finding(decisions, pred.fusion)
+        if finding is None:
+            return None
         gray = chosen.option.decoded.gray
         with self.lock if self.lock is not None else nullcontext():
             attribution = self.predictor.attribute(gray, text, pred.text_mode, finding=finding,
                                                    head="image", method="gradcam")
-        ds = build_overlay(chosen.dataset, gray, attribution, version=self.version)
+        ds = build_overlay(chosen.dataset, gray, attribution, version=pred.model)
         self.pacs.store(ds)
         return str(ds.SOPInstanceUID)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from core.data.images import DecodedImage, ImageDecodeError, decode_image
 from core.data.text_clean import TextError, clean_text
 from core.pacs.connection import Pacs, StudyRef
-from core.pacs.sr import algorithm_versions, build_sr
+from core.pacs.sr import build_sr, is_ours_for
 from core.pacs.studies import Candidate, candidates, indication_of, ordered
 
 MAX_TEXT_CHARS = 20_000
@@ -26,6 +26,7 @@ MAX_TEXT_CHARS = 20_000
 class Context:
     pacs: Pacs
     version: str                                 # the weights' version (no "+int8")
+    points: tuple[str, ...] = ()                 # the operating points asked for (an SR at another is not ours)
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Prepared:
 _PROCESS_CONTEXT: Context | None = None
 
 
-def init_process(url: str, auth, timeout: float, version: str, parent: int) -> None:
+def init_process(url: str, auth, timeout: float, version: str, points: tuple[str, ...], parent: int) -> None:
     """A worker process's own connection (its own HTTP session). Ctrl-C and SIGTERM are the parent's to
     handle (a service manager signals the whole group): it finishes the studies in hand, then ends the
     workers. If the parent dies (kill -9), the worker dies with it."""
@@ -62,7 +63,7 @@ def init_process(url: str, auth, timeout: float, version: str, parent: int) -> N
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with(parent)
-    _PROCESS_CONTEXT = Context(Pacs(url, auth, timeout=timeout), version)
+    _PROCESS_CONTEXT = Context(Pacs(url, auth, timeout=timeout), version, points)
 
 
 def _die_with(parent: int) -> None:
@@ -95,14 +96,15 @@ def in_context(fn, context: Context | None, *args):
 def prepare(ctx: Context, ref: StudyRef, settled: bool) -> Prepared:
     """Find the study's chest images and its SRs, then fetch and decode the frontal (or every image of
     unknown view, for the guard to judge). ``settled``: no log row is left to write for this study (the
-    log has it, or this run logs nothing), so an SR already there makes the study done."""
+    log has it, or this run logs nothing), so an SR already there makes the study done. An SR already
+    there is one of ours for these weights (any precision) at the operating point asked for."""
     prep = Prepared(ref)
     t = time.perf_counter()
     uid = ref.study_uid
     images, sr_series = candidates(ctx.pacs.series(uid), lambda s: ctx.pacs.series_metadata(uid, s))
     for s in sr_series:
         for meta in ctx.pacs.series_metadata(uid, s):
-            if ctx.version in algorithm_versions(meta):
+            if is_ours_for(meta, ctx.version, ctx.points or None):
                 prep.sr_exists = True
                 prep.sr_uid = str(((meta.get("00080018") or {}).get("Value") or [None])[0])
     if prep.sr_exists and settled:
@@ -150,11 +152,12 @@ def header(data: bytes):
     return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
 
 
-def write_sr(ctx: Context, dataset, prediction) -> tuple[str, float, float]:
-    """Build the SR of ``prediction`` on ``dataset`` and store it (one STOW-RS request):
-    (its SOP Instance UID, seconds building, seconds storing). PacsError leaves as it is."""
+def write_sr(ctx: Context, dataset, prediction, decisions) -> tuple[str, float, float]:
+    """Build the SR of ``prediction`` and its ``decisions`` (core.pacs.sr.sr_decisions) on ``dataset`` and
+    store it (one STOW-RS request): (its SOP Instance UID, seconds building, seconds storing). PacsError
+    leaves as it is."""
     t = time.perf_counter()
-    sr = build_sr(dataset, prediction, version=ctx.version)
+    sr = build_sr(dataset, prediction, decisions)
     built = time.perf_counter()
     ctx.pacs.store(sr)
     return str(sr.SOPInstanceUID), built - t, time.perf_counter() - built
