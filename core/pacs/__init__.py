@@ -12,9 +12,12 @@ and reading an SR's algorithm back), ``ledger`` (the prediction log's row, writt
 and model version) and ``run`` (one pass over studies: find, fetch, decode, predict, SR, log).
 
 Exactly once: a study is "done" for a model when the PACS holds an SR of ours whose algorithm
-version is the weights' version (a "+int8" serving suffix stripped); the SR's UIDs are derived
-from (study, version), so a re-store after a crash replaces nothing and adds nothing; the log row
-is written after the SR, keyed on the same pair, and a re-run writes a missing one.
+version is the weights' version (a "+int8" serving suffix not compared) at the operating point asked
+for; the SR's instance UID is derived from (study, a digest of what it says, which names the model as
+served and the operating point), so a re-store after a crash replaces nothing and adds nothing, and
+one UID never holds two contents; the log row is written after the SR, keyed on (study, version),
+and a re-run writes a missing one. What the SR says is the one policy's decisions
+(core.serving.decision): nothing in this package decides a flag.
 
 May import: ``core.serving``, ``core.store``, ``core.evaluation``, ``core.model``, ``core.data``,
 ``core.errors``. Never streamlit.

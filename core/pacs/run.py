@@ -4,8 +4,8 @@
         outcomes = runner.run(pacs.find_studies(since="20261201"))
     [o.to_json() for o in outcomes]                      # the --json contract of scripts/pacs.py
 
-Per study, in this order: the PACS is asked whether an SR of this model version is there (then the
-study is ``exists``, and only a missing log row is made good); the frontal CR/DX chest image is
+Per study, in this order: the PACS is asked whether an SR of this model version at this operating
+point is there (then the study is ``exists``, and only a missing log row is made good); the frontal CR/DX chest image is
 chosen and fetched, decoded (core.data.images, the same decoding as an upload), predicted in the
 indication mode when the header holds an indication and image-only otherwise, and decided at the
 operating point asked for (``target``; None: each mode's default) by the one policy
