@@ -49,6 +49,50 @@ def _curves(path: str, mtime: float):
     return eval_files.curves(Path(path))
 
 
+def operating_points_section(meta, findings) -> None:
+    """What a flag means at every operating point the weights carry (core.evaluation.operating_targets):
+    the rule, how often a study without any finding is flagged, and per mode, finding and point the
+    threshold, sensitivity and specificity with 95% CIs, the PPV and the test split's check."""
+    block = meta.operating_points or {}
+    st.subheader("Operating points: what a flag means")
+    if not block.get("points"):
+        st.warning("These weights carry no operating points, so no finding is ever flagged (every finding is "
+                   "*not assessed*). Choose them with `python scripts/choose_operating_points.py`.")
+        return
+    defaults = block.get("default") or {}
+    normal = block.get("normal_flag_rate") or {}
+    lines = []
+    for mode in ("none", "indication", "report"):
+        r = normal.get(mode) or {}
+        stated, test = r.get("stated"), r.get("test")
+        if stated:
+            lines.append(f"- **{tables.MODE_TITLES.get(mode, mode)}** at {defaults.get(mode, '?')}: "
+                         f"{stated['rate']:.1%} [{stated['ci'][0]:.1%}, {stated['ci'][1]:.1%}] of {stated['n']:,} "
+                         "studies with none of the five findings carry at least one flag in cross-validation"
+                         + (f"; {test['rate']:.1%} of {test['n']} on the test split" if test else "") + ".")
+    rule = block.get("rule") or "a probability at or above the operating point's threshold"
+    st.markdown(
+        f"**A flag** is {rule.removeprefix('a flag is ')}. "
+        "Every flag the app, the CLI and the SR show names its operating point and states its sensitivity and "
+        "specificity (95% CIs) and the PPV at the collection's prevalence. The sidebar picks another point; the "
+        "default is specificity 0.90 (image only, indication) and 0.98 with the report, which reads the answer."
+        + ("\n\n" + "\n".join(lines) if lines else ""))
+    negations = (block.get("negations") or {}).get(defaults.get("report", ""), {}).get("overall")
+    if negations:
+        st.markdown(f"Report QA on test reports that **rule a finding out** (\"without overt pulmonary edema\"), at "
+                    f"{defaults.get('report')}: **{negations['rate']:.1%}** [{negations['ci'][0]:.1%}, "
+                    f"{negations['ci'][1]:.1%}] flagged for it ({negations['flagged']} of {negations['n']}).")
+    modes = [m for m in ("none", "indication", "report") if m in block["points"]]
+    for tab, mode in zip(st.tabs([tables.MODE_TITLES.get(m, m) for m in modes]), modes, strict=True):
+        with tab:
+            st.dataframe(tables.operating_points_table(block, mode, findings), hide_index=True)
+    st.caption("Sensitivity and specificity: cross-validated out-of-fold where the source says so (each part "
+               "flagged at the threshold its model's other parts give), with Wilson 95% CIs; PPV: the share of "
+               "flags that are true at the collection's prevalence. Test split: the threshold the validation split "
+               "alone gives, measured once on the test split (a check). A finding the image cannot support has no "
+               "point in image-only and indication modes: it is never flagged there.")
+
+
 st.header("Intended use")
 st.markdown(
     "- **Research tool, not a medical device.** It must not be used for diagnosis, triage or any "
@@ -80,18 +124,21 @@ if meta is not None:
         for mode, head, title in (("none", "image", "Image only"), ("indication", "fusion", "Image + indication")):
             st.subheader(title)
             rows = pd.DataFrame(card_rows(meta, eval_dir, mode, head, findings))
-            st.dataframe(rows, hide_index=True, column_config={
-                "threshold": st.column_config.NumberColumn(format="%.3f"),
-                "sensitivity": st.column_config.NumberColumn(format="%.2f"),
-                "specificity": st.column_config.NumberColumn(format="%.2f")})
-        st.caption("Held-out = the test split of the shipped model, never used for training, thresholds or "
-                   "calibration. A test AUC on 5–6 positives is not evidence: its CI spans most of the scale. "
-                   "Thresholds: " + (meta.threshold_rule or "Youden's J on validation") + "."
-                   + (f" Cross-validation: the training recipe "
-                      f"({ev['cv'].get('recipe') or 'the shipped one, docs/results.md'}) retrained on "
-                      f"{ev['cv'].get('folds')} folds of train+val ({ev['cv'].get('folds_done')} done), each fold "
-                      "scored by a model that never saw it; it estimates the recipe, not these exact weights."
-                      if ev.get("cv") else ""))
+            st.dataframe(rows, hide_index=True)
+        cv_words = (f"the training recipe ({ev['cv'].get('recipe') or 'the shipped one; docs/results.md'}) "
+                    f"retrained on {ev['cv'].get('folds')} folds of train+val ({ev['cv'].get('folds_done')} done), "
+                    "each fold scored by a model that never saw it; it estimates the recipe, not these exact weights"
+                    if ev.get("cv") else "")
+        st.caption(
+            ("**AUC [95% CI]** and **positives** are the headline evidence everywhere in the app: cross-validated "
+             f"out-of-fold: {cv_words}. **Test split AUC (positives)** is secondary: the shipped model on its own "
+             "test split, never used for training, thresholds or calibration, but with as few as 5 positives a "
+             "finding — **a test AUC on 5 positives is not evidence** (its CI spans most of the scale). "
+             if ev.get("cv") else
+             "**AUC [95% CI]**: the test split of the shipped model, never used for training, thresholds or "
+             "calibration; a test AUC on 5–6 positives is not evidence: its CI spans most of the scale. ")
+            + "The operating point columns: each mode's default (below).")
+        operating_points_section(meta, findings)
     qa = meta.discordance or {}
     qa_file = eval_dir / "report_qa_test.json"
     if qa:
@@ -154,11 +201,13 @@ if meta is not None:
         st.json({"training_config": meta.training_config or {}, "thresholds": meta.thresholds or {}},
                 expanded=False)
 
-st.header("Test metrics")
+st.header("Test-split metrics")
 results = eval_files.load_results(eval_dir) if eval_dir.is_dir() else {}
 table = tables.metrics_table(results)
 if not table.empty:
-    st.markdown("AUC per finding with 95% bootstrap CI, per text mode and head, the honest tasks first: "
+    st.markdown("The shipped model on its own test split — secondary evidence: where the weights carry "
+                "cross-validation, the out-of-fold AUC is the headline (above). "
+                "AUC per finding with 95% bootstrap CI, per text mode and head, the honest tasks first: "
                 "`none` (image only) and `indication` (image + the reason for the study). `report` mode is "
                 "inflated (see below) and comes last.")
     st.dataframe(table, hide_index=True)
@@ -200,6 +249,9 @@ if recal is None:
 else:
     shipped = meta.recalibration if meta is not None else None
     fitted = recal.get("fitted_on") or {}
+    pooled_maps = fitted.get("split") not in (None, "val", "validation")  # fitted on more than validation
+    split_words = {"val": "validation", "validation": "validation",
+                   "val+test": "validation + test"}.get(fitted.get("split"), fitted.get("split") or "validation")
     maps = recal.get("maps") or {}
     missing = {f: [f"{m}/{h}" for m, heads in maps.items() for h, per in heads.items() if "a" not in per.get(f, {})]
                for f in findings}
@@ -217,13 +269,14 @@ else:
         + ("**These weights serve recalibrated probabilities**: " if shipped else
            "**These weights do not carry the maps measured below** (the measurement was a dry run): ")
         + f"a Platt map p' = sigmoid(a·logit(p) + b) per text mode, head and finding, fitted on the "
-        f"{fitted.get('n_reports', '?')} validation reports (never on test). "
-        + (f"**Cannot be calibrated** (fewer than {recal.get('min_positives')} validation positives): "
+        f"{fitted.get('n_reports', '?')} {split_words} reports. "
+        + (f"**Cannot be calibrated** (fewer than {recal.get('min_positives')} positives there): "
            f"{', '.join(uncal)} — the app shows \"not calibrated\" instead of their probability. " if uncal else "")
         + "".join(f"{f} is not calibrated in {', '.join(cells)} (not confirmed by cross-validation). "
                   for f, cells in partly.items()))
     tab_cv, tab_test, tab_across = st.tabs([
-        "Cross-validation: the recipe", "Test split: the shipped model", "Cross-validation: one map, other models"])
+        "Cross-validation: the recipe", "The shipped model" if pooled_maps else "Test split: the shipped model",
+        "Cross-validation: one map, other models"])
     cv = recal.get("cv") or {}
     n_cv = next(iter((cv.get("n_reports") or {}).values()), "?")
     n_test = next((r["before"]["n"] for block in (recal.get("test") or {}).values() for r in block.values()), "?")
@@ -233,11 +286,13 @@ else:
              f"Out-of-fold predictions of {len(cv.get('folds') or [])} models of the training recipe on "
              f"{n_cv} train+val reports (each scored by the model that did not train on it). Each model's "
              "predictions are recalibrated by a map fitted on its *other* held-out reports — as the shipped "
-             "map is fitted on the shipped model's validation split. It measures the recipe, on 4× the test "
+             f"map is fitted on the shipped model's {split_words} reports. It measures the recipe, on 4× the test "
              "split's reports."),
             (tab_test, recal.get("test") or {}, pooled.get("test"),
-             f"The shipped model on its {n_test} test reports, before and after the map fitted on validation: "
-             "measured once, never used to choose anything. It measures these exact weights, with wide CIs."),
+             (f"Measured on {recal['test_label']} ({n_test} reports), before and after the maps: it measures "
+              "these exact weights, with wide CIs." if recal.get("test_label") else
+              f"The shipped model on its {n_test} test reports, before and after the map fitted on validation: "
+              "measured once, never used to choose anything. It measures these exact weights, with wide CIs.")),
             (tab_across, cv.get("across") or {}, pooled.get("cv_across"),
              "Fold k recalibrated by the map fitted on the other folds, i.e. on other training runs: it shows "
              "whether one map transfers between models. Where runs land at different offsets it does not, so "

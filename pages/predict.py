@@ -9,7 +9,7 @@ from core.data.text_clean import TextError, clean_text
 from core.errors import CxrError
 from core.serving.predict_and_log import Study, predict_and_log, shown_name
 from core.store import StoreError
-from ui import attribution_view, notices, prediction_view, router, study_report_view
+from ui import attribution_view, decision_view, notices, prediction_view, router, sidebar, study_report_view
 from ui.config import MAX_UPLOAD_MB
 from ui.resources import MODEL_LOCK, metadata, predictor, store
 
@@ -34,8 +34,9 @@ def _new_file() -> None:
     """A new image must not be scored with the previous study's text: when the box still holds
     the text of the last prediction, clear it (text typed since is kept). A DICOM whose header holds
     the indication (Reason for the Requested Procedure) fills an empty box in indication mode, as the
-    PACS command reads it: the same file gets the same numbers on this page and in its SR."""
-    last = st.session_state.get(RESULT)
+    PACS command reads it: the same file gets the same numbers on this page and in its SR. The previous
+    study's result goes: it must never sit under a new image (its header names a hashed file)."""
+    last = st.session_state.pop(RESULT, None)
     if last and st.session_state.get("text") and st.session_state["text"] == last.get("input_text"):
         st.session_state["text"] = ""
         st.session_state[CLEARED] = True
@@ -81,9 +82,11 @@ with right:
         st.markdown(notices.stored(keep_name))
 
 
-def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool, raw_text: str) -> dict | None:
-    """Decode, fit the text, predict, log, and keep the result in the session. Returns the
-    result, or None after showing why not."""
+def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool, raw_text: str,
+                   target: str | None = None) -> dict | None:
+    """Decode, fit the text, predict, decide at ``target`` (the sidebar's operating point; None: the
+    mode's default), log, and keep the result in the session. Returns the result, or None after
+    showing why not."""
     if len(data) > MAX_UPLOAD_MB * 2**20:
         st.error(f"The file is over {MAX_UPLOAD_MB} MB; export the image at a smaller size.")
         return None
@@ -103,7 +106,8 @@ def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool
         db, not_logged = None, exc
     study = Study(decoded.gray, data, name, text, mode, colorfulness=decoded.colorfulness)
     with st.spinner("Predicting…"):
-        done = predict_and_log(model, db, study, source="predict", keep_name=keep_name, lock=MODEL_LOCK)
+        done = predict_and_log(model, db, study, source="predict", keep_name=keep_name, lock=MODEL_LOCK,
+                               target=target)
         pred, pid, window = done.prediction, done.row_id, done.window
         result = {"pid": pid, "pred": pred, "gray": decoded.gray, "text": window.read if pred.has_text else "",
                   "name": shown_name(name, data, keep_name), "notes": list(decoded.notes), "format": decoded.format,
@@ -135,19 +139,21 @@ if go:
         mode = effective_mode(text, kind)
         if kind != "none" and mode == "none":
             st.caption("No text given: predicting from the image alone.")
-        run_prediction(upload.getvalue(), upload.name, text, kind, keep_name, raw)
+        run_prediction(upload.getvalue(), upload.name, text, kind, keep_name, raw, target=sidebar.chosen_target())
 
 result = st.session_state.get(RESULT)
 if not result:
     prediction_view.preload_chart_library()
 if result:
     pred = result["pred"]
+    decisions = decision_view.from_prediction(pred)
     st.divider()
     logged = f"logged as #{result['pid']}" if result["pid"] is not None else "not logged"
     st.subheader(f"Result — {result['name']}")
     read = (f"read {result.get('chars_read', len(result['text'])):,} characters of {pred.text_mode} text"
             if pred.has_text else "no text read (image only)")
-    st.caption(f"{result['format']} · text mode **{pred.text_mode}** · {read} · model {pred.model} · "
+    st.caption(f"{result['format']} · text mode **{pred.text_mode}** · {read} · "
+               f"{decision_view.point_caption(decisions, sidebar.chosen_target())} · model {pred.model} · "
                f"{pred.latency_ms:.0f} ms · {logged}")
     for note in result["notes"]:
         st.caption(f"Note: {note}")
@@ -156,8 +162,8 @@ if result:
     img_col.caption("As uploaded (grayscale)")  # below the image, clear of its fullscreen button
     with out_col:
         prediction_view.out_of_distribution(pred.out_of_distribution, pred.ood_score, pred.ood_reason)
+        prediction_view.decisions_headline(decisions)
         if not pred.out_of_distribution:
-            st.markdown(prediction_view.headline(pred))
             prediction_view.discordance(pred.discordant, pred.text_mode, image=pred.image, text=pred.text,
                                         head_thresholds=pred.head_thresholds,
                                         details=pred.discordance, head_calibrated=pred.head_calibrated)
@@ -166,14 +172,13 @@ if result:
             if result.get("window_note"):
                 st.warning(result["window_note"], icon=":material/content_cut:")
             st.code(result["text"], language=None, wrap_lines=True)  # verbatim, never rendered as markup
-    prediction_view.probabilities(pred.fusion, pred.image, pred.text if pred.has_text else None,
-                                  pred.thresholds, head_thresholds=pred.head_thresholds,
-                                  discordant=pred.discordant, key="predict",
-                                  evidence=pred.evidence,
-                                  image_reliable=pred.image_reliable,
-                                  image_evidence=pred.head_evidence.get("image"),
-                                  greyed=pred.out_of_distribution, calibrated=pred.calibrated,
-                                  head_calibrated=pred.head_calibrated, mode=pred.text_mode)
+    bars = len(decision_view.flagged_for_chart(decisions)[0])
+    with st.container(key=prediction_view.result_marker(result["key"], bars)):
+        prediction_view.show_decisions(decisions, key="predict", evidence=pred.evidence,
+                                       image_evidence=pred.head_evidence.get("image"),
+                                       image_reliable=pred.image_reliable,
+                                       heads={"image": pred.image, **({"text": pred.text} if pred.has_text else {})},
+                                       head_calibrated=pred.head_calibrated, discordant=pred.discordant)
     study_report_view.download(result)
     if result.get("dicom"):  # a DICOM upload: its result as a DICOM SR for the image's own study
         from core.pacs.sr import SrError, sr_file
@@ -185,6 +190,10 @@ if result:
             st.caption(f"No SR download: {exc}.")
 
     st.subheader("Why? (attributions on demand)")
-    default = (pred.discordant or pred.positive("fusion") or [max(pred.fusion, key=pred.fusion.get)])[0]
+    default = decision_view.why_default(decisions, pred.discordant)
+    if default is None:
+        st.caption("No finding was assessed for this study, so an attribution would explain a number no one "
+                   "should read; it is still offered below.")
     attribution_view.explain(scope="predict", prediction_id=result["key"], gray=result["gray"],
-                             text=result["text"], mode=pred.text_mode, default_finding=default)
+                             text=result["text"], mode=pred.text_mode, default_finding=default,
+                             not_assessed=decisions.not_assessed())

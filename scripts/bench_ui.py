@@ -8,8 +8,9 @@ temporary folder, the given weights), drives it with Playwright, and writes one 
 - ``first_prediction_s``: server start -> first result on screen (page load, upload, Predict),
   with the browser already open, as a user's is; ``first_prediction_steps`` says when the
   server answered, the page was drawn and Predict was clicked;
-- ``click_to_probabilities_p50_s`` / ``_p95_s`` (and ``_max_s``): Predict click -> the fused
-  probabilities of *that* study drawn, over ``--predictions`` warm predictions of different
+- ``click_to_probabilities_p50_s`` / ``_p95_s`` (and ``_max_s``): Predict click -> the decisions
+  and probabilities of *that* study drawn (its result container, ui.prediction_view.result_marker,
+  with every bar of its chart labelled), over ``--predictions`` warm predictions of different
   real IU studies with their reports; ``click_to_idle_*``: click -> the page has finished;
 - ``attribution_s``: "head/method" -> seconds from the Explain click to the drawn result;
 - ``batch_page_studies_per_s``: a zip of ``--batch`` studies (+ a CSV of their reports), Score
@@ -39,6 +40,7 @@ import zipfile  # noqa: E402
 
 from scripts._cli import Parser, fail, pct, run_main  # noqa: E402
 from scripts._server import free_port, healthy, stop  # noqa: E402
+from ui.prediction_view import RESULT_MARKER  # noqa: E402  (the page's marker this script waits for)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))
@@ -104,10 +106,22 @@ class Bench:
         self.idle()
         return time.perf_counter() - t
 
+    def shown_result(self) -> str:
+        """The result whose decisions are on screen ('' when none): the middle of its container's key."""
+        return self.page.evaluate(
+            """(prefix) => {
+                 const re = new RegExp('^st-key-' + prefix + '_(.+)_([0-9]+)$');
+                 for (const box of document.querySelectorAll(`[class*="st-key-${prefix}_"]`)) {
+                   const m = [...box.classList].map(c => c.match(re)).find(Boolean);
+                   if (m) return m[1];
+                 }
+                 return '';
+               }""", RESULT_MARKER)
+
     def predict(self, image: Path, text: str) -> tuple[float, float]:
         """Upload, report mode, text, Predict. Returns (click -> probabilities, click -> idle)."""
         page = self.page
-        before = page.locator("[data-testid=stCaptionContainer]", has_text="logged as #").all_text_contents()
+        before = self.shown_result()
         page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(image))
         self.idle()
         page.get_by_test_id("stRadio").get_by_text("Report — report QA").click()
@@ -118,16 +132,23 @@ class Bench:
         self.idle()
         t = time.perf_counter()
         page.get_by_role("button", name="Predict", exact=True).click()
-        # the new result: a "logged as #n" caption unlike the previous one, then its fused chart's five labels
+        # the new result's decisions drawn: the page wraps them in a container keyed
+        # <RESULT_MARKER>_<result>_<bars> (ui.prediction_view.result_marker); wait for one of another
+        # result than before, and for its chart to have drawn as many value labels as it has bars
         page.wait_for_function(
-            """(before) => {
-                 const caps = [...document.querySelectorAll('[data-testid=stCaptionContainer]')]
-                   .map(e => e.innerText).filter(t => t.includes('logged as #'));
-                 if (!caps.length || caps[0] === before) return false;
-                 const chart = [...document.querySelectorAll('[data-testid=stPlotlyChart]')]
-                   .find(c => !c.closest('[data-stale=true]'));
-                 return chart && chart.querySelectorAll('g.textpoint text').length === 5;
-               }""", arg=before[0] if before else "", timeout=TIMEOUT_MS, polling=10)
+            """([prefix, before]) => {
+                 const re = new RegExp('^st-key-' + prefix + '_(.+)_([0-9]+)$');
+                 for (const box of document.querySelectorAll(`[class*="st-key-${prefix}_"]`)) {
+                   if (box.closest('[data-stale=true]')) continue;
+                   const m = [...box.classList].map(c => c.match(re)).find(Boolean);
+                   if (!m || m[1] === before) continue;
+                   const bars = Number(m[2]);
+                   if (bars === 0) return true;  // nothing assessed with a number: the tables are the result
+                   const chart = box.querySelector('[data-testid=stPlotlyChart]');
+                   return !!chart && chart.querySelectorAll('g.textpoint text').length === bars;
+                 }
+                 return false;
+               }""", arg=[RESULT_MARKER, before], timeout=TIMEOUT_MS, polling=10)
         shown = time.perf_counter() - t
         self.idle()
         return shown, time.perf_counter() - t

@@ -87,9 +87,11 @@ def test_batch_page_scores_and_logs_each_study(app_env, tiny_weights, monkeypatc
     assert (rows[a]["text_mode"], rows[a]["text"]) == ("report", "Heart is enlarged.")
     assert (rows[b]["text_mode"], rows[c]["text_mode"]) == ("indication", "none")
     assert any("Skipped 1" in w.value for w in at.warning)
-    # what needs attention comes right after the file name, before the five probabilities
+    # what needs attention comes before the probabilities, and names the operating point it was decided at
     table = at.session_state["batch_result"]["rows"][0]
-    assert list(table)[:5] == ["id", "file", "above threshold", "discordant", "OOD"]
+    assert list(table)[:6] == ["id", "file", "flagged", "discordant", "OOD", "mode"]
+    points = {r["text_mode"]: r["operating_point_name"] for r in rows.values()}
+    assert points == {"report": "specificity 0.98", "indication": "specificity 0.90", "none": "specificity 0.90"}
     # the user's own names and IDs reach the table and the download, not the log
     by_file = {r["your file"]: r for r in at.session_state["batch_result"]["rows"]}
     assert (by_file[a]["your ID"], by_file[b]["your ID"], by_file[c]["your ID"]) == ("ward-1", "ward-2", "")

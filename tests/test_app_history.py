@@ -54,7 +54,7 @@ def test_out_of_distribution_uploads_are_marked_and_can_be_hidden(app_env):
     frame = at.dataframe[0].value
     flags = dict(zip(frame["id"], frame["flags"], strict=True))
     assert "out of distribution" in flags[ids["ood"]] and "out of distribution" not in flags[ids["strong"]]
-    assert list(frame.columns)[:3] == ["id", "created (UTC)", "flags"]
+    assert list(frame.columns)[:4] == ["id", "created (UTC)", "flagged", "flags"]
     assert "out of distribution" in at.selectbox(key="hist_open").format_func(ids["ood"])
     at.checkbox(key="hist_hide_ood").check().run()
     assert ids["ood"] not in _table_ids(at)
@@ -101,9 +101,11 @@ def test_choosing_a_finding_filters_at_once_without_touching_the_slider(app_env)
     assert _table_ids(at) == [above]
 
 
-def test_rows_of_the_loaded_model_show_no_bare_number_for_a_finding_it_cannot_calibrate(app_env, monkeypatch):
-    """The shipped weights have no calibration map for Edema (too few validation positives):
-    the history shows no number for it on their rows, as the Predict page does."""
+def test_rows_show_a_number_only_for_an_assessed_calibrated_finding(app_env, monkeypatch):
+    """A row of the loaded weights, logged before decisions were recorded, is decided with their operating
+    points: Pneumonia and Consolidation are not assessed in indication mode (no number, and no column when
+    no row has one); Edema, calibrated since issue 26, shows its number. A row of other weights whose
+    calibration is unknown shows no bare number."""
     from core.model.description import read_description
     weights = Path(APP).parent / "weights"
     monkeypatch.setenv("CXR_WEIGHTS", str(weights))
@@ -116,5 +118,7 @@ def test_rows_of_the_loaded_model_show_no_bare_number_for_a_finding_it_cannot_ca
                          text="Cough.", text_mode="indication", fusion=p, image=p, text_probs=p, thresholds=p)
     at = _history(app_env)
     frame = at.dataframe[0].value.set_index("file")
-    assert frame.loc["a.png", "Edema"] != frame.loc["a.png", "Edema"]  # NaN: not shown
-    assert frame.loc["a.png", "Cardiomegaly"] == 0.2 and frame.loc["b.png", "Edema"] == 0.2
+    assert "Pneumonia" not in frame.columns and "Consolidation" not in frame.columns
+    assert frame.loc["a.png", "Edema"] == 0.2 and frame.loc["a.png", "Cardiomegaly"] == 0.2
+    assert frame.loc["b.png", "Edema"] != frame.loc["b.png", "Edema"]  # NaN: calibration unknown, no number
+    assert set(frame["operating point"]) == {"specificity 0.90 (decided now)"}

@@ -48,7 +48,9 @@ def test_upload_predict_logs_everything(at, app_env, xray):
     assert set(row["thresholds"]) == {"fusion", "image", "text"}  # every head's thresholds are logged
     assert row["discordant"] == result["pred"].discordant
     assert row["image_png"].startswith(b"\x89PNG")
-    assert len(at.get("plotly_chart")) >= 2  # fused bars + head comparison
+    # the decision shown is the one logged, at the operating point it names
+    assert row["decision"] == result["pred"].decision and set(row["decision"]) == set(row["fusion"])
+    assert row["operating_point_name"] == result["pred"].operating_point_name == "specificity 0.98"
 
 
 def test_text_with_markup_is_shown_verbatim(at, xray):
@@ -123,10 +125,10 @@ def test_out_of_distribution_shows_greyed_probabilities_under_the_warning(at, ap
     _predict(at, *xray, "Cough.", kind="indication")
     assert not at.exception
     assert any("does not look like" in e.value and "lateral view" in e.value for e in at.error)
-    assert not any(m.value.startswith("**Above threshold") for m in at.markdown)
-    assert not at.expander or not any("unreliable" in e.label for e in at.expander)  # not hidden any more
-    assert len(at.get("plotly_chart")) >= 2  # the probabilities are on the page...
-    assert any(".st-key-probs_predict_greyed" in h.proto.body for h in at.get("html"))  # ...greyed out
+    assert any(m.value.startswith("**Nothing assessed**") for m in at.markdown)
+    assert not at.get("plotly_chart")  # no number is drawn for a finding not assessed...
+    decisions = at.dataframe[0].value
+    assert set(decisions["decision"]) == {"not assessed"} and set(decisions["probability"]) == {"—"}  # ...nor listed
     row = PredictionStore(app_env["CXR_DB_PATH"]).list_predictions()[0]
     assert row["out_of_distribution"] is True and row["ood_score"] == 3.2
 
@@ -138,6 +140,7 @@ def test_every_head_and_method_offered_explains_without_a_traceback(at, xray):
     ... not used in the graph'. Now every head x method offered works; text gets word scores."""
     _predict(at, *xray, "Heart size is enlarged. No effusion.")
     pid = at.session_state["predict_result"]["pid"]
+    at.selectbox(key=f"predict_attr_finding_{pid}").set_value("Cardiomegaly").run(timeout=60)
     for head in ("text", "fusion", "image"):
         at.radio(key=f"predict_attr_head_{pid}").set_value(head).run(timeout=60)
         method_key = f"predict_attr_method_{pid}_{'text' if head == 'text' else 'image'}"
@@ -234,26 +237,12 @@ def test_one_mode_one_evidence_and_a_report_per_prediction(at, xray):
     assert not at.exception and not at.error
     table, held = at.dataframe[0].value, at.dataframe[1].value
     assert "discordant" not in table.columns
-    assert list(held.columns) == ["held-out AUC [95% CI] of the fused number (indication)",
-                                  "image-only AUC [95% CI]", "from the image"]
+    assert list(held.columns)[0] == "AUC [95% CI] (image + indication)"
+    assert "image only: AUC [95% CI]" in held.columns and "from the image" in held.columns
     assert any("read 20 characters of indication text" in c.value for c in at.caption)
     assert any("Single-study report" in b.proto.label for b in at.get("download_button"))
     _predict(at, *xray, "", kind="none")
-    table = at.dataframe[0].value
-    assert "image only" in table.columns and "fused" not in table.columns and "image head" not in table.columns
-    assert any(m.value.startswith("**Above threshold (image only):**") for m in at.markdown)
-
-
-def test_the_headline_marks_what_the_image_cannot_support():
-    from core.serving.prediction import Prediction
-    from ui.prediction_view import headline
-    p = {"Pneumonia": 0.02, "Edema": 0.3, "Cardiomegaly": 0.6}
-    thr = dict.fromkeys(p, 0.01)
-    pred = Prediction(fusion=p, image=p, text=p, thresholds=thr, head_thresholds={"fusion": thr}, discordant=[],
-                      out_of_distribution=False, ood_score=0.0, ood_reason="", text_mode="indication", has_text=True,
-                      model="m", image_reliable={"Pneumonia": False, "Edema": True, "Cardiomegaly": True},
-                      calibrated={"Pneumonia": False, "Edema": False, "Cardiomegaly": True})
-    line = headline(pred)
-    assert line.startswith("**Above threshold (fused):**")
-    assert "Pneumonia *(not reliable from the image; not calibrated)*" in line
-    assert "Edema *(not calibrated)*" in line and "Cardiomegaly," not in line and line.endswith("Cardiomegaly")
+    table, held = at.dataframe[0].value, at.dataframe[1].value
+    assert "image head" not in table.columns and "text head" not in table.columns
+    assert "image only: AUC [95% CI]" not in held.columns  # one number, one evidence
+    assert any("(image only)" in m.value and m.value.startswith("**") for m in at.markdown)

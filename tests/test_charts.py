@@ -25,3 +25,16 @@ def test_the_threshold_tick_shows_on_both_themes():
         ticks = [t.marker.line.color for t in fig.data if t.type == "scatter" and t.marker.symbol == "line-ns-open"]
         assert ticks, "no threshold tick drawn"
         assert _visible_on(ticks, LIGHT_BG) and _visible_on(ticks, DARK_BG), ticks
+
+
+def test_bars_take_their_colour_from_the_decisions_and_show_three_decimals():
+    """A bar is red when its finding is flagged (core.serving.decision), not when a rounded number looks
+    above a tick; its value reads to 3 decimals, as every table does."""
+    probs = {"Edema": 0.068, "Cardiomegaly": 0.3}
+    thresholds = {"Edema": 0.068107, "Cardiomegaly": 0.5}
+    fig = probability_bars(probs, thresholds, flagged={"Edema"})
+    bars = next(t for t in fig.data if t.type == "bar")
+    colours = dict(zip(bars.y, bars.marker.color, strict=True))
+    assert colours == {"Edema": "#d62728", "Cardiomegaly": "#1f77b4"}
+    labels = next(t for t in fig.data if t.type == "scatter" and t.mode == "text").text
+    assert sorted(labels) == ["0.068", "0.300"]

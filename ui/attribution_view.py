@@ -29,13 +29,17 @@ def methods_for(head: str) -> dict[str, str]:
 
 @st.fragment
 def explain(*, scope: str, prediction_id: int, gray: np.ndarray, text: str, mode: str,
-            default_finding: str | None = None):
+            default_finding: str | None = None, not_assessed: dict[str, str] | None = None):
     """Controls + result. ``scope`` separates pages that explain the same prediction from
-    different pixels (the upload vs the stored review copy). Returns the Attribution or None."""
+    different pixels (the upload vs the stored review copy). ``default_finding``: the one it opens on
+    (ui.decision_view.why_default: never one not assessed); ``not_assessed``: finding -> why, marked in
+    the list. Returns the Attribution or None."""
     c1, c2, c3 = st.columns([2, 2, 3])
     findings = predictor().findings  # the loaded weights' own (core.model.description)
     index = findings.index(default_finding) if default_finding in findings else 0
-    finding = c1.selectbox("Finding", findings, index=index, key=f"{scope}_attr_finding_{prediction_id}")
+    not_assessed = not_assessed or {}
+    finding = c1.selectbox("Finding", findings, index=index, key=f"{scope}_attr_finding_{prediction_id}",
+                           format_func=lambda f: f + (" (not assessed)" if f in not_assessed else ""))
     heads = HEADS if mode != "none" else ("image",)
     head = c2.radio("Head", heads, horizontal=True, key=f"{scope}_attr_head_{prediction_id}")
     offered = methods_for(head)

@@ -9,9 +9,11 @@ from core.data.labels import FINDINGS
 from core.errors import CxrError
 from core.serving.batch_uploads import CsvError, Item, Skipped, TextRow, expand_uploads, read_text_map
 from core.serving.predict_and_log import Study, predict_and_log_many
+from ui import decision_view
 from ui.config import MAX_UPLOAD_MB
-from ui.prediction_view import not_calibrated_caption, reliability_caption, unreliable_findings
+from ui.prediction_view import reliability_caption, unreliable_findings
 from ui.resources import MODEL_LOCK, predictor, store
+from ui.sidebar import chosen_target
 
 BATCH_SIZE = 8  # studies per model call: amortises the text encoder without much memory
 YOUR_FILE, YOUR_ID = "your file", "your ID"  # in this page and its download only, never in the log
@@ -30,10 +32,11 @@ def _decode_all(items: list[Item]) -> tuple[list[tuple[Item, object]], list[Skip
 
 
 def score(items: list[Item], texts: dict[str, TextRow], progress, *,
-          keep_names: bool = False) -> tuple[list[dict], list[Skipped]]:
-    """Decode, fit each text to the encoder's window, predict in batches of BATCH_SIZE, log each
-    batch in one transaction; returns result rows and skips. The rows carry the user's own file
-    name and ID for this page and its download; the log keeps only what ``keep_names`` says."""
+          keep_names: bool = False, target: str | None = None) -> tuple[list[dict], list[Skipped]]:
+    """Decode, fit each text to the encoder's window, predict in batches of BATCH_SIZE, decide at
+    ``target`` (None: each mode's default), log each batch in one transaction; returns result rows
+    and skips. The rows carry the user's own file name and ID for this page and its download; the
+    log keeps only what ``keep_names`` says."""
     n = len(items)
     progress.progress(0.0, text=f"Reading {n} images…")
     decoded, skipped = _decode_all(items)
@@ -44,22 +47,14 @@ def score(items: list[Item], texts: dict[str, TextRow], progress, *,
         asked = [texts.get(item.name, TextRow()) for item, _ in chunk]
         studies = [Study(dec.gray, item.data, item.name, row.text, row.mode, colorfulness=dec.colorfulness)
                    for (item, dec), row in zip(chunk, asked, strict=True)]
-        results = predict_and_log_many(model, db, studies, source="batch", keep_names=keep_names, lock=MODEL_LOCK)
+        results = predict_and_log_many(model, db, studies, source="batch", keep_names=keep_names, lock=MODEL_LOCK,
+                                       target=target)
         if results[0].log_error is not None:  # one transaction per chunk: all logged or none
             skipped += [Skipped(item.name, f"scored but not logged: {results[0].log_error}") for item, _ in chunk]
         for logged, (item, _), row in zip(results, chunk, asked, strict=True):
             pred, pid, window = logged.prediction, logged.row_id, logged.window
-            rows.append({"id": pid, "file": logged.entry["image_name"],
-                         "above threshold": headline(pred),
-                         # report QA exists in report mode only: elsewhere there is nothing to show
-                         "discordant": ", ".join(pred.discordant) if pred.text_mode == "report" else None,
-                         "OOD": pred.out_of_distribution,
-                         # the model's findings; one too rare to calibrate shows no bare number
-                         "mode": pred.text_mode, **{f: (v if pred.calibrated.get(f, True) else None)
-                                                    for f, v in pred.fusion.items()},
-                         "text cut": "IMPRESSION kept" if window and window.impression_first
-                         else ("end not read" if window and window.truncated else ""),
-                         YOUR_FILE: item.name, YOUR_ID: row.user_id})
+            rows.append(result_row(pred, pid=pid, name=logged.entry["image_name"] if logged.entry else item.name,
+                                   window=window, your_file=item.name, your_id=row.user_id))
             if len(rows) == 1:
                 # "reliable from the image" quotes image-only evidence (the image head), whatever the mode
                 st.session_state[RELIABLE] = (pred.image_reliable, pred.head_evidence.get("image"))
@@ -68,13 +63,27 @@ def score(items: list[Item], texts: dict[str, TextRow], progress, *,
     return rows, skipped
 
 
-def headline(pred) -> str:
-    """The findings above threshold, those the image cannot support marked: what the row says first."""
-    return headline_of(pred.positive("fusion"), pred.image_reliable, pred.out_of_distribution)
+def result_row(pred, *, pid, name: str, window, your_file: str, your_id: str) -> dict:
+    """One scored study as the results table and its download show it: what is flagged at which operating
+    point first (core.serving.decision, as the prediction carries it), then the number of each assessed,
+    calibrated finding (None: not assessed or not calibrated; no flag and no number either way)."""
+    decisions = decision_view.from_prediction(pred)
+    return {"id": pid, "file": name,
+            "flagged": decision_view.flagged_cell(decisions),
+            # report QA exists in report mode only: elsewhere there is nothing to show
+            "discordant": ", ".join(pred.discordant) if pred.text_mode == "report" else None,
+            "OOD": pred.out_of_distribution,
+            "mode": pred.text_mode, "operating point": decisions.operating_point,
+            **{d.finding: decision_view.cell(d) for d in decisions},
+            "not assessed": ", ".join(decisions.not_assessed()),
+            "text cut": "IMPRESSION kept" if window and window.impression_first
+            else ("end not read" if window and window.truncated else ""),
+            YOUR_FILE: your_file, YOUR_ID: your_id}
 
 
 def headline_of(positive: list[str], image_reliable: dict, out_of_distribution: bool) -> str:
-    """``headline`` from its parts (the PACS page has them from the run's outcomes); 'none' when empty."""
+    """The findings listed, those the image cannot support marked (the PACS page's summary from a run's
+    outcomes); 'none' when empty."""
     if out_of_distribution:
         return "(out of distribution)"
     return ", ".join(f if image_reliable.get(f, True) else f"{f} (not reliable from the image)"
@@ -82,22 +91,44 @@ def headline_of(positive: list[str], image_reliable: dict, out_of_distribution: 
 
 
 def display_frame(rows: list[dict], findings) -> pd.DataFrame:
-    """The results as the page shows them: the user's own names and the numbers first (no sideways scroll to
-    reach them), then the headline and flags, the log's id and name last; empty columns left out."""
+    """The results as the page shows them: the user's own names, then what is flagged and what needs
+    attention (out of distribution, discordance), then the numbers (never pushing those off-screen), the log's
+    id and name last; a finding no row has a number for, and other empty columns, are left out."""
     frame = pd.DataFrame(rows)
-    numbers = [f for f in (findings or FINDINGS) if f in frame]
-    first = [YOUR_FILE, YOUR_ID, "mode", *numbers, "above threshold", "OOD", "discordant", "text cut"]
-    frame = frame[[c for c in first if c in frame] + [c for c in frame.columns if c not in first]]
-    if frame["discordant"].isna().all():  # no study in report mode: no report QA to show
+    numbers = [f for f in (findings or FINDINGS) if f in frame and frame[f].notna().any()]
+    hidden = [f for f in (findings or FINDINGS) if f in frame and f not in numbers]
+    first = [YOUR_FILE, YOUR_ID, "mode", "flagged", "OOD", "discordant", *numbers, "operating point", "text cut"]
+    frame = frame[[c for c in first if c in frame] + [c for c in frame.columns if c not in first and c not in hidden]]
+    if "discordant" in frame and frame["discordant"].isna().all():  # no study in report mode: no report QA
         frame = frame.drop(columns="discordant")
-    if frame[YOUR_ID].isna().all() or (frame[YOUR_ID] == "").all():  # no CSV with IDs
-        frame = frame.drop(columns=YOUR_ID)
+    if "OOD" in frame and not frame["OOD"].any():  # every image in distribution: the caption says so
+        frame = frame.drop(columns="OOD")
+    for column in (YOUR_ID, "not assessed", "text cut"):
+        if column in frame and (frame[column].isna().all() or (frame[column] == "").all()):
+            frame = frame.drop(columns=column)
     return frame
 
 
 def hidden_findings(rows: list[dict], findings) -> list[str]:
-    """The findings whose probability no row shows (not calibrated: the cell is empty)."""
+    """The findings whose probability no row shows (not assessed or not calibrated: the cell is empty)."""
     return [f for f in (findings or FINDINGS) if rows and all(r.get(f) is None for r in rows)]
+
+
+def empty_cells_caption(rows: list[dict], findings) -> str:
+    """What an empty cell or a missing column means (never 'absent')."""
+    hidden = hidden_findings(rows, findings)
+    ood = sum(1 for r in rows if r.get("OOD"))
+    parts = []
+    if hidden:
+        parts.append(f"No column for {', '.join(hidden)}: no study here has a number for it (not assessed from the "
+                     "image in image-only and indication modes, or not calibrated). An empty cell: that study's "
+                     "finding was not assessed or has no calibrated number; **flagged** has every decision.")
+    else:
+        parts.append("An empty cell: that study's finding was not assessed or has no calibrated number; "
+                     "**flagged** has every decision.")
+    parts.append(f"{ood} of {len(rows)} images out of distribution (nothing assessed for them)." if ood
+                 else "No image was out of distribution.")
+    return " ".join(parts)
 
 
 def results_csv(rows: list[dict]) -> bytes:
@@ -152,7 +183,7 @@ def render(model_ready: bool) -> None:
         else:
             try:
                 rows, more = score(items, texts, st.progress(0.0, text=f"Scoring {len(items)} studies…"),
-                                   keep_names=keep_names)
+                                   keep_names=keep_names, target=chosen_target())
             except CxrError as exc:  # weights that fail to load, an unusable log: one line, no traceback
                 st.error(f"The model could not score the batch: {exc}")
                 return
@@ -161,13 +192,14 @@ def render(model_ready: bool) -> None:
     result = st.session_state.get(RESULT)
     if result:
         if result["rows"]:
-            st.success(f"Scored and logged {len(result['rows'])} studies.")
+            points = sorted({r["operating point"] for r in result["rows"]})
+            st.success(f"Scored and logged {len(result['rows'])} studies, decided at {' and '.join(points)}.")
             reliable, evidence = st.session_state.get(RELIABLE) or (None, None)
             frame = display_frame(result["rows"], reliable)
-            hidden = hidden_findings(result["rows"], reliable)
-            st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence, hidden))
-            reliability_caption(unreliable_findings(reliable, evidence))
-            not_calibrated_caption(hidden)
+            st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence))
+            st.caption(empty_cells_caption(result["rows"], reliable))
+            reliability_caption({f: line for f, line in unreliable_findings(reliable, evidence).items()
+                                 if f in frame})
             st.download_button("Download these results (CSV, with your file names and IDs)",
                                data=results_csv(result["rows"]), file_name="batch-results.csv", mime="text/csv",
                                icon=":material/download:", key="batch_download")

@@ -28,25 +28,26 @@ def _threshold_halo(thresholds: dict, y: list) -> go.Scatter:
 
 
 def probability_bars(probs: dict, thresholds: dict, *, title: str = "Fused probability",
-                     unreliable: dict[str, str] | None = None) -> go.Figure:
-    """Horizontal bar per finding, red when at or above its threshold, with a threshold tick.
-    The values sit in their own column right of the axis (never on a tick); findings in
-    ``unreliable`` (finding -> evidence line) are marked under their name, evidence on hover."""
+                     unreliable: dict[str, str] | None = None, flagged: set[str] | None = None) -> go.Figure:
+    """Horizontal bar per finding, red when flagged (``flagged``: the decisions' own, core.serving.decision;
+    without it, at or above its threshold), with a threshold tick. The values (3 decimals) sit in their own
+    column right of the axis (never on a tick); findings in ``unreliable`` (finding -> evidence line) are
+    marked under their name, evidence on hover."""
     y = list(probs)[::-1]  # the model's findings, first on top
     unreliable = unreliable or {}
-    colours = [ABOVE if probs[f] >= thresholds[f] else BELOW for f in y]
+    colours = [ABOVE if (f in flagged if flagged is not None else probs[f] >= thresholds[f]) else BELOW for f in y]
     fig = go.Figure(go.Bar(x=[probs[f] for f in y], y=y, orientation="h", marker_color=colours, name="probability",
                            customdata=[unreliable.get(f, "") for f in y],
                            hovertemplate="%{y}: %{x:.3f}<br>%{customdata}<extra></extra>"))
     fig.add_trace(_threshold_halo(thresholds, y))
     fig.add_trace(_threshold_markers(thresholds, y))
-    fig.add_trace(go.Scatter(x=[1.03] * len(y), y=y, mode="text", text=[f"{probs[f]:.2f}" for f in y],
+    fig.add_trace(go.Scatter(x=[1.03] * len(y), y=y, mode="text", text=[f"{probs[f]:.3f}" for f in y],
                              textposition="middle right", hoverinfo="skip", name="value",
                              textfont=dict(color=colours)))
     ticks = [f + ("<br><span style='font-size:10px;color:#b45309'>not reliable from the image</span>"
                   if f in unreliable else "") for f in y]
-    fig.update_layout(title=title, height=300, showlegend=False, **_LAYOUT,
-                      xaxis=dict(range=[0, 1.16], title="probability", tickvals=[0, 0.25, 0.5, 0.75, 1]),
+    fig.update_layout(title=title, height=max(160, 60 * len(y) + 60), showlegend=False, **_LAYOUT,
+                      xaxis=dict(range=[0, 1.19], title="probability", tickvals=[0, 0.25, 0.5, 0.75, 1]),
                       yaxis=dict(tickvals=y, ticktext=ticks))
     return fig
 

@@ -10,8 +10,9 @@ from core.data.labels import FINDINGS
 from core.errors import CxrError
 from core.evaluation.recalibration import calibrated_flags
 from core.store import SEARCH_HELP, VERDICTS, PredictionStore, StoreError
-from ui import attribution_view, prediction_view
+from ui import attribution_view, decision_view, prediction_view
 from ui.resources import metadata
+from ui.sidebar import chosen_target
 from ui.tables import history_frame
 
 
@@ -27,6 +28,18 @@ def calibration_of(entry: dict) -> tuple[dict | None, dict | None]:
     mode, findings = entry["text_mode"], list(entry["fusion"])
     heads = {h: calibrated_flags(desc.recalibration, mode, h, findings) for h in ("fusion", "image", "text")}
     return own or (heads["image"] if mode == "none" else heads["fusion"]), heads
+
+def decisions_of(entry: dict):
+    """(decisions, decided now) of a logged row: those it was logged with, or, for a row from before
+    decisions were recorded, the policy's now (the loaded weights' operating points at the sidebar's choice,
+    ui.decision_view.from_row). A row needs the loaded weights' reliability verdicts when it has none."""
+    desc = metadata()[0]
+    row = entry
+    if not entry.get("image_reliable") and desc is not None:
+        row = {**entry, "image_reliable": desc.image_reliable}
+    flags, _ = calibration_of(entry)
+    return decision_view.from_row(row, desc, chosen_target(), flags)
+
 
 PERIODS = ("All time", "Last 24 hours", "Last 7 days", "Last 30 days", "Custom range")
 ANY = "Any finding"
@@ -53,7 +66,8 @@ def filters(findings=FINDINGS) -> dict:
         since = now - {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
                        "Last 30 days": timedelta(days=30)}[period]
     finding = c2.selectbox("Finding", (ANY, *findings), key="hist_finding",
-                           help="A finding alone keeps the studies where it is above its threshold.")
+                           help="A finding alone keeps the studies flagged for it (as decided when logged; "
+                                "rows from before decisions were recorded: above the threshold they stored).")
     min_prob = c2.slider("Min fused probability", 0.0, 1.0, 0.0, 0.05, key="hist_min_prob",
                          help="Above 0: studies whose fused probability (of the finding, or of any) reaches it.")
     discordant = c3.checkbox("Discordant only", key="hist_discordant")
@@ -126,22 +140,31 @@ def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
                f"text mode **{entry['text_mode']}** · model {entry['model_version']}")
     stored = entry["thresholds"] or {}
     per_head = stored if "fusion" in stored else None  # older rows kept only the fused thresholds
+    decisions, decided_now = decisions_of(entry)
     img_col, info_col = st.columns([1, 3])
     if entry["image_png"]:
         img_col.image(entry["image_png"], caption="Stored review copy (≤ 256 px)", width="stretch")
     with info_col:
         prediction_view.out_of_distribution(entry["out_of_distribution"], entry["ood_score"])
+        if decisions is not None:
+            if decided_now:
+                st.caption(f"Logged before decisions were recorded: decided now at {decisions.operating_point}, "
+                           "with the loaded weights' operating points.")
+            prediction_view.decisions_headline(decisions)
         if entry["text_mode"] != "none" and not entry["out_of_distribution"]:
             prediction_view.discordance(entry["discordant"], entry["text_mode"], image=entry["image"],
                                         text=entry["text_probs"], head_thresholds=per_head)
             st.markdown("**Text the model read**")
             st.code(entry["text"], language=None, wrap_lines=True)  # verbatim: never rendered as markup
-    text_probs = entry["text_probs"] if entry["text_mode"] != "none" and entry["text_probs"] else None
-    prediction_view.probabilities(entry["fusion"], entry["image"], text_probs, stored["fusion"] if per_head else stored,
-                                  head_thresholds=per_head, discordant=entry["discordant"], key=f"hist_{pid}",
-                                  evidence=entry.get("evidence"), image_reliable=entry.get("image_reliable"),
-                                  greyed=entry["out_of_distribution"], mode=entry["text_mode"],
-                                  **dict(zip(("calibrated", "head_calibrated"), calibration_of(entry), strict=True)))
+    if decisions is not None:
+        _, head_flags = calibration_of(entry)
+        text_probs = entry["text_probs"] if entry["text_mode"] != "none" and entry["text_probs"] else None
+        prediction_view.show_decisions(decisions, key=f"hist_{pid}", evidence=entry.get("evidence"),
+                                       image_evidence=None, image_reliable=entry.get("image_reliable"),
+                                       heads={"image": entry["image"], **({"text": text_probs} if text_probs else {})},
+                                       head_calibrated=head_flags, discordant=entry["discordant"])
+    else:
+        st.caption("No weights are loaded, so this entry's decisions cannot be shown.")
     if model_ready and entry["image_png"]:
         with st.expander("Heatmap and text attributions (computed on the stored review copy)"):
             try:
@@ -149,8 +172,10 @@ def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
             except ImageDecodeError as exc:
                 st.error(str(exc))
             else:
-                attribution_view.explain(scope="history", prediction_id=pid, gray=gray, text=entry["text"],
-                                         mode=entry["text_mode"], default_finding=(entry["discordant"] or [None])[0])
+                attribution_view.explain(
+                    scope="history", prediction_id=pid, gray=gray, text=entry["text"], mode=entry["text_mode"],
+                    default_finding=decision_view.why_default(decisions, entry["discordant"]) if decisions else None,
+                    not_assessed=decisions.not_assessed() if decisions else None)
     review_form(db, entry)
     delete_control(db, pid)
 
@@ -177,21 +202,24 @@ def render(db: PredictionStore, model_ready: bool) -> None:
         return
     capped = f" (newest {SHOWN} shown; the export has all)" if len(rows) == SHOWN else ""
     st.caption(f"{len(rows)} entries match{capped} · {db.count()} in the log.")
-    frame = history_frame(rows)
-    hidden: dict[str, int] = {}
-    for i, row in enumerate(rows):  # a finding too rare to calibrate: no bare number in the table either
-        flags, _ = calibration_of(row)
-        for f, ok in (flags or {}).items():
-            if not ok and f in frame:
-                frame.loc[i, f] = None
-                hidden[f] = hidden.get(f, 0) + 1
-    # an empty cell must never read as "absent": the header says when a column's numbers are not shown
+    decided = [decisions_of(row) for row in rows]
+    frame = history_frame(rows, [d for d, _ in decided], [now for _, now in decided])
+    numbers = [f for f in findings if f in frame]
+    # a finding no row shows a number for has no column; an empty cell is never "absent"
     st.dataframe(frame, hide_index=True, key="hist_table",
                  column_config={f: st.column_config.NumberColumn(
-                     f + (" (not calibrated)" if rows and hidden.get(f) == len(rows) else ""), format="%.2f",
-                     help="An empty cell: the probability is not calibrated, so no number is shown."
-                     if hidden.get(f) else None) for f in findings}
+                     f, format="%.3f", help="An empty cell: not assessed for that study, or no calibrated number; "
+                                            "'flagged' has every decision.") for f in numbers}
                  | {"discordance score": st.column_config.NumberColumn(format="%.2f")})
+    missing = [f for f in findings if f not in numbers]
+    if rows:
+        st.caption((f"No column for {', '.join(missing)}: no entry here has a number for it (not assessed, or not "
+                    "calibrated). " if missing else "")
+                   + "An empty cell: that entry's finding was not assessed or has no calibrated number; "
+                   "**flagged** has every decision, at the entry's **operating point**."
+                   + (" Entries marked *decided now* were logged before decisions were recorded: they are decided "
+                      "with the loaded weights' operating points at the sidebar's choice." if any(
+                          now for _, now in decided) else ""))
     st.download_button("Export CSV (all matching entries, with verdicts)", lambda: export_matching(db, kwargs),
                        file_name="predictions.csv", mime="text/csv", key="hist_export", icon=":material/download:",
                        on_click="ignore")

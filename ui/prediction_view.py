@@ -1,12 +1,13 @@
-"""Draw one prediction: fused bars with thresholds, the per-head comparison, the
-discordance and out-of-distribution warnings."""
+"""Draw one prediction: its decisions at their operating point (what is flagged, what a flag means,
+what was not assessed and why), the numbers behind them, the held-out evidence, and the discordance
+and out-of-distribution warnings. The decisions are core.serving.decision's (ui.decision_view)."""
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
+from ui import decision_view
 from ui.charts import head_bars, probability_bars
-from ui.tables import heads_table
+from ui.decision_view import mode_words
 
 _DISCORDANCE_MEANING = (
     "The image head disagrees **strongly** with what the report says: past an operating point chosen on "
@@ -52,41 +53,22 @@ def discordance(discordant: list[str], mode: str, *, image: dict | None = None, 
                + _DISCORDANCE_MEANING, icon=":material/warning:")
 
 
-def headline(pred) -> str:
-    """'**Above threshold (fused):** …': the findings over their threshold, each one the image cannot
-    support or whose probability is not calibrated marked as such (not listed as if it were evidence)."""
-    def label(f: str) -> str:
-        marks = ([] if pred.image_reliable.get(f, True) else ["not reliable from the image"]) + \
-            ([] if pred.calibrated.get(f, True) else ["not calibrated"])
-        return f + (f" *({'; '.join(marks)})*" if marks else "")
-    positive = pred.positive("fusion")
-    which = "image only" if pred.text_mode == "none" else "fused"
-    return f"**Above threshold ({which}):** " + (", ".join(label(f) for f in positive) if positive else "none")
-
-
 def out_of_distribution(flag: bool, score: float | None, reason: str = "") -> None:
     if flag:
         st.error("**This image does not look like the frontal chest X-rays the model was trained on**"
                  f"{' (' + reason + ')' if reason else ''}; OOD score {score or 0:.2f} (≥ 1 means outside). "
-                 "The probabilities below are greyed out: they are not trustworthy for this image.",
+                 "No finding is assessed: no probability and no flag is shown for this image.",
                  icon=":material/block:")
 
 
-def evidence_short(entry: dict | None) -> str:
-    """'0.78 [0.62, 0.92], 25 pos.': one evidence entry in a table cell."""
-    if not entry or not isinstance(entry.get("auc"), (int, float)):
-        return "—"
-    ci = entry.get("ci")
-    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
-    return f"{entry['auc']:.2f}{interval}, {entry.get('positives', 0)} pos."
-
-
 def evidence_line(entry: dict | None) -> str:
-    """'AUC 0.67 (95% CI 0.45–0.88), 6 positives' from one evidence entry; '' without one."""
+    """'cross-validated AUC 0.51 (95% CI 0.40–0.63), 23 positives' from one evidence entry (the headline:
+    core.evaluation.evidence); '' without one."""
     if not entry:
         return ""
     auc, ci, n = entry.get("auc"), entry.get("ci"), entry.get("positives")
-    text = f"held-out AUC {auc:.2f}" if isinstance(auc, (int, float)) else "no held-out AUC"
+    kind = "cross-validated" if str(entry.get("source") or "").startswith("cross-validation") else "held-out"
+    text = f"{kind} AUC {auc:.2f}" if isinstance(auc, (int, float)) else "no held-out AUC"
     if ci:
         text += f" (95% CI {ci[0]:.2f}–{ci[1]:.2f})"
     return text + (f", {n} positives" if n is not None else "")
@@ -110,83 +92,72 @@ def reliability_caption(unreliable: dict[str, str]) -> None:
 NOT_CALIBRATED = "not calibrated"
 
 
-def _shown(probs: dict, ok: dict | None) -> dict:
-    """The probabilities that may be shown: those whose finding is calibrated (all without flags)."""
-    return {f: v for f, v in probs.items() if (ok or {}).get(f, True)}
-
-
 def not_calibrated_caption(hidden: list[str]) -> None:
     if hidden:
         st.caption(f"**{NOT_CALIBRATED.capitalize()}**: {', '.join(hidden)} — too few validation positives to "
                    "calibrate their probability (docs/calibration.md), so no number is shown; whether each is "
-                   "above its decision threshold still is.")
+                   "flagged still is.")
 
 
-def probabilities(fusion: dict, image: dict, text: dict | None, thresholds: dict, *,
-                  head_thresholds: dict | None = None, discordant: list | None = None, key: str = "",
-                  evidence: dict | None = None, image_reliable: dict | None = None, greyed: bool = False,
-                  image_evidence: dict | None = None, calibrated: dict | None = None,
-                  head_calibrated: dict | None = None, mode: str | None = None) -> None:
-    """Fused bars on the left; image vs text heads and a table on the right. ``greyed`` draws
-    them faded (an out-of-distribution image: shown, but not to be trusted). ``evidence`` is
-    behind the fused numbers; ``image_evidence`` (image head) says why a finding is not
-    reliable from the image. ``calibrated`` (fused) and ``head_calibrated`` (per head): finding ->
-    whether its probability is recalibrated; one that is not is drawn as "not calibrated", no number.
-    ``mode``: the text mode; image only (``none``) shows the one image number, report QA columns
-    only in report mode."""
-    image_only = mode == "none"
+RESULT_MARKER = "predict_shown"  # scripts/bench_ui.py waits for it: st-key-predict_shown_<result>_<bars>
+
+
+def result_marker(result_key, bars: int) -> str:
+    """The key of the container around one result's decisions: the result it belongs to and how many
+    bars its chart draws, so a browser (scripts/bench_ui.py) can tell this result's numbers are drawn."""
+    return f"{RESULT_MARKER}_{result_key}_{bars}"
+
+
+def decisions_headline(decisions) -> None:
+    """What a reader reads first: what is flagged at which operating point, what each flag means in words
+    and numbers, and what was not assessed and why."""
+    st.markdown(decision_view.headline(decisions))
+    meanings = decision_view.flag_meanings(decisions)
+    if meanings:
+        st.markdown("**What a flag means here**\n\n" + "\n".join(f"- {m}" for m in meanings))
+    for line in decision_view.not_assessed_lines(decisions):
+        st.markdown(line)
+
+
+def show_decisions(decisions, *, key: str, evidence: dict | None, image_evidence: dict | None,
+                   image_reliable: dict | None, heads: dict | None = None, head_calibrated: dict | None = None,
+                   discordant: list | None = None) -> None:
+    """The numbers behind the decisions: the calibrated probability of each assessed finding against its
+    operating point's threshold (red = flagged), the image and text heads beside them (text modes), one
+    table of decisions and what a flag means, one of held-out evidence. A finding not assessed shows no
+    number and no flag; one not calibrated is decided and shows no number."""
+    mode = decisions.mode
+    probs, thresholds, flagged = decision_view.flagged_for_chart(decisions)
     unreliable = unreliable_findings(image_reliable, image_evidence or evidence)
-    head_calibrated = head_calibrated or {}
-    hidden = [f for f in fusion if not (calibrated or {}).get(f, True)]
-    box = st.container(key=f"probs_{key}" + ("_greyed" if greyed else ""))
-    if greyed:
-        st.html(f"<style>.st-key-probs_{key}_greyed {{opacity: .45; filter: grayscale(1);}}</style>")
-    with box:
-        left, right = st.columns(2)
-        with left:
-            shown = _shown(fusion, calibrated)
-            if shown:
-                title = "Image-only probability" if image_only else "Fused probability"
-                st.plotly_chart(probability_bars(shown, thresholds, unreliable=unreliable, title=title),
-                                key=f"fused_{key}")
-                st.caption(f"Bars: {title.lower()} (red = at or above the finding's decision threshold); "
-                           "tick: the threshold, tuned on the validation split for this text mode.")
-        with right:
-            heads = {"image": image, **({"text": text} if text else {})}
-            both = [f for f in fusion if all((head_calibrated.get(h) or {}).get(f, True) for h in heads)]
-            if both and not image_only:  # image only: the image head is the number on the left
-                st.plotly_chart(head_bars({h: {f: p[f] for f in both} for h, p in heads.items()},
-                                          head_thresholds or {},
-                                          fused_thresholds=thresholds), key=f"heads_{key}")
-        report_qa = discordant if (mode == "report" if mode is not None else text) else None
-        table = heads_table(fusion, image, text, thresholds, head_thresholds, report_qa)
-        if image_only:  # one number: the image head's, under its own name
-            table = table.drop(columns=[c for c in ("image head", "image thr.") if c in table])
-            table = table.rename(columns={"fused": "image only", "fused ≥ threshold": "≥ threshold"})
-        as_text = []
-        for column, ok in (("fused", calibrated), ("image only", calibrated),
-                           ("image head", head_calibrated.get("image")), ("text head", head_calibrated.get("text"))):
-            if column in table and ok and not all(ok.get(f, True) for f in table.index):
-                table[column] = [f"{v:.3f}" if ok.get(f, True) else NOT_CALIBRATED
-                                 for f, v in zip(table.index, table[column], strict=True)]
-                as_text.append(column)
-        st.dataframe(table, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                    for c in ("fused", "image only", "threshold", "image head", "text head",
-                                              "image thr.", "text thr.") if c not in as_text})
-        if image_reliable:
-            # one evidence per number, in its own table so no column is cut off: the shown number's
-            # (its mode and head); "from the image" is always the image-only evidence's verdict
-            held = pd.DataFrame(index=table.index)
-            if not image_only and evidence:
-                held[f"held-out AUC [95% CI] of the fused number ({mode or 'this mode'})"] = [
-                    evidence_short(evidence.get(f)) for f in table.index]
-            held["image-only AUC [95% CI]"] = [evidence_short((image_evidence or evidence or {}).get(f))
-                                               for f in table.index]
-            held["from the image"] = ["NOT reliable" if f in unreliable else "reliable" for f in table.index]
-            st.dataframe(held, width="stretch")
-        not_calibrated_caption(hidden)
-        reliability_caption(unreliable)
+    hidden = [d.finding for d in decisions if d.assessed and d.probability is None]
+    left, right = st.columns(2)
+    with left:
+        if probs:
+            title = f"{'Image-only' if mode == 'none' else 'Fused'} probability at {decisions.operating_point}"
+            st.plotly_chart(probability_bars(probs, thresholds, title=title, flagged=flagged), key=f"fused_{key}")
+            st.caption("Bars: the calibrated probability of each assessed finding (red = flagged); tick: the "
+                       f"threshold of the operating point ({decisions.operating_point}, {mode_words(mode)}).")
+    with right:
+        shown_heads = {h: {f: p[f] for f in probs if ((head_calibrated or {}).get(h) or {}).get(f, False)}
+                       for h, p in (heads or {}).items()}
+        both = [f for f in probs if all(f in p for p in shown_heads.values())]
+        if mode != "none" and both and shown_heads:
+            st.plotly_chart(head_bars({h: {f: p[f] for f in both} for h, p in shown_heads.items()}, {}),
+                            key=f"heads_{key}")
+            st.caption("Each head's own calibrated number, for comparison; the decision is on the fused number.")
+    st.dataframe(decision_view.decision_table(decisions, heads=heads if mode != "none" else None,
+                                              head_calibrated=head_calibrated,
+                                              discordant=discordant if mode == "report" else None),
+                 width="stretch")
+    st.caption(f"Decisions at **{decisions.operating_point}** ({mode_words(mode)}). Sensitivity: the share of "
+               "studies with the finding that are flagged; specificity: the share without it that are not; PPV: "
+               "the share of flags that are true at the collection's prevalence. '—': not assessed (no number, "
+               "no flag).")
+    st.dataframe(decision_view.evidence_table(list(decisions.findings), evidence, image_evidence, image_reliable,
+                                              mode), width="stretch")
+    st.caption(decision_view.evidence_caption(evidence))
+    not_calibrated_caption(hidden)
+    reliability_caption(unreliable)
 
 
 def preload_chart_library() -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.data.labels import TEXT_MODES
+from core.evaluation.operating_targets import NAMES, default_name
 from core.serving.sharing import share_status
 from ui.charts import finite
 from ui.config import SHARE_COMMAND, weights_dir
@@ -39,17 +41,19 @@ def model_status() -> dict | None:
     summary = meta.test_summary or {}
     cv = ((meta.evidence or {}).get("cv") or {}).get("macro") or {}
     lines = []
-    for key, label in HEADLINE:
+    for key, label in HEADLINE:  # the cross-validated estimate first where there is one (issue 26, item 6)
         test, folds = _auc_text(summary.get(key)), _auc_text(cv.get(key))
-        if test:
-            lines.append(f"{label}: **{test}**" + (f" · cross-validated {folds}" if folds else ""))
+        if folds:
+            lines.append(f"{label}: **{folds}**" + (f" · test split {test}" if test else ""))
+        elif test:
+            lines.append(f"{label}: **{test}**")
     if lines:
-        st.markdown("Macro AUC (95% CI), test split" + (" · cross-validation" if cv else "") + "  \n"
+        st.markdown("Macro AUC (95% CI), " + ("cross-validated · test split" if cv else "test split") + "  \n"
                     + "  \n".join(lines))
         if cv:
             st.caption("Cross-validation: the training recipe retrained without each fold and scored on it, "
-                       "so no report was used to train or tune the model that scored it; trust it over the "
-                       "single test split where they differ.")
+                       "so no report was used to train or tune the model that scored it; it is the headline "
+                       "because the single test split has as few as 5 positives for some findings.")
         st.caption("Report-mode numbers are inflated: the labels were coded from the report text.")
     reliable = (meta.evidence or {}).get("image_reliable")
     if reliable:
@@ -58,6 +62,52 @@ def model_status() -> dict | None:
             st.markdown("**Not reliable from the image:** " + ", ".join(weak))
             st.caption("Too few held-out positives or a CI reaching chance; see the Model card.")
     return meta
+
+
+OPERATING_POINT = "operating_point"  # session key of the choice every page reads (kept apart from the widget's)
+_WIDGET = "operating_point_select"   # the selectbox; its value is copied to OPERATING_POINT when it changes
+DEFAULT_POINT = "default"
+
+
+def default_words() -> str:
+    """"specificity 0.90 (image only, indication), specificity 0.98 (report)": each mode's default."""
+    by_name: dict[str, list[str]] = {}
+    for mode in ("none", *[m for m in TEXT_MODES if m != "none"]):
+        by_name.setdefault(default_name(mode), []).append({"none": "image only"}.get(mode, mode))
+    return ", ".join(f"{name} ({', '.join(modes)})" for name, modes in by_name.items())
+
+
+def chosen_target() -> str | None:
+    """The operating point the user picked in the sidebar, or None: each mode's default. Pass it as
+    ``target=`` to predict_and_log (core.serving.decision names it in every output)."""
+    value = st.session_state.get(OPERATING_POINT)
+    return None if value in (None, DEFAULT_POINT) else value
+
+
+def _keep_choice() -> None:
+    """The choice outlives the widget: a page run without the sidebar must not forget it."""
+    st.session_state[OPERATING_POINT] = st.session_state[_WIDGET]
+
+
+def operating_point_control(meta) -> None:
+    """The operating point every page decides at: each mode's default, or a target specificity or
+    sensitivity the weights carry (core.evaluation.operating_targets)."""
+    st.subheader("Operating point")
+    block = meta.operating_points or {}
+    if not block.get("points"):
+        st.caption("These weights carry no operating points: no finding can be flagged (every finding is "
+                   "*not assessed*). `scripts/choose_operating_points.py` chooses them.")
+        return
+    options = [DEFAULT_POINT, *[n for n in (block.get("choices") or NAMES) if n in NAMES]]
+    current = st.session_state.get(OPERATING_POINT, DEFAULT_POINT)
+    st.selectbox("Flag a finding at", options, index=options.index(current) if current in options else 0,
+                 key=_WIDGET, on_change=_keep_choice,
+                 format_func=lambda n: f"Each mode's default: {default_words()}" if n == DEFAULT_POINT else n,
+                 help="A flag means the probability is at or above the threshold that gives this specificity "
+                      "(or sensitivity) on held-out reports. Higher specificity: fewer flags, more findings "
+                      "missed. Predict and batch scoring decide and log at it; every result names it.")
+    st.caption("Each flag states its sensitivity and specificity (95% CIs) and the PPV at this collection's "
+               "prevalence, measured on cross-validated predictions.")
 
 
 def sharing_status() -> dict:
@@ -76,6 +126,9 @@ def sharing_status() -> dict:
 
 def render() -> None:
     with st.sidebar:
-        model_status()
+        meta = model_status()
+        if meta is not None:
+            st.divider()
+            operating_point_control(meta)
         st.divider()
         sharing_status()

@@ -8,50 +8,81 @@ import math
 import pandas as pd
 
 from core.evaluation.eval_files import HEAD_ORDER, MODE_ORDER, eval_name
+from core.evaluation.operating_targets import NAMES
 from core.store.export import row_findings
+from ui.decision_view import cell, flagged_cell
 
 
-def heads_table(fusion: dict, image: dict, text: dict | None, thresholds: dict,
-                head_thresholds: dict | None = None, discordant: list | None = None) -> pd.DataFrame:
-    """One row per finding: each head's probability, the threshold, what is flagged."""
-    rows = []
-    for f in fusion:  # the model's findings, in its order
-        row = {"finding": f, "fused": fusion[f], "threshold": thresholds[f],
-               "fused ≥ threshold": "yes" if fusion[f] >= thresholds[f] else "no",
-               "image head": image.get(f)}
-        if text:
-            row["text head"] = text.get(f)
-        if head_thresholds:
-            row["image thr."] = head_thresholds["image"][f]
-            if text:
-                row["text thr."] = head_thresholds["text"][f]
-        if discordant is not None:  # report mode only (the caller passes None elsewhere)
-            row["discordant"] = "yes" if f in discordant else ""
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("finding")
-
-
-def history_frame(rows: list[dict]) -> pd.DataFrame:
-    """The review table: one row per logged prediction; what needs attention (out of
-    distribution, discordance) comes before the probabilities, so it is never off-screen."""
+def history_frame(rows: list[dict], decisions: list | None = None, decided_now: list[bool] | None = None
+                  ) -> pd.DataFrame:
+    """The review table: one row per logged prediction; what needs attention (what is flagged, out of
+    distribution, discordance) comes before the numbers, so it is never off-screen. ``decisions``: each
+    row's (ui.decision_view.from_row; None where it cannot be decided); ``decided_now``: rows logged before
+    decisions were recorded. A finding shows the number of an assessed, calibrated decision only; a finding
+    no row has a number for gets no column (no column of empty cells pushing the rest off-screen)."""
     findings = row_findings(rows)  # the five, then any a newer model added (core.model.description)
+    decisions = decisions if decisions is not None else [None] * len(rows)
+    decided_now = decided_now if decided_now is not None else [False] * len(rows)
     out = []
-    for r in rows:
+    for r, d, now in zip(rows, decisions, decided_now, strict=True):
         flags = (["⚠ out of distribution"] if r["out_of_distribution"] else []) + \
             (["discordant: " + ", ".join(r["discordant"])] if r["discordant"] else [])
-        row = {"id": r["id"], "created (UTC)": r["created_at"][:19].replace("T", " "), "flags": " · ".join(flags),
-               "file": r["image_name"], "mode": r["text_mode"],
+        point = (d.operating_point + (" (decided now)" if now else "")) if d is not None else "not decided"
+        row = {"id": r["id"], "created (UTC)": r["created_at"][:19].replace("T", " "),
+               "flagged": flagged_cell(d) if d is not None else "—", "flags": " · ".join(flags),
+               "file": r["image_name"], "mode": r["text_mode"], "operating point": point,
                # report QA exists in report mode only: elsewhere no score, not 0.00
                "discordance score": (r.get("discordance_score") or 0.0) if r["text_mode"] == "report" else None}
-        row.update({f: r["fusion"].get(f) for f in findings})
+        row.update({f: (cell(d[f]) if d is not None and f in d.findings else None) for f in findings})
         row.update({"reviewed": r.get("reviewed", False), "source": r["source"], "note": r.get("note", "")})
         out.append(row)
-    columns = ["id", "created (UTC)", "flags", "file", "mode", "discordance score", *findings, "reviewed", "source",
-               "note"]
+    numbers = [f for f in findings if any(o[f] is not None for o in out)]
+    columns = ["id", "created (UTC)", "flagged", "flags", "file", "mode", "operating point", "discordance score",
+               *numbers, "reviewed", "source", "note"]
+    if out and all(o["discordance score"] is None for o in out):  # no report-mode entry: no report QA
+        columns.remove("discordance score")
     return pd.DataFrame(out, columns=columns)
 
 
 # ---------------------------------------------------------------- model card (core.evaluation.eval_files)
+
+MODE_TITLES = {"none": "Image only", "indication": "Image + indication", "report": "Image + report"}
+
+
+def _rate(op: dict | None, key: str) -> str:
+    if not op or op.get(key) is None:
+        return "—"
+    ci = op.get(f"{key}_ci")
+    return f"{op[key]:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def _order(name: str) -> int:
+    return NAMES.index(name) if name in NAMES else len(NAMES)
+
+
+def operating_points_table(block: dict, mode: str, findings) -> pd.DataFrame:
+    """Every operating point of one text mode (the weights' ``operating_points``, core.evaluation.
+    operating_targets): per finding and point the threshold, the stated sensitivity and specificity with
+    95% CIs and their positives, the PPV at the prevalence, and the test split's check."""
+    points = (block.get("points") or {}).get(mode) or {}
+    default = (block.get("default") or {}).get(mode)
+    rows = []
+    for f in findings:
+        for name, op in sorted((points.get(f) or {}).items(), key=lambda kv: _order(kv[0])):
+            test = op.get("test") or {}
+            rows.append({"finding": f, "operating point": name + (" (default)" if name == default else ""),
+                         "threshold": f"{op['threshold']:.3f}" if op.get("threshold") is not None else "—",
+                         "sensitivity [95% CI]": _rate(op, "sensitivity"),
+                         "specificity [95% CI]": _rate(op, "specificity"),
+                         "PPV": f"{op['ppv']:.2f}" if op.get("ppv") is not None else "—",
+                         "positives / negatives": f"{op.get('positives', '?')} / {op.get('negatives', '?')}",
+                         "test split: sensitivity / specificity (positives)": (
+                             f"{test['sensitivity']:.2f} / {test['specificity']:.2f} ({test.get('positives')})"
+                             if test.get("sensitivity") is not None and test.get("specificity") is not None
+                             else "—"),
+                         "measured on": op.get("source", "")})
+    return pd.DataFrame(rows)
+
 
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
