@@ -50,10 +50,16 @@ def test_text_without_a_mode_is_an_indication_named_in_the_output_and_logged(ima
     plain = _run(["--image", str(image), "--text", "Chest pain"], db)
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.splitlines()[0].startswith("text mode: indication (before the read)")
-    # a finding too rare to calibrate (the shipped Edema) shows no bare probability
-    assert j["calibrated"]["Edema"] is False and j["calibrated"]["Cardiomegaly"] is True
-    edema = next(line for line in plain.stdout.splitlines() if line.startswith("Edema"))
-    assert "fused not calibrated" in edema and "threshold" in edema
+    # issue 26: Edema has a calibrated number now; a finding the image cannot support is not assessed
+    # and shows no number, and every assessed one says what a flag means at the named operating point
+    assert j["calibrated"]["Edema"] is True and j["calibrated"]["Cardiomegaly"] is True
+    assert j["decision"]["Pneumonia"] == "not assessed" and j["probability"]["Pneumonia"] is None
+    lines = plain.stdout.splitlines()
+    assert "operating point: specificity 0.90" in lines[0]
+    pneumonia = next(line for line in lines if line.startswith("Pneumonia"))
+    assert "not assessed" in pneumonia and "0." not in pneumonia
+    edema = lines.index(next(line for line in lines if line.startswith("Edema")))
+    assert "probability 0." in lines[edema] and "of studies with Edema" in lines[edema + 1]
     assert _rows(db) == [("cli", "indication", image.name)] * 2  # every CLI prediction is logged
 
 

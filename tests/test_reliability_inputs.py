@@ -285,7 +285,8 @@ def test_predict_cli(case, tiny_weights, tmp_path, monkeypatch, capsys, fast_loa
         assert code == 0, err
         assert err == ""
         result = json.loads(out)
-        assert set(result["fusion"]) == set(FINDINGS) == set(result["thresholds"])
+        assert set(result["fusion"]) == set(FINDINGS) == set(result["decision"])
+        assert set(result["thresholds"]) == set(result["operating_point"]) <= set(FINDINGS)  # the assessed ones
         assert all(0.0 <= p <= 1.0 for head in ("fusion", "image", "text") for p in (result[head] or {}).values())
         assert result["text_mode"] == case.mode and (result["text"] is None) == (case.mode == "none")
     assert not any(s in out + err for s in SECRETS)
