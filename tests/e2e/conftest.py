@@ -28,12 +28,11 @@ def _tail(path: Path, n: int = 3000) -> str:
         return ""
 
 
-@pytest.fixture
-def app_server(app_env, tiny_weights, tmp_path):
-    """A live app on 127.0.0.1:<free port> with the tiny weights and temporary DB / run log /
-    share status (app_env). Yields (base_url, env). Always stopped at teardown."""
+def _serve(app_env, weights: Path, tmp_path: Path):
+    """A live app on 127.0.0.1:<free port> with ``weights`` and temporary DB / run log / share status
+    (app_env). Yields (base_url, env, log). Always stopped at teardown."""
     port = free_port()
-    env = {**os.environ, **{k: str(v) for k, v in app_env.items()}, "CXR_WEIGHTS": str(tiny_weights)}
+    env = {**os.environ, **{k: str(v) for k, v in app_env.items()}, "CXR_WEIGHTS": str(weights)}
     log = tmp_path / "streamlit.log"
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -52,6 +51,22 @@ def app_server(app_env, tiny_weights, tmp_path):
         yield url, env, log
     finally:
         stop(proc)
+
+
+@pytest.fixture
+def app_server(app_env, tiny_weights, tmp_path):
+    """The app on the tiny test weights (see ``_serve``)."""
+    yield from _serve(app_env, tiny_weights, tmp_path)
+
+
+@pytest.fixture
+def shipped_app_server(app_env, tmp_path):
+    """The app on the shipped weights (weights/): what a user meets, with its operating points, calibrated
+    numbers and cross-validated evidence (see ``_serve``)."""
+    weights = ROOT / "weights"
+    if not (weights / "model.safetensors").is_file():
+        pytest.skip("the shipped weights are not in weights/")
+    yield from _serve(app_env, weights, tmp_path)
 
 
 @pytest.fixture

@@ -92,8 +92,8 @@ def _server_log(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:] if log.is_file() else ""
 
 
-def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_xray_dir):
-    url, env, log = app_server
+def test_upload_predict_explain_review(shipped_app_server, browser_page, shots_dir, iu_xray_dir):
+    url, env, log = shipped_app_server
     page = browser_page
     image, report_text = _study(iu_xray_dir)
     stored = hashed_name(image.name, image.read_bytes())  # the default: no patient name from the file
@@ -137,15 +137,22 @@ def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_x
     pid = rows[0][0]
     expect(page.get_by_text(f"logged as #{pid}")).to_be_visible()
 
-    # -- the five probabilities: the fused bar chart labels each finding with its value -------
-    charts = page.get_by_test_id("stPlotlyChart")
-    expect(charts).to_have_count(2, timeout=STEP_MS)  # fused bars + image vs text heads
+    # -- the decisions at their operating point; the chart labels each shown number -------------
+    expect(page.get_by_text(re.compile(r"at specificity 0\.98 \(image \+ report\)")).first).to_be_visible()
+    row = PredictionStore(env["CXR_DB_PATH"]).get(pid)
+    assert row["operating_point_name"] == "specificity 0.98" and set(row["decision"]) == set(FINDINGS)
+    shown = {f: row["fusion"][f] for f, status in row["decision"].items()
+             if status != "not assessed" and row["calibrated"].get(f)}  # what a reader may see a number for
+    charts = page.get_by_test_id("stPlotlyChart").filter(visible=True)
+    expect(charts.first).to_be_visible(timeout=STEP_MS)
     fused = charts.first
-    for finding in FINDINGS:
+    for finding in shown:
         expect(fused).to_contain_text(finding, timeout=STEP_MS)
-    logged_fusion = PredictionStore(env["CXR_DB_PATH"]).get(pid)["fusion"]
     bar_labels = fused.locator("g.textpoint text").all_text_contents()  # the value column right of the axis
-    assert sorted(bar_labels) == sorted(f"{logged_fusion[f]:.2f}" for f in FINDINGS), (bar_labels, logged_fusion)
+    assert sorted(bar_labels) == sorted(f"{v:.3f}" for v in shown.values()), (bar_labels, shown)
+    for f in row["decision"]:  # a flag says what it means, in words and numbers
+        if row["decision"][f] == "flagged":
+            expect(page.get_by_text(re.compile(rf"of studies with {f} \(\d+ positives\)")).first).to_be_visible()
 
     # -- Why? request the attribution and wait for the heatmap overlay ---------------------------
     # Integrated Gradients (|attributions|, smoothed) always gives a map; Grad-CAM's ReLU can leave a
@@ -198,7 +205,7 @@ def test_upload_predict_explain_review(app_server, browser_page, shots_dir, iu_x
     _shot(page, shots_dir, "05_model_card")
     _goto(page, "Training monitor")
     _shot(page, shots_dir, "06_training_monitor")
-    for path in ("", "batch_review", "model_card", "training_monitor"):  # fresh loads of every page too
+    for path in ("", "batch_review", "pacs", "model_card", "training_monitor"):  # fresh loads of every page too
         page.goto(f"{url}/{path}", timeout=LOAD_MS)
         _wait_idle(page)
     assert outside == [], f"requests left the machine: {sorted(set(outside))}"
