@@ -41,7 +41,8 @@ if url is None:
 meta, problem = metadata()
 version = (meta.get("version") if isinstance(meta, dict) else getattr(meta, "version", None)) if meta else None
 st.markdown("Chest CR/DX studies on the configured PACS (DICOMweb). Pick studies and score them: each gets "
-            "one DICOM SR per model version, stored into its own study, and a row in the prediction log. "
+            "one DICOM SR per model version and operating point, stored into its own study, and a row in the "
+            "prediction log. "
             "Studies are shown by a hash of their UID, never by patient.")
 
 
@@ -129,14 +130,16 @@ outcomes = last.get("outcomes")
 if outcomes:
     from core.pacs.connection import short_hash
     result_rows = []
+    # the point every study of this run was decided at, named in the column that shows the flags
+    points = sorted({o.decisions.operating_point for o in outcomes if o.decisions is not None})
+    flagged_at = "flagged at " + " / ".join(points) if points else "flagged"
     for o in outcomes:
         d = o.decisions
         # the decisions first (no sideways scroll to reach them), one cell per finding, no number the app hides
         row = {"study": short_hash(o.study_uid), "status": o.status,
-               "flagged": "" if d is None else ("not assessed (out of distribution)" if d.out_of_distribution
-                                                else ", ".join(d.flagged()) or "none"),
+               flagged_at: "" if d is None else ("not assessed (out of distribution)" if d.out_of_distribution
+                                                 else ", ".join(d.flagged()) or "none"),
                **({x.finding: _cell(x) for x in d} if d is not None else {}),
-               "operating point": d.operating_point if d is not None and not d.out_of_distribution else "",
                "mode": o.text_mode or "", "OOD": bool(o.out_of_distribution), "log id": o.row_id, "reason": o.reason}
         result_rows.append(row)
     n_scored = sum(o.status == "scored" for o in outcomes)
