@@ -62,7 +62,7 @@ def test_report_mode_assesses_every_finding():
 def test_out_of_distribution_image_assesses_nothing():
     d = values("report", 0.99, out_of_distribution=True, ood_reason="colour photograph")
     assert d.flagged() == [] and d.assessed() == [] and d.operating_points() == {}
-    assert all("out-of-distribution image (colour photograph)" == x.reason for x in d)
+    assert all("out-of-distribution image: colour photograph" == x.reason for x in d)
     assert d.headline().startswith("Not assessed")
 
 

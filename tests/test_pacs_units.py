@@ -148,7 +148,7 @@ def test_sr_of_an_out_of_distribution_image_reports_no_finding(tmp_path):
     ds = _sr(tmp_path, pred)
     said = srmod.read_sr(ds)
     assert said["findings"] == {} and said["out_of_distribution"] is True and said["operating_point"] is None
-    assert said["assessment"].startswith("Not assessed: out-of-distribution image (not a whole frontal")
+    assert said["assessment"].startswith("Not assessed: out-of-distribution image: not a whole frontal")
     assert _numbers(ds) == []
     assert "Measurement Group" not in str(ds) and srmod.algorithm_versions(ds) == {"v1"}
     assert not _dciodvfy_errors(tmp_path, ds)

@@ -155,7 +155,7 @@ def sr_content(source, prediction, decisions) -> dict:
                "operating_point": None if ood else decisions.operating_point, "assessment": None, "findings": []}
     if ood:
         reason = str(getattr(prediction, "ood_reason", "") or "").rstrip(".")
-        content["assessment"] = ("Not assessed: out-of-distribution image" + (f" ({reason})" if reason else "")
+        content["assessment"] = ("Not assessed: out-of-distribution image" + (f": {reason}" if reason else "")
                                  + ". No finding is reported for this study.")
         return content
     evidence = getattr(prediction, "evidence", {}) or {}

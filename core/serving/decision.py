@@ -154,7 +154,7 @@ def decide_values(description, *, mode: str, probabilities: Mapping[str, float],
     out = {}
     for f in desc.findings:
         if out_of_distribution:
-            reason = f"{OOD_PREFIX}" + (f" ({ood_reason.rstrip('.')})" if ood_reason else "")
+            reason = OOD_PREFIX + (f": {ood_reason.rstrip('.')}" if ood_reason else "")
             out[f] = FindingDecision(f, NOT_ASSESSED, reason)
             continue
         if mode != "report" and not image_reliable.get(f, False):
