@@ -119,12 +119,19 @@ if meta is not None:
             f"A finding is **reliable from the image** only if its image-only AUC on held-out studies has a 95% CI "
             f"lower bound of at least {MIN_CI_LOWER:.2f} on at least {MIN_POSITIVES} positives"
             + (" (the test split, and the cross-validation of the recipe)" if ev.get("cv") else " (the test split)")
-            + ". " + (f"**Not reliable from the image: {', '.join(weak)}.** Their probabilities are marked in the "
-                      "app and the CLI and they are never flagged as discordant." if weak else ""))
+            + ". " + (f"**Not reliable from the image: {', '.join(weak)}.** In image-only and image + indication "
+                      "modes they are *not assessed* — no number, no flag — in the app, the CLI and the SR, and they "
+                      "are never flagged as discordant." if weak else ""))
         for mode, head, title in (("none", "image", "Image only"), ("indication", "fusion", "Image + indication")):
             st.subheader(title)
             rows = pd.DataFrame(card_rows(meta, eval_dir, mode, head, findings))
-            st.dataframe(rows, hide_index=True)
+            sources = sorted(set(rows.pop("evidence from"))) if "evidence from" in rows else []  # said below
+            st.dataframe(rows, hide_index=True, column_config={
+                "positives": st.column_config.NumberColumn(width="small"),
+                "from the image": st.column_config.TextColumn(width="small"),
+                "PPV": st.column_config.TextColumn(width="small")})
+            if sources:
+                st.caption("AUC [95% CI] from: " + "; ".join(str(s) for s in sources) + ".")
         cv_words = (f"the training recipe ({ev['cv'].get('recipe') or 'the shipped one; docs/results.md'}) "
                     f"retrained on {ev['cv'].get('folds')} folds of train+val ({ev['cv'].get('folds_done')} done), "
                     "each fold scored by a model that never saw it; it estimates the recipe, not these exact weights"

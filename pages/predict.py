@@ -178,7 +178,7 @@ if result:
                                        image_evidence=pred.head_evidence.get("image"),
                                        image_reliable=pred.image_reliable,
                                        heads={"image": pred.image, **({"text": pred.text} if pred.has_text else {})},
-                                       head_calibrated=pred.head_calibrated, discordant=pred.discordant)
+                                       head_calibrated=pred.head_calibrated)
     study_report_view.download(result)
     if result.get("dicom"):  # a DICOM upload: its result as a DICOM SR for the image's own study
         from core.pacs.sr import SrError, sr_file

@@ -96,6 +96,8 @@ def test_batch_page_scores_and_logs_each_study(app_env, tiny_weights, monkeypatc
     by_file = {r["your file"]: r for r in at.session_state["batch_result"]["rows"]}
     assert (by_file[a]["your ID"], by_file[b]["your ID"], by_file[c]["your ID"]) == ("ward-1", "ward-2", "")
     assert by_file[b]["discordant"] is None and by_file[a]["discordant"] is not None  # report mode only
+    shown = at.dataframe[0].value  # on screen: '—' outside report mode, never a grey "None" (issue 26, item 11)
+    assert not shown["discordant"].isna().any() and "—" in set(shown["discordant"])
     download = next(x for x in at.get("download_button") if "your file names" in x.proto.label)
     assert download is not None
     from ui.batch_score import results_csv

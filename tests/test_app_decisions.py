@@ -168,6 +168,7 @@ def test_batch_decides_at_the_sidebar_point_and_keeps_the_flags_on_screen(at, iu
     assert "Pneumonia" not in columns and "Consolidation" not in columns  # not assessed: no column of blanks
     assert columns.index("flagged") < min(columns.index(f) for f in ("Edema", "Cardiomegaly", "Atelectasis"))
     assert set(frame["operating point"]) == {"specificity 0.95"}
+    assert not frame.drop(columns="OOD", errors="ignore").isna().any().any()  # no grey "None" cell anywhere
     assert any("No column for Pneumonia, Consolidation" in c.value for c in at.caption)
     rows = PredictionStore(app_env["CXR_DB_PATH"]).list_predictions()
     assert {r["operating_point_name"] for r in rows} == {"specificity 0.95"} and len(rows) == 3
@@ -197,4 +198,5 @@ def test_history_decides_rows_logged_before_decisions_and_says_so(at, app_env):
     assert frame.loc[new, "operating point"] == "specificity 0.95" and frame.loc[new, "flagged"] == "none"
     assert "Pneumonia" not in frame.columns  # image only: never assessed, so no column of blanks
     assert list(frame.reset_index().columns)[:4] == ["id", "created (UTC)", "flagged", "flags"]
+    assert not frame.isna().any().any()  # a number or '—', never a grey "None"
     assert any("decided now" in c.value for c in at.caption)

@@ -119,6 +119,6 @@ def test_rows_show_a_number_only_for_an_assessed_calibrated_finding(app_env, mon
     at = _history(app_env)
     frame = at.dataframe[0].value.set_index("file")
     assert "Pneumonia" not in frame.columns and "Consolidation" not in frame.columns
-    assert frame.loc["a.png", "Edema"] == 0.2 and frame.loc["a.png", "Cardiomegaly"] == 0.2
-    assert frame.loc["b.png", "Edema"] != frame.loc["b.png", "Edema"]  # NaN: calibration unknown, no number
+    assert frame.loc["a.png", "Edema"] == "0.200" and frame.loc["a.png", "Cardiomegaly"] == "0.200"
+    assert frame.loc["b.png", "Edema"] == "—"  # calibration unknown: no number (and never a grey "None")
     assert set(frame["operating point"]) == {"specificity 0.90 (decided now)"}

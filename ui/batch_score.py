@@ -106,7 +106,24 @@ def display_frame(rows: list[dict], findings) -> pd.DataFrame:
     for column in (YOUR_ID, "not assessed", "text cut"):
         if column in frame and (frame[column].isna().all() or (frame[column] == "").all()):
             frame = frame.drop(columns=column)
+    # text cells, never Streamlit's grey "None": a number to 3 decimals or '—'; no report QA outside report mode
+    for f in numbers:
+        frame[f] = [decision_view.number_text(v) for v in frame[f]]
+    if "discordant" in frame:
+        frame["discordant"] = [decision_view.NO_NUMBER if pd.isna(v) else v for v in frame["discordant"]]
     return frame
+
+
+def display_columns(frame: pd.DataFrame, reliable: dict | None, evidence: dict | None) -> dict:
+    """Column config of the displayed results: what is flagged and discordant wide enough to read whole; a
+    finding not reliable from the image marked ⚠ with its evidence on hover (its cells are text: a number to
+    3 decimals or '—')."""
+    unreliable = unreliable_findings(reliable, evidence)
+    config = {c: st.column_config.TextColumn(c, width="medium") for c in ("flagged", "discordant") if c in frame}
+    for f in unreliable:
+        if f in frame:
+            config[f] = st.column_config.TextColumn(f + " ⚠", help=f"Not reliable from the image: {unreliable[f]}.")
+    return config
 
 
 def hidden_findings(rows: list[dict], findings) -> list[str]:
@@ -115,19 +132,19 @@ def hidden_findings(rows: list[dict], findings) -> list[str]:
 
 
 def empty_cells_caption(rows: list[dict], findings) -> str:
-    """What an empty cell or a missing column means (never 'absent')."""
+    """What a '—' or a missing column means (never 'absent')."""
     hidden = hidden_findings(rows, findings)
     ood = sum(1 for r in rows if r.get("OOD"))
     parts = []
     if hidden:
         parts.append(f"No column for {', '.join(hidden)}: no study here has a number for it (not assessed from the "
-                     "image in image-only and indication modes, or not calibrated). An empty cell: that study's "
-                     "finding was not assessed or has no calibrated number; **flagged** has every decision.")
-    else:
-        parts.append("An empty cell: that study's finding was not assessed or has no calibrated number; "
-                     "**flagged** has every decision.")
+                     "image in image-only and indication modes, or not calibrated).")
+    parts.append("A number: the calibrated probability of an assessed finding; '—': not assessed, or no calibrated "
+                 "number. **flagged** has every decision, at the row's **operating point**.")
     parts.append(f"{ood} of {len(rows)} images out of distribution (nothing assessed for them)." if ood
                  else "No image was out of distribution.")
+    if any(r.get("discordant") is not None for r in rows) and any(r.get("discordant") is None for r in rows):
+        parts.append("discordant '—': report QA exists in report mode only.")
     return " ".join(parts)
 
 
@@ -147,7 +164,7 @@ def finding_columns(reliable: dict | None, evidence: dict | None, hidden: list[s
     return {f: st.column_config.NumberColumn(
         f + (" ⚠" if f in unreliable else "") + (" (not calibrated)" if f in hidden else ""), format="%.3f",
         help=" ".join(x for x in (f"Not reliable from the image: {unreliable[f]}." if f in unreliable else "",
-                                  "Not calibrated: too few validation positives, so no number is shown."
+                                  "Not calibrated: too few held-out positives, so no number is shown."
                                   if f in hidden else "") if x) or None)
         for f in (reliable or FINDINGS)}  # the model's findings (its image_reliable has every one)
 
@@ -196,7 +213,7 @@ def render(model_ready: bool) -> None:
             st.success(f"Scored and logged {len(result['rows'])} studies, decided at {' and '.join(points)}.")
             reliable, evidence = st.session_state.get(RELIABLE) or (None, None)
             frame = display_frame(result["rows"], reliable)
-            st.dataframe(frame, hide_index=True, column_config=finding_columns(reliable, evidence))
+            st.dataframe(frame, hide_index=True, column_config=display_columns(frame, reliable, evidence))
             st.caption(empty_cells_caption(result["rows"], reliable))
             reliability_caption({f: line for f, line in unreliable_findings(reliable, evidence).items()
                                  if f in frame})

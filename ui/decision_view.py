@@ -172,13 +172,17 @@ def flagged_cell(decisions: Decisions) -> str:
     return ", ".join(decisions.flagged()) or "none"
 
 
-def decision_table(decisions: Decisions, *, heads: Mapping[str, Mapping[str, float]] | None = None,
-                   head_calibrated: Mapping[str, Mapping[str, bool]] | None = None,
-                   discordant: list[str] | None = None) -> pd.DataFrame:
+def number_text(value: float | None) -> str:
+    """A table cell of a number a reader may see: 3 decimals, or '—' (not assessed, or no calibrated
+    number): never Streamlit's grey 'None'."""
+    return NO_NUMBER if value is None or value != value else f"{value:.3f}"
+
+
+def decision_table(decisions: Decisions) -> pd.DataFrame:
     """One row per finding: the decision, the number a reader may see, the operating point's threshold and
     what a flag there means (sensitivity and specificity with 95% CIs, PPV at the prevalence). A finding
-    not assessed has no number and no flag; one not calibrated is decided but shows no number. ``heads``
-    (text modes): the image and text heads' calibrated numbers beside it; ``discordant``: report mode."""
+    not assessed has no number and no flag; one not calibrated is decided but shows no number. Narrow
+    enough for a 1,400 px window with the sidebar open (the heads are in their chart, discordance in its box)."""
     rows = []
     for d in decisions:
         op = d.operating_point if d.assessed else None
@@ -189,12 +193,6 @@ def decision_table(decisions: Decisions, *, heads: Mapping[str, Mapping[str, flo
                "sensitivity [95% CI]": rate_ci(op, "sensitivity") or NO_NUMBER,
                "specificity [95% CI]": rate_ci(op, "specificity") or NO_NUMBER,
                "PPV at prevalence": ppv_text(op) or NO_NUMBER}
-        for head, probs in (heads or {}).items():
-            ok = ((head_calibrated or {}).get(head) or {}).get(d.finding, False)
-            row[f"{head} head"] = (f"{probs[d.finding]:.3f}" if ok else NOT_SHOWN) \
-                if d.assessed and d.finding in probs else NO_NUMBER
-        if discordant is not None:
-            row["discordant"] = "yes" if d.finding in discordant else ""
         rows.append(row)
     return pd.DataFrame(rows).set_index("finding")
 
@@ -209,18 +207,21 @@ def _auc(entry: Mapping | None) -> str:
 def evidence_table(findings: list[str], evidence: Mapping | None, image_evidence: Mapping | None,
                    image_reliable: Mapping[str, bool] | None, mode: str) -> pd.DataFrame:
     """One row per finding: the held-out evidence as the headline has it (the cross-validated out-of-fold
-    AUC [95% CI] and its positives, core.evaluation.evidence), the test split's beside it with its count,
-    and whether the image supports the finding (image-only evidence)."""
-    evidence, image_evidence = evidence or {}, image_evidence or evidence or {}
+    AUC [95% CI] and its positives, core.evaluation.evidence), the test split's beside it with its count
+    (where the entries carry it), the image-only evidence in text modes (where given), and whether the
+    image supports the finding."""
+    evidence = evidence or {}
+    with_test = any((e or {}).get("test") for e in evidence.values())  # a log row keeps the headline only
     rows = []
     for f in findings:
         e = evidence.get(f) or {}
         test = e.get("test") or {}
         row = {"finding": f, f"AUC [95% CI] ({mode_words(mode)})": _auc(e),
-               "positives": e.get("positives") if e.get("auc") is not None else None,
-               "test split: AUC [95% CI] (positives)": (f"{_auc(test)} ({test.get('positives')})"
-                                                          if test.get("auc") is not None else NO_NUMBER)}
-        if mode != "none":
+               "positives": str(e.get("positives")) if e.get("auc") is not None else NO_NUMBER}
+        if with_test:
+            row["test split: AUC [95% CI] (positives)"] = (f"{_auc(test)} ({test.get('positives')})"
+                                                           if test.get("auc") is not None else NO_NUMBER)
+        if mode != "none" and image_evidence is not None:  # whose evidence each column is, said in its name
             row["image only: AUC [95% CI]"] = _auc(image_evidence.get(f))
         row["from the image"] = "reliable" if (image_reliable or {}).get(f, False) else "NOT reliable"
         rows.append(row)

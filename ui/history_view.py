@@ -162,7 +162,7 @@ def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
         prediction_view.show_decisions(decisions, key=f"hist_{pid}", evidence=entry.get("evidence"),
                                        image_evidence=None, image_reliable=entry.get("image_reliable"),
                                        heads={"image": entry["image"], **({"text": text_probs} if text_probs else {})},
-                                       head_calibrated=head_flags, discordant=entry["discordant"])
+                                       head_calibrated=head_flags)
     else:
         st.caption("No weights are loaded, so this entry's decisions cannot be shown.")
     if model_ready and entry["image_png"]:
@@ -205,18 +205,23 @@ def render(db: PredictionStore, model_ready: bool) -> None:
     decided = [decisions_of(row) for row in rows]
     frame = history_frame(rows, [d for d, _ in decided], [now for _, now in decided])
     numbers = [f for f in findings if f in frame]
-    # a finding no row shows a number for has no column; an empty cell is never "absent"
-    st.dataframe(frame, hide_index=True, key="hist_table",
-                 column_config={f: st.column_config.NumberColumn(
-                     f, format="%.3f", help="An empty cell: not assessed for that study, or no calibrated number; "
-                                            "'flagged' has every decision.") for f in numbers}
-                 | {"discordance score": st.column_config.NumberColumn(format="%.2f")})
+    # a finding no row shows a number for has no column; a cell is a number or '—', never "absent" nor "None"
+    shown = frame.copy()
+    for f in numbers:
+        shown[f] = [decision_view.number_text(v) for v in shown[f]]
+    if "discordance score" in shown:  # report QA exists in report mode only
+        shown["discordance score"] = ["—" if v is None or v != v else f"{v:.2f}" for v in shown["discordance score"]]
+    st.dataframe(shown, hide_index=True, key="hist_table",
+                 column_config={c: st.column_config.TextColumn(c, width="medium") for c in ("flagged", "flags")}
+                 | {f: st.column_config.TextColumn(f, help="A number: the calibrated probability of an assessed "
+                                                           "finding; '—': not assessed, or no calibrated number.")
+                    for f in numbers})
     missing = [f for f in findings if f not in numbers]
     if rows:
         st.caption((f"No column for {', '.join(missing)}: no entry here has a number for it (not assessed, or not "
                     "calibrated). " if missing else "")
-                   + "An empty cell: that entry's finding was not assessed or has no calibrated number; "
-                   "**flagged** has every decision, at the entry's **operating point**."
+                   + "A number: the calibrated probability of an assessed finding; '—': not assessed, or no "
+                   "calibrated number. **flagged** has every decision, at the entry's **operating point**."
                    + (" Entries marked *decided now* were logged before decisions were recorded: they are decided "
                       "with the loaded weights' operating points at the sidebar's choice." if any(
                           now for _, now in decided) else ""))

@@ -94,9 +94,8 @@ NOT_CALIBRATED = "not calibrated"
 
 def not_calibrated_caption(hidden: list[str]) -> None:
     if hidden:
-        st.caption(f"**{NOT_CALIBRATED.capitalize()}**: {', '.join(hidden)} — too few validation positives to "
-                   "calibrate their probability (docs/calibration.md), so no number is shown; whether each is "
-                   "flagged still is.")
+        st.caption(f"**{NOT_CALIBRATED.capitalize()}**: {', '.join(hidden)} — too few held-out positives to fit "
+                   "a calibration map (docs/calibration.md), so no number is shown; whether each is flagged still is.")
 
 
 RESULT_MARKER = "predict_shown"  # scripts/bench_ui.py waits for it: st-key-predict_shown_<result>_<bars>
@@ -120,8 +119,8 @@ def decisions_headline(decisions) -> None:
 
 
 def show_decisions(decisions, *, key: str, evidence: dict | None, image_evidence: dict | None,
-                   image_reliable: dict | None, heads: dict | None = None, head_calibrated: dict | None = None,
-                   discordant: list | None = None) -> None:
+                   image_reliable: dict | None, heads: dict | None = None, head_calibrated: dict | None = None
+                   ) -> None:
     """The numbers behind the decisions: the calibrated probability of each assessed finding against its
     operating point's threshold (red = flagged), the image and text heads beside them (text modes), one
     table of decisions and what a flag means, one of held-out evidence. A finding not assessed shows no
@@ -145,10 +144,7 @@ def show_decisions(decisions, *, key: str, evidence: dict | None, image_evidence
             st.plotly_chart(head_bars({h: {f: p[f] for f in both} for h, p in shown_heads.items()}, {}),
                             key=f"heads_{key}")
             st.caption("Each head's own calibrated number, for comparison; the decision is on the fused number.")
-    st.dataframe(decision_view.decision_table(decisions, heads=heads if mode != "none" else None,
-                                              head_calibrated=head_calibrated,
-                                              discordant=discordant if mode == "report" else None),
-                 width="stretch")
+    st.dataframe(decision_view.decision_table(decisions), width="stretch")
     st.caption(f"Decisions at **{decisions.operating_point}** ({mode_words(mode)}). Sensitivity: the share of "
                "studies with the finding that are flagged; specificity: the share without it that are not; PPV: "
                "the share of flags that are true at the collection's prevalence. '—': not assessed (no number, "

@@ -102,12 +102,12 @@ def operating_point_control(meta) -> None:
     current = st.session_state.get(OPERATING_POINT, DEFAULT_POINT)
     st.selectbox("Flag a finding at", options, index=options.index(current) if current in options else 0,
                  key=_WIDGET, on_change=_keep_choice,
-                 format_func=lambda n: f"Each mode's default: {default_words()}" if n == DEFAULT_POINT else n,
+                 format_func=lambda n: "Each mode's default" if n == DEFAULT_POINT else n,
                  help="A flag means the probability is at or above the threshold that gives this specificity "
                       "(or sensitivity) on held-out reports. Higher specificity: fewer flags, more findings "
                       "missed. Predict and batch scoring decide and log at it; every result names it.")
-    st.caption("Each flag states its sensitivity and specificity (95% CIs) and the PPV at this collection's "
-               "prevalence, measured on cross-validated predictions.")
+    st.caption(f"Each mode's default: {default_words()}. Each flag states its sensitivity and specificity "
+               "(95% CIs) and the PPV at this collection's prevalence, measured on cross-validated predictions.")
 
 
 def sharing_status() -> dict:

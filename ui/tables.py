@@ -37,8 +37,8 @@ def history_frame(rows: list[dict], decisions: list | None = None, decided_now: 
         row.update({"reviewed": r.get("reviewed", False), "source": r["source"], "note": r.get("note", "")})
         out.append(row)
     numbers = [f for f in findings if any(o[f] is not None for o in out)]
-    columns = ["id", "created (UTC)", "flagged", "flags", "file", "mode", "operating point", "discordance score",
-               *numbers, "reviewed", "source", "note"]
+    columns = ["id", "created (UTC)", "flagged", "flags", "mode", "operating point", "discordance score",
+               *numbers, "file", "reviewed", "source", "note"]  # a file name is a hash unless kept: after the numbers
     if out and all(o["discordance score"] is None for o in out):  # no report-mode entry: no report QA
         columns.remove("discordance score")
     return pd.DataFrame(out, columns=columns)
