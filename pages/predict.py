@@ -183,7 +183,7 @@ if result:
     if result.get("dicom"):  # a DICOM upload: its result as a DICOM SR for the image's own study
         from core.pacs.sr import SrError, sr_file
         try:
-            result.setdefault("sr", sr_file(result["dicom"], pred))
+            result.setdefault("sr", sr_file(result["dicom"], pred, predictor().description))
             st.download_button("SR of this prediction (DICOM)", data=result["sr"], file_name="prediction-sr.dcm",
                                mime="application/dicom", icon=":material/download:", key="predict_sr")
         except SrError as exc:
