@@ -145,6 +145,8 @@ def why_default(decisions: Decisions, discordant: list[str] | None = None) -> st
 def point_caption(decisions: Decisions, chosen: str | None) -> str:
     """'operating point **specificity 0.90** (the default for image only)', and when the sidebar's
     choice now resolves to another point for this mode, that the result was decided at this one."""
+    if not decisions.operating_point:
+        return "no operating point (these weights carry none: nothing can be flagged)"
     try:
         default = resolve_target(None, decisions.mode)
         now = resolve_target(chosen, decisions.mode)
