@@ -22,6 +22,7 @@ from core.pacs.connection import PASSWORD_ENV, URL_ENV, USER_ENV, PacsError, con
 from core.serving.decision import operating_point_words
 from ui import notices, router
 from ui.resources import MODEL_LOCK, metadata, predictor, store
+from ui.sidebar import chosen_target
 
 router.require_router("pages/pacs.py")
 
@@ -62,7 +63,8 @@ with right:
         _list.clear()
     # the operating point every study is decided at (the PACS reads image only or image + indication)
     ops = (describe(meta).operating_points or {}) if meta is not None else {}
-    default_point = default_name("none")
+    # the sidebar's choice carries over (None: each mode's default; the PACS reads image only or indication)
+    default_point = chosen_target() or default_name("none")
     choices = list(ops.get("choices") or [default_point])
     point = st.selectbox("Operating point (what a flag means; named in each SR)", choices, key="pacs_point",
                          index=choices.index(default_point) if default_point in choices else 0,

@@ -49,7 +49,7 @@ def old_log(tmp_path, monkeypatch):
     row = PredictionStore._validated(model_version="five-1", image_png=None, image_name="old.png", image_sha256=None,
                                      text="Heart is enlarged.", text_mode="report", fusion=five(0.7), image=five(0.6),
                                      text_probs=five(0.8), thresholds={h: five(0.5) for h in HEADS})
-    for column in ("calibrated", "decision", "operating_point_name", "operating_point", "n_flagged"):
+    for column in ("calibrated", "decision", "operating_point_name", "operating_point", "not_assessed", "n_flagged"):
         row.pop(column)  # schema 4's and 5's columns
     with sqlite3.connect(path) as conn:
         conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",

@@ -366,7 +366,8 @@ def test_sigkill_mid_stream_leaves_only_whole_rows(fresh_db):
 
 # -- issue 10: names, verdicts in the export, prefix search, discordance order -----------------
 
-SCHEMA_5 = ("decision", "operating_point_name", "operating_point", "n_flagged")  # what issue 26's migration adds
+# what issue 26's migration adds
+SCHEMA_5 = ("decision", "operating_point_name", "operating_point", "not_assessed", "n_flagged")
 
 
 def old_file_with_a_row(path: Path, monkeypatch, migrations: int, absent: tuple[str, ...]) -> int:
@@ -495,10 +496,12 @@ def test_version_4_file_gains_the_decision_columns(tmp_path, monkeypatch):
     op = {"name": "specificity 0.90", "threshold": 0.2, "sensitivity": 0.57, "specificity": 0.9}
     new_id = log(store, fusion=probs(0.1), decision={"Cardiomegaly": "flagged", "Edema": "not flagged",
                                                       "Pneumonia": "not assessed"},
-                 operating_point_name="specificity 0.90", operating_point={"Cardiomegaly": op})
+                 operating_point_name="specificity 0.90", operating_point={"Cardiomegaly": op},
+                 not_assessed={"Pneumonia": "not supported from the image in this mode"})
     row = store.get(new_id)
     assert row["decision"]["Cardiomegaly"] == "flagged" and row["operating_point"]["Cardiomegaly"] == op
     assert row["operating_point_name"] == "specificity 0.90" and row["n_flagged"] == 1
+    assert row["not_assessed"] == {"Pneumonia": "not supported from the image in this mode"}
     # the new row: flagged by its decision, though its probability (0.1) is under its stored threshold (0.5);
     # the old row (no decision recorded): by its stored threshold (0.2 >= 0.2)
     assert [r["id"] for r in store.list_predictions(finding="Cardiomegaly")] == [new_id, old_id]

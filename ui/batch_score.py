@@ -81,15 +81,6 @@ def result_row(pred, *, pid, name: str, window, your_file: str, your_id: str) ->
             YOUR_FILE: your_file, YOUR_ID: your_id}
 
 
-def headline_of(positive: list[str], image_reliable: dict, out_of_distribution: bool) -> str:
-    """The findings listed, those the image cannot support marked (the PACS page's summary from a run's
-    outcomes); 'none' when empty."""
-    if out_of_distribution:
-        return "(out of distribution)"
-    return ", ".join(f if image_reliable.get(f, True) else f"{f} (not reliable from the image)"
-                     for f in positive) or "none"
-
-
 def display_frame(rows: list[dict], findings) -> pd.DataFrame:
     """The results as the page shows them: the user's own names, then what is flagged and what needs
     attention (out of distribution, discordance), then the numbers (never pushing those off-screen), the log's
@@ -153,20 +144,6 @@ def results_csv(rows: list[dict]) -> bytes:
     frame = pd.DataFrame(rows)
     first = [YOUR_FILE, YOUR_ID, "id", "file"]
     return frame[first + [c for c in frame.columns if c not in first]].to_csv(index=False).encode()
-
-
-def finding_columns(reliable: dict | None, evidence: dict | None, hidden: list[str] | None = None) -> dict:
-    """Column config per finding: 3 decimals; a finding not reliable from the image gets a ⚠
-    in its header and its evidence in the header's tooltip; one whose number is not shown (``hidden``:
-    not calibrated) says so in its header, so an empty cell never reads as "absent"."""
-    unreliable = unreliable_findings(reliable, evidence)
-    hidden = hidden or []
-    return {f: st.column_config.NumberColumn(
-        f + (" ⚠" if f in unreliable else "") + (" (not calibrated)" if f in hidden else ""), format="%.3f",
-        help=" ".join(x for x in (f"Not reliable from the image: {unreliable[f]}." if f in unreliable else "",
-                                  "Not calibrated: too few held-out positives, so no number is shown."
-                                  if f in hidden else "") if x) or None)
-        for f in (reliable or FINDINGS)}  # the model's findings (its image_reliable has every one)
 
 
 def render(model_ready: bool) -> None:

@@ -67,8 +67,10 @@ def from_row(row: Mapping, description, target: str | None, calibrated: Mapping[
                 policy = decide_values(description, **values, target=row["operating_point_name"])
             except TargetError:
                 policy = None
-        reasons = {f: policy[f].reason for f in findings
-                   if policy is not None and f in policy.findings and policy[f].status == logged.get(f)}
+        # the reasons the row recorded; rows logged before they were, from the policy on its own values
+        reasons = dict(row.get("not_assessed") or {}) or {
+            f: policy[f].reason for f in findings
+            if policy is not None and f in policy.findings and policy[f].status == logged.get(f)}
         return _rebuild(name=row.get("operating_point_name") or "?", status=logged,
                         points=row.get("operating_point") or {}, reasons=reasons,
                         findings=findings, **{k: v for k, v in values.items() if k != "image_reliable"}), False

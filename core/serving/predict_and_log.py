@@ -72,7 +72,8 @@ def log_entry(pred: Prediction, *, gray: np.ndarray, image_bytes: bytes, image_n
         # the model's own findings: the log adds columns for new ones
         calibrated=pred.calibrated, findings=list(pred.fusion),
         # the decision the user was shown, at the operating point it was made at (core.serving.decision)
-        decision=pred.decision, operating_point_name=pred.operating_point_name, operating_point=pred.operating_point)
+        decision=pred.decision, operating_point_name=pred.operating_point_name, operating_point=pred.operating_point,
+        not_assessed=pred.not_assessed)
 
 
 def read_window(predictor, study: Study) -> TextWindow | None:

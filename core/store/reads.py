@@ -37,7 +37,7 @@ class Reads(Connection):
     def _row(cursor: sqlite3.Cursor, values: tuple) -> dict[str, Any]:
         row = {d[0]: v for d, v in zip(cursor.description, values, strict=True)}
         for key in ("fusion", "image", "text_probs", "thresholds", "discordant", "evidence", "image_reliable",
-                    "calibrated", "decision", "operating_point"):
+                    "calibrated", "decision", "operating_point", "not_assessed"):
             if key in row:
                 row[key] = json.loads(row[key])
         if "original_name" in row:

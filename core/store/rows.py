@@ -115,7 +115,8 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
                   original_name: bool = True, findings: Sequence[str] | None = None,
                   calibrated: Mapping[str, bool] | None = None, decision: Mapping[str, str] | None = None,
                   operating_point_name: str = "",
-                  operating_point: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                  operating_point: Mapping[str, Mapping[str, Any]] | None = None,
+                  not_assessed: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One prediction as a row of the predictions table; raises on any value it cannot store.
     ``findings``: those of the model that made it (core.model.description; default the five of core.data.labels)."""
     findings = _finding_names(findings)
@@ -165,6 +166,7 @@ def validated_row(*, model_version: str, image_png: bytes | None, image_name: st
         "decision": json.dumps(decision),
         "operating_point_name": str(operating_point_name or ""),
         "operating_point": json.dumps({f: dict(v) for f, v in (operating_point or {}).items() if f in findings}),
+        "not_assessed": json.dumps({f: str(v) for f, v in (not_assessed or {}).items() if f in findings}),
         "n_flagged": sum(1 for v in decision.values() if v == "flagged") if decision else None,
     }
     return row

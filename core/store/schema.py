@@ -122,6 +122,7 @@ def _m005_decisions(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE predictions ADD COLUMN decision TEXT NOT NULL DEFAULT '{}'")
     db.execute("ALTER TABLE predictions ADD COLUMN operating_point_name TEXT NOT NULL DEFAULT ''")
     db.execute("ALTER TABLE predictions ADD COLUMN operating_point TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE predictions ADD COLUMN not_assessed TEXT NOT NULL DEFAULT '{}'")  # finding -> why
     db.execute("ALTER TABLE predictions ADD COLUMN n_flagged INTEGER")
 
 

@@ -28,7 +28,8 @@ class Writes(Connection):
                        image_reliable: Mapping[str, bool] | None = None, original_name: bool = True,
                        findings: Sequence[str] | None = None, calibrated: Mapping[str, bool] | None = None,
                        decision: Mapping[str, str] | None = None, operating_point_name: str = "",
-                       operating_point: Mapping[str, Mapping[str, Any]] | None = None) -> int:
+                       operating_point: Mapping[str, Mapping[str, Any]] | None = None,
+                       not_assessed: Mapping[str, str] | None = None) -> int:
         """Append one prediction; returns its id. ``findings``: the model's (core.model.description; default
         the five of core.data.labels); the log gains a column for any it has not seen."""
         return self.log_many([dict(
@@ -38,7 +39,8 @@ class Writes(Connection):
             ood_score=ood_score, source=source, text_sha256=text_sha256, created_at=created_at,
             discordance_score=discordance_score, evidence=evidence, image_reliable=image_reliable,
             original_name=original_name, findings=findings, calibrated=calibrated, decision=decision,
-            operating_point_name=operating_point_name, operating_point=operating_point)])[0]
+            operating_point_name=operating_point_name, operating_point=operating_point,
+            not_assessed=not_assessed)])[0]
 
     def log_many(self, entries: list[Mapping[str, Any]]) -> list[int]:
         """Append several predictions (keyword arguments of ``log_prediction`` each) in one
