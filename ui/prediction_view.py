@@ -35,12 +35,18 @@ def discordance(discordant: list[str], mode: str, *, image: dict | None = None, 
         return
     lines = ""
     if image and text and head_thresholds:
-        def side(head: str, probs: dict, f: str) -> str:
-            thr = head_thresholds[head][f]
-            if not ((head_calibrated or {}).get(head) or {}).get(f, True):
-                return f"{head} {'above' if probs[f] >= thr else 'below'} its threshold (not calibrated)"
-            return f"{head} {probs[f]:.3f} {'≥' if probs[f] >= thr else '<'} {thr:.3f}"
         how = {d.get("finding"): d for d in details or []}
+
+        def side(head: str, probs: dict, f: str) -> str:
+            # the image against the report-QA point it passed (not the image head's own threshold: that
+            # decides nothing here); the text against the reading of "the report says it"
+            d = how.get(f) or {}
+            thr = d.get("margin") if head == "image" and d.get("margin") is not None else head_thresholds[head][f]
+            what = "its report-QA point" if head == "image" and d.get("margin") is not None else (
+                "the report says it" if probs[f] >= thr else "the report does not say it")
+            if not ((head_calibrated or {}).get(head) or {}).get(f, True):
+                return f"{head} {'above' if probs[f] >= thr else 'below'} {what} (not calibrated)"
+            return f"{head} {probs[f]:.3f} {'≥' if probs[f] >= thr else '<'} {thr:.3f} ({what})"
 
         def why(f: str) -> str:
             d = how.get(f)
