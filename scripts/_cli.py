@@ -47,6 +47,15 @@ class Parser(argparse.ArgumentParser):
                           help="layout of --data (default: the dataset the weights were trained on)")
 
 
+def read_weights_description(weights: Path):
+    """The typed description of a weights folder (torch-free), or one line and exit 2."""
+    from core.model.description import WeightsError, read_description
+    try:
+        return read_description(Path(weights))
+    except WeightsError as exc:
+        fail(str(exc))
+
+
 def load_predictor(weights):
     """The Predictor over a weights folder; what stops it loading (WeightsError, BackboneUnavailable)
     is a CxrError, which ``run_main`` reports as one line and exit 2. Loaded with the cyclic collector

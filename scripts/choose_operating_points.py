@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import json  # noqa: E402
 import time  # noqa: E402
 
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, read_weights_description, run_main  # noqa: E402
 
 DEFAULT_CV = "eval/cv/img15-3fold"
 INPUTS = "eval/recalibration_inputs"
@@ -96,12 +96,8 @@ def main(argv=None) -> int:
     from core.evaluation import operating_targets as T
     from core.evaluation.operating_targets import MODE_HEAD
     from core.evaluation.recalibration import apply_maps
-    from core.model.description import WeightsError, read_description
     weights = Path(args.weights)
-    try:
-        desc = read_description(weights)
-    except WeightsError as exc:
-        fail(str(exc))
+    desc = read_weights_description(weights)
     findings = list(desc.findings)
     cv_root = Path(args.cv) if args.cv else weights / DEFAULT_CV
     fold_dirs = sorted(d for d in cv_root.glob("fold[0-9]*") if d.is_dir())

@@ -34,7 +34,7 @@ import json  # noqa: E402
 import shlex  # noqa: E402
 import time  # noqa: E402
 
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, read_weights_description, run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CV = "eval/cv/img15-3fold"   # under --weights
@@ -353,12 +353,8 @@ def _md_top(tb: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from core.evaluation.recalibration import MIN_POSITIVES, fit_maps
-    from core.model.description import WeightsError, read_description
     weights = Path(args.weights)
-    try:
-        desc = read_description(weights)
-    except WeightsError as exc:
-        fail(str(exc))
+    desc = read_weights_description(weights)
     if not desc.split or not desc.split.get("val") or not desc.split.get("test"):
         fail(f"{weights} keeps no validation and test split; recalibration needs both")
     cv_root = Path(args.cv) if args.cv else weights / DEFAULT_CV
