@@ -285,21 +285,24 @@ def test_shipped_weights_say_which_findings_are_calibrated():
 
 
 def _view_script():
+    from core.serving.decision import Decisions, FindingDecision
     from ui import prediction_view
-    findings = ["Pneumonia", "Edema", "Cardiomegaly"]
-    fusion = {"Pneumonia": 0.01, "Edema": 0.78, "Cardiomegaly": 0.41}
-    thr = {f: 0.2 for f in findings}
-    ok = {"Pneumonia": False, "Edema": False, "Cardiomegaly": True}
-    prediction_view.probabilities(fusion, dict(fusion), None, thr, head_thresholds={"fusion": thr, "image": thr},
-                                  key="t", calibrated=ok, head_calibrated={"fusion": ok, "image": ok})
+    op = {"name": "specificity 0.98", "threshold": 0.2, "sensitivity": 0.9, "specificity": 0.98,
+          "sensitivity_ci": [0.8, 0.95], "specificity_ci": [0.97, 0.99], "ppv": 0.5, "prevalence": 0.05}
+    decisions = Decisions(mode="report", operating_point="specificity 0.98", findings={
+        "Pneumonia": FindingDecision("Pneumonia", "not flagged", "", None, op),      # decided, not calibrated
+        "Edema": FindingDecision("Edema", "flagged", "", None, op),                  # decided, not calibrated
+        "Cardiomegaly": FindingDecision("Cardiomegaly", "flagged", "", 0.41, op)})
+    prediction_view.show_decisions(decisions, key="t", evidence={}, image_evidence={},
+                                   image_reliable={"Pneumonia": False, "Edema": True, "Cardiomegaly": True})
 
 
 def test_predict_view_shows_not_calibrated_instead_of_the_number():
+    """A finding whose number is not calibrated is decided (its flag stands) but shows no number."""
     from streamlit.testing.v1 import AppTest
     at = AppTest.from_function(_view_script, default_timeout=30).run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert table.loc["Edema", "fused"] == "not calibrated" and table.loc["Edema", "image head"] == "not calibrated"
-    assert table.loc["Cardiomegaly", "fused"] == "0.410"
-    assert "0.78" not in table.to_string()
-    assert any("Not calibrated" in c.value and "Edema" in c.value for c in at.caption)
+    assert table.loc["Edema", "probability"] == "not calibrated" and table.loc["Edema", "decision"] == "flagged"
+    assert table.loc["Cardiomegaly", "probability"] == "0.410"
+    assert any("Edema" in c.value and "calibrat" in c.value.lower() for c in at.caption)
