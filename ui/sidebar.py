@@ -1,8 +1,10 @@
-"""Sidebar: which model is loaded and whether the app is shared."""
+"""Sidebar: who is using the app, which model is loaded and whether the app is shared."""
 from __future__ import annotations
 
 import streamlit as st
 
+from core.access.policy import Access, State
+from core.access.settings import REVIEWERS_ENV
 from core.data.labels import TEXT_MODES
 from core.evaluation.operating_targets import NAMES, default_name
 from core.serving.sharing import share_status
@@ -124,8 +126,24 @@ def sharing_status() -> dict:
     return status
 
 
-def render() -> None:
+def who_status(who: Access) -> None:
+    """Who the log names for this session's changes, whether they may review, and the way out."""
+    if who.state is State.LOCAL:
+        st.caption("**Local user** (this machine, no sign-in): reviews and deletions are recorded as "
+                   "“local”.")
+        return
+    role = "reviewer" if who.reviewer else "reader: may predict, not change verdicts or delete"
+    st.markdown(f"Signed in as **{who.user}**  \n{role}")
+    if not who.reviewer:
+        st.caption(f"Reviewers are listed in `[cxr] reviewers` (or `{REVIEWERS_ENV}`).")
+    if st.button("Sign out", icon=":material/logout:", key="sidebar_sign_out"):
+        st.logout()
+
+
+def render(who: Access) -> None:
     with st.sidebar:
+        who_status(who)
+        st.divider()
         meta = model_status()
         if meta is not None:
             st.divider()
