@@ -39,22 +39,26 @@ else:
     st.set_page_config(page_title="CXR findings — research tool",
                        page_icon=str(Path(__file__).parent / "ui" / "favicon.png"), layout="wide")
 
-    who = access.current()
-    if not who.allowed:  # closed, sign in, or refused: that one page, no other, no sidebar, nothing from the log
-        def _gate():
-            gate.render(who)
-        st.navigation([st.Page(_gate, title=gate.TITLES[who.state], default=True)], position="hidden").run()
-        st.stop()
-
-    resources.start_loading_model()  # cheap once started; starts it where no server hook ran (AppTest)
-
-    page = st.navigation([
+    pages = [
         st.Page("pages/predict.py", title="Predict", icon=":material/radiology:", default=True),
         st.Page("pages/batch_review.py", title="Batch review", icon=":material/fact_check:"),
         st.Page("pages/pacs.py", title="PACS", icon=":material/dns:"),
         st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
         st.Page("pages/training_monitor.py", title="Training monitor", icon=":material/monitoring:"),
-    ])
+    ]
+    who = access.current()
+    if not who.allowed:  # closed, sign in, or refused: that one page, no other, no sidebar, nothing from the log
+        def _gate():
+            gate.render(who)
+        title = gate.TITLES[who.state]  # the gate answers at every page's address too (no "page not found");
+        paths = [p.url_path or "predict" for p in pages]  # the default page's address is / and /predict
+        st.navigation([st.Page(_gate, title=title, default=True),
+                       *[st.Page(_gate, title=title, url_path=path) for path in paths]], position="hidden").run()
+        st.stop()
+
+    resources.start_loading_model()  # cheap once started; starts it where no server hook ran (AppTest)
+
+    page = st.navigation(pages)
     router.mark_routed()
     sidebar.render(who)
     page.run()

@@ -58,7 +58,7 @@ def sign_in() -> None:
 def refused(access: Access) -> None:
     """Signed in, but not on the list of users: who they are, how to get in, and the way out."""
     _head(TITLES[State.REFUSED])
-    st.error(f"You are signed in as **{access.user or access.name}**, but you may not use this app: {access.reason}.",
+    st.error(f"You are signed in as `{access.user or access.name}`, but you may not use this app: {access.reason}.",
              icon=":material/block:")
     st.markdown("Ask the person who runs it to add your address (or your domain, `@your-site.org`) to "
                 f"`[cxr] users` in `.streamlit/secrets.toml` (or `{USERS_ENV}`); then sign in again.")

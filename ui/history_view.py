@@ -113,12 +113,12 @@ def review_form(db: PredictionStore, entry: dict, who: Access) -> None:
         note = st.text_area("Note (searchable)", value=entry["note"], key=f"note_{pid}", max_chars=4000,
                             disabled=not who.reviewer)
         if entry.get("note_by"):
-            st.caption(f"Note by **{entry['note_by']}**, {audit_view.when(entry.get('note_at'))}.")
+            st.caption(f"Note by `{entry['note_by']}`, {audit_view.when(entry.get('note_at'))}.")
         if who.reviewer:
-            st.caption(f"Saving records you (**{who.user}**) and the time with each change.")
+            st.caption(f"Saving records you (`{who.user}`) and the time with each change.")
         else:
             st.caption(f"Only reviewers may change verdicts and notes (`[cxr] reviewers`, or `{REVIEWERS_ENV}`); "
-                       f"you are signed in as {who.user}.")
+                       f"you are signed in as `{who.user}`.")
         if st.form_submit_button("Save review", type="primary", disabled=not who.reviewer):
             try:
                 changed = sum(db.set_verdict(pid, f, None if verdict == NO_VERDICT else verdict, reviewer=who.user)
@@ -128,7 +128,7 @@ def review_form(db: PredictionStore, entry: dict, who: Access) -> None:
                 st.error(str(exc))
             else:
                 st.success(f"Saved review of #{pid}: {changed} change{'s' if changed != 1 else ''}, "
-                           f"recorded as {who.user}." if changed else f"Nothing changed in #{pid}.")
+                           f"recorded as `{who.user}`." if changed else f"Nothing changed in #{pid}.")
 
 
 def delete_control(db: PredictionStore, pid: int, who: Access) -> None:
@@ -138,7 +138,7 @@ def delete_control(db: PredictionStore, pid: int, who: Access) -> None:
     with st.expander("Delete this entry"):
         sure = st.checkbox(f"Yes, delete #{pid} with its image, text and verdicts permanently",
                            key=f"delete_sure_{pid}")
-        st.caption(f"The log keeps that {who.user} deleted #{pid}, and when (nothing of its content).")
+        st.caption(f"The log keeps that `{who.user}` deleted #{pid}, and when (nothing of its content).")
         if st.button("Delete", disabled=not sure, key=f"delete_{pid}", type="primary"):
             try:
                 db.delete(pid, by=who.user)
@@ -146,7 +146,7 @@ def delete_control(db: PredictionStore, pid: int, who: Access) -> None:
                 st.error(str(exc))
                 return
             st.session_state.pop("hist_open", None)
-            st.session_state["hist_flash"] = f"Deleted entry #{pid} (recorded as {who.user})."
+            st.session_state["hist_flash"] = f"Deleted entry #{pid} (recorded as `{who.user}`)."
             st.rerun()
 
 

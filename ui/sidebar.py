@@ -132,10 +132,12 @@ def who_status(who: Access) -> None:
         st.caption("**Local user** (this machine, no sign-in): reviews and deletions are recorded as "
                    "“local”.")
         return
-    role = "reviewer" if who.reviewer else "reader: may predict, not change verdicts or delete"
-    st.markdown(f"Signed in as **{who.user}**  \n{role}")
-    if not who.reviewer:
-        st.caption(f"Reviewers are listed in `[cxr] reviewers` (or `{REVIEWERS_ENV}`).")
+    st.markdown(f"Signed in as `{who.user}`")  # a code span: not turned into a mailto link
+    if who.reviewer:
+        st.caption("Reviewer: may change verdicts and notes, and delete entries; each change records you.")
+    else:
+        st.caption("Reader: may read the log and predict; only reviewers change verdicts or delete "
+                   f"(`[cxr] reviewers`, or `{REVIEWERS_ENV}`).")
     if st.button("Sign out", icon=":material/logout:", key="sidebar_sign_out"):
         st.logout()
 

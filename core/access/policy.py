@@ -101,7 +101,7 @@ def decide(*, address: str | None, settings: Settings, claims: Mapping | None) -
     reviewer = on_list(email, settings.reviewers)
     if settings.users is not None and not (reviewer or on_list(email, settings.users)):
         why = ("your identity provider sent no verified e-mail address" if not email
-               else f"{email} is not on this app's list of users")
+               else "this address is not on the app's list of users")
         return Access(State.REFUSED, user=user, name=name, reason=why, address=address)
     if not user:
         return Access(State.REFUSED, name=name, reason="your identity provider sent neither an e-mail address nor "
