@@ -64,7 +64,9 @@ def is_loopback(address: str | None) -> bool:
 def listens_on(address: str | None) -> str:
     """The address in words, for the closed page."""
     value = (address or "").strip()
-    return "every network interface (server.address is not set)" if not value else value
+    if not value:
+        return "every network interface (server.address is not set)"
+    return f"{value} (every network interface)" if value in ("0.0.0.0", "::", "[::]") else value
 
 
 def on_list(email: str | None, entries) -> bool:
@@ -92,7 +94,7 @@ def decide(*, address: str | None, settings: Settings, claims: Mapping | None) -
         if is_loopback(address):
             return Access(State.LOCAL, user=LOCAL_USER, name="local user", reviewer=True, address=address)
         return Access(State.CLOSED, address=address,
-                      reason=f"the app listens on {listens_on(address)} and no sign-in is configured")
+                      reason=f"it listens on {listens_on(address)} and no sign-in is configured")
     if claims.get("is_logged_in") is not True:
         return Access(State.SIGN_IN, address=address)
     email = _trusted_email(claims)

@@ -204,7 +204,8 @@ def test_a_network_address_without_sign_in_serves_no_data(app_env, tmp_path, bro
             _wait_idle(page)
             for test_id in ("stSidebar", "stDataFrame", "stFileUploaderDropzoneInput", "stTabs"):
                 expect(page.get_by_test_id(test_id)).to_have_count(0)
-        expect(page.get_by_text(re.compile(r"listens on 0\.0\.0\.0 and no sign-in"))).to_be_visible()
+        closed = re.compile(r"listens on 0\.0\.0\.0 \(every network interface\) and no sign-in")
+        expect(page.get_by_text(closed)).to_be_visible()
         expect(page.get_by_text("[auth]", exact=False).first).to_be_visible()
         expect(page.get_by_text("scripts/share.py", exact=False).first).to_be_visible()
         _shot(page, shots_dir, "signin_07_network_closed")
