@@ -126,9 +126,14 @@ def review_form(db: PredictionStore, entry: dict, who: Access) -> None:
                 changed += db.set_note(pid, note, by=who.user)
             except StoreError as exc:
                 st.error(str(exc))
-            else:
-                st.success(f"Saved review of #{pid}: {changed} change{'s' if changed != 1 else ''}, "
-                           f"recorded as `{who.user}`." if changed else f"Nothing changed in #{pid}.")
+            else:  # drawn again from the top, so the table above shows the change too
+                st.session_state[f"review_saved_{pid}"] = (
+                    f"Saved review of #{pid}: {changed} change{'s' if changed != 1 else ''}, recorded as "
+                    f"`{who.user}`." if changed else f"Nothing changed in #{pid}.")
+                st.rerun()
+    saved = st.session_state.pop(f"review_saved_{pid}", None)
+    if saved:
+        st.success(saved)
 
 
 def delete_control(db: PredictionStore, pid: int, who: Access) -> None:
