@@ -117,7 +117,8 @@ def sharing_status() -> dict:
     status = share_status()
     if status.get("shared"):
         st.success(f"Shared at {status['url']}")
-        st.caption("Password-protected." if status.get("auth") else "No password: anyone with the URL gets in.")
+        st.caption("Sign-in required." if status.get("signin") else "Password-protected." if status.get("auth")
+                   else "No password: anyone with the URL gets in.")
     else:
         st.caption("Local only. To share over ngrok:")
         st.code(SHARE_COMMAND, language="bash", wrap_lines=True)
