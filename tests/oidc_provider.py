@@ -306,8 +306,10 @@ def main() -> None:
     parser.add_argument("--redirect-uri", action="append", required=True)
     args = parser.parse_args()
     provider = OidcProvider(redirect_uris=args.redirect_uri, port=args.port).start()
-    print(f"server_metadata_url = \"{provider.metadata_url}\"  (users: {', '.join(USERS)}; Ctrl-C to stop)",
-          flush=True)
+    print("# .streamlit/secrets.toml for this provider (users: "
+          + ", ".join(f"{name} / {u['password']}" for name, u in USERS.items()) + "); Ctrl-C to stop\n"
+          + secrets_toml(provider=provider, app_url=args.redirect_uri[0], users=["@site.org"],
+                         reviewers=["alice@site.org"]), flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
