@@ -60,7 +60,8 @@ def refused(access: Access) -> None:
     _head(TITLES[State.REFUSED])
     st.error(f"You are signed in as `{access.user or access.name}`, but you may not use this app: {access.reason}.",
              icon=":material/block:")
-    st.markdown("Ask the person who runs it to add your address (or your domain, `@your-site.org`) to "
+    domain = "@" + access.user.rpartition("@")[2] if "@" in access.user else "@your-site.org"
+    st.markdown(f"Ask the person who runs it to add your address (or your whole domain, `{domain}`) to "
                 f"`[cxr] users` in `.streamlit/secrets.toml` (or `{USERS_ENV}`); then sign in again.")
     if st.button("Sign out", icon=":material/logout:", key="gate_sign_out"):
         st.logout()

@@ -112,16 +112,19 @@ def operating_point_control(meta) -> None:
                "(95% CIs) and the PPV at this collection's prevalence, measured on cross-validated predictions.")
 
 
-def sharing_status() -> dict:
+def sharing_status(who: Access) -> dict:
     st.subheader("Sharing")
     status = share_status()
     if status.get("shared"):
         st.success(f"Shared at {status['url']}")
         st.caption("Sign-in required." if status.get("signin") else "Password-protected." if status.get("auth")
                    else "No password: anyone with the URL gets in.")
-    else:
+    elif who.state is State.LOCAL:
         st.caption("Local only. To share over ngrok:")
         st.code(SHARE_COMMAND, language="bash", wrap_lines=True)
+    else:
+        st.caption("Sign-in required: only signed-in users get in. Over an ngrok tunnel, the tunnel "
+                   "uses the sign-in too (`python scripts/share.py`, docs/access.md).")
         if status.get("error"):
             st.caption(f"Last attempt failed: {status['error']}")
     return status
@@ -152,4 +155,4 @@ def render(who: Access) -> None:
             st.divider()
             operating_point_control(meta)
         st.divider()
-        sharing_status()
+        sharing_status(who)

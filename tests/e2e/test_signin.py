@@ -106,6 +106,21 @@ def _open_history(page: Page, pid: int) -> None:
     _wait_idle(page)
 
 
+def _choose(page: Page, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox ``label``; its list closes again when a rerun lands meanwhile
+    (a busy machine), so open it again then."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(3):
+        page.get_by_role("combobox", name=label).click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            _wait_idle(page)
+    expect(page.get_by_role("combobox", name=label)).to_have_value(option, timeout=STEP_MS)
+
+
 def test_sign_in_review_and_sign_out(signin_app, browser, shots_dir):
     url, env, log, provider, pid = signin_app
     page = _context_page(browser)
@@ -128,8 +143,7 @@ def test_sign_in_review_and_sign_out(signin_app, browser, shots_dir):
 
     # a verdict and a note, attributed to the signed-in user
     _open_history(page, pid)
-    page.get_by_role("combobox", name="Cardiomegaly").click()
-    page.get_by_role("option", name="present", exact=True).click()
+    _choose(page, "Cardiomegaly", "present")
     note = page.get_by_role("textbox", name="Note (searchable)")
     note.fill("compare with the prior film")
     page.get_by_role("button", name="Save review").click()
