@@ -50,7 +50,7 @@ else:
     if not who.allowed:  # closed, sign in, or refused: that one page, no other, no sidebar, nothing from the log
         def _gate():
             gate.render(who)
-        title = gate.TITLES[who.state]  # the gate answers at every page's address too (no "page not found");
+        title = gate.title(who)  # the gate answers at every page's address too (no "page not found");
         paths = [p.url_path or "predict" for p in pages]  # the default page's address is / and /predict
         st.navigation([st.Page(_gate, title=title, default=True),
                        *[st.Page(_gate, title=title, url_path=path) for path in paths]], position="hidden").run()

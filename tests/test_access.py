@@ -89,7 +89,7 @@ def test_a_configuration_that_cannot_be_used_closes_the_app_everywhere(auth, cxr
     assert words in settings.problem and "\n" not in settings.problem
     for address in ("127.0.0.1", "0.0.0.0"):  # fail closed: the site meant to restrict access
         who = decide(address=address, settings=settings, claims=signed_in("alice@site.org"))
-        assert who.state is State.CLOSED and who.reason == settings.problem
+        assert who.state is State.CLOSED and who.reason == settings.problem and who.misconfigured
 
 
 def test_allow_list_entries():

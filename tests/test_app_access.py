@@ -99,8 +99,22 @@ def test_a_network_address_without_sign_in_serves_nothing(app_env, monkeypatch, 
 def test_a_sign_in_configuration_that_cannot_be_used_closes_it_even_on_loopback(app_env):
     broken = {"auth": {k: v for k, v in SECRETS["auth"].items() if k != "client_secret"}}
     at = _app(secrets=broken, user=_who("alice@site.org")).run()
-    _nothing_but_the_gate(at, "Closed: sign-in is not configured")
+    _nothing_but_the_gate(at, "Closed: the sign-in settings cannot be used")
     assert "lacks client_secret" in at.error[0].value
+
+
+def test_a_secrets_file_that_is_not_toml_closes_it_in_one_line(app_env, monkeypatch, tmp_path):
+    import streamlit as st
+    from streamlit import config
+    from streamlit.runtime.secrets import Secrets
+    bad = tmp_path / "secrets.toml"
+    bad.write_text('[auth]\nredirect_uri = "http://localhost:8501/oauth2callback\n')  # an unclosed string
+    real = config.get_option
+    monkeypatch.setattr(config, "get_option", lambda key: [str(bad)] if key == "secrets.files" else real(key))
+    monkeypatch.setattr(st, "secrets", Secrets())  # Streamlit's own loading, from that file
+    at = _app().run()
+    _nothing_but_the_gate(at, "Closed: the sign-in settings cannot be used")
+    assert "is not valid TOML" in at.error[0].value and "\n" not in at.error[0].value
 
 
 def test_with_sign_in_configured_a_visitor_sees_only_the_way_in(app_env, monkeypatch):

@@ -2,24 +2,28 @@
 listens on (``server.address``), the secrets (``[auth]`` sign-in, ``[cxr]`` allow-lists) and ``st.user``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 from streamlit import config
 
 from core.access.policy import Access, State, decide
-from core.access.settings import Settings, settings_from
-
-
-def _secrets() -> dict:
-    """Streamlit's secrets as a plain dict; {} when there is no secrets file (or it cannot be parsed:
-    Streamlit logs why, and the policy then treats sign-in as not configured)."""
-    try:
-        return st.secrets.to_dict() if st.secrets.load_if_toml_exists() else {}
-    except Exception:  # noqa: BLE001 — a broken secrets file must not show a traceback instead of the gate
-        return {}
+from core.access.settings import AccessConfigError, Settings, read_secrets, settings_from
 
 
 def settings() -> Settings:
-    return settings_from(_secrets())
+    """The access settings from Streamlit's secrets. A secrets file Streamlit cannot load (not TOML)
+    closes the app with the reason, in one line: it may have been meant to configure sign-in."""
+    try:
+        if st.secrets.load_if_toml_exists():
+            return settings_from(st.secrets.to_dict())
+    except Exception:  # noqa: BLE001 — whatever Streamlit raises, the file is read again below
+        pass
+    files = [Path(p) for p in config.get_option("secrets.files") if Path(p).is_file()]
+    try:
+        return settings_from(read_secrets(files))  # none: {}, sign-in not configured
+    except AccessConfigError as exc:
+        return Settings(problem=f"{exc}; fix it and restart the app")
 
 
 def address() -> str | None:

@@ -22,6 +22,11 @@ reviewers = ["alice@your-site.org"]   # who may change verdicts and notes, and d
 
 TITLES = {State.CLOSED: "Closed: sign-in is not configured", State.SIGN_IN: "Sign in",
           State.REFUSED: "Not allowed"}
+MISCONFIGURED = "Closed: the sign-in settings cannot be used"
+
+
+def title(access: Access) -> str:
+    return MISCONFIGURED if access.misconfigured else TITLES[access.state]
 
 
 def _head(title: str) -> None:
@@ -32,7 +37,7 @@ def _head(title: str) -> None:
 
 def closed(access: Access) -> None:
     """A network address without sign-in (or a sign-in configuration that cannot be used): no data."""
-    _head(TITLES[State.CLOSED])
+    _head(title(access))
     st.error(f"This app shows no data: {access.reason}.", icon=":material/lock:")
     st.markdown("Anyone who can reach this address could otherwise read the prediction log, change verdicts "
                 "and delete entries. Either **configure sign-in** with your site's identity provider (OpenID "

@@ -38,6 +38,7 @@ class Access:
     reviewer: bool = False
     reason: str = ""
     address: str | None = None
+    misconfigured: bool = False  # CLOSED because the site's access settings cannot be used
 
     @property
     def allowed(self) -> bool:
@@ -89,7 +90,7 @@ def decide(*, address: str | None, settings: Settings, claims: Mapping | None) -
     """The session's access (see the module docstring)."""
     claims = claims or {}
     if settings.problem:
-        return Access(State.CLOSED, reason=settings.problem, address=address)
+        return Access(State.CLOSED, reason=settings.problem, address=address, misconfigured=True)
     if not settings.signin:
         if is_loopback(address):
             return Access(State.LOCAL, user=LOCAL_USER, name="local user", reviewer=True, address=address)
