@@ -48,8 +48,9 @@ def history_frame(rows: list[dict], decisions: list | None = None, decided_now: 
                     "note by": r.get("note_by") or ""})
         out.append(row)
     numbers = [f for f in findings if any(o[f] is not None for o in out)]
-    columns = ["id", "created (UTC)", "flagged", "flags", "mode", "operating point", "discordance score",
-               *numbers, "file", "reviewed by", "source", "note", "note by"]  # a file name is a hash unless kept
+    # who reviewed it is part of what needs attention (an empty cell: nobody yet); a file name is a hash unless kept
+    columns = ["id", "created (UTC)", "flagged", "flags", "reviewed by", "mode", "operating point",
+               "discordance score", *numbers, "file", "source", "note", "note by"]
     if out and all(o["discordance score"] is None for o in out):  # no report-mode entry: no report QA
         columns.remove("discordance score")
     return pd.DataFrame(out, columns=columns)

@@ -133,7 +133,7 @@ class Writes(Connection):
             conn.execute("INSERT INTO predictions_fts (predictions_fts) VALUES ('optimize')")
             created, model, n_verdicts = row
             _audit(conn, prediction_id, "delete", by, utc_iso(),
-                   detail=f"logged {created[:19].replace('T', ' ')} UTC by model {model}, {n_verdicts} verdict(s)")
+                   detail=f"logged {created[:16].replace('T', ' ')} UTC, {n_verdicts} verdict(s), model {model}")
         self._checkpoint()
         return True
 
