@@ -238,7 +238,8 @@ def render(db: PredictionStore, model_ready: bool, who: Access) -> None:
     if "discordance score" in shown:  # report QA exists in report mode only
         shown["discordance score"] = ["—" if v is None or v != v else f"{v:.2f}" for v in shown["discordance score"]]
     st.dataframe(shown, hide_index=True, key="hist_table",
-                 column_config={c: st.column_config.TextColumn(c, width="medium") for c in ("flagged", "flags")}
+                 column_config={c: st.column_config.TextColumn(c, width="medium")
+                                for c in ("flagged", "flags", "reviewed by")}
                  | {f: st.column_config.TextColumn(f, help="A number: the calibrated probability of an assessed "
                                                            "finding; '—': not assessed, or no calibrated number.")
                     for f in numbers})
