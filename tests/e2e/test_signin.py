@@ -226,3 +226,32 @@ def test_a_network_address_without_sign_in_serves_no_data(app_env, tmp_path, bro
         time.sleep(3)  # a model load would have begun at server start; give it time to map torch
         assert not _mapped(procs[0].pid, "libtorch"), "the closed server loaded the model"
         assert not Path(env["CXR_DB_PATH"]).exists(), "the closed server opened the prediction log"
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            host, _, hexport = local.partition(":")
+            if state == "0A" and int(hexport, 16) == port:
+                found.add(host)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="needs /proc/net to see where the server listens")
+def test_streamlit_run_app_py_listens_on_loopback_only(app_env, tmp_path, browser):
+    """`streamlit run app.py` as the README says (no address given): the project's config binds
+    127.0.0.1 only, and the local user gets the app."""
+    port = free_port()
+    for url, _env, _log in _serve(app_env, tmp_path / "no-weights", tmp_path, address=None, port=port):
+        assert _listening(port) == {"0100007F"}, _listening(port)  # 127.0.0.1, nothing on 0.0.0.0 or ::
+        page = _context_page(browser)
+        page.goto(url, timeout=LOAD_MS)
+        expect(page.get_by_role("heading", name="Predict", exact=True)).to_be_visible(timeout=LOAD_MS)
+        expect(page.get_by_test_id("stSidebar").get_by_text(re.compile(r"^Local user"))).to_be_visible()
