@@ -117,6 +117,15 @@ def test_a_secrets_file_that_is_not_toml_closes_it_in_one_line(app_env, monkeypa
     assert "is not valid TOML" in at.error[0].value and "\n" not in at.error[0].value
 
 
+def test_sign_in_without_authlib_installed_closes_it_in_one_line(app_env, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "authlib" else real(name, *a))
+    at = _app(secrets=SECRETS, user={"is_logged_in": False}).run()
+    _nothing_but_the_gate(at, "Closed: the sign-in settings cannot be used")
+    assert "sign-in needs authlib" in at.error[0].value and "pip install -r requirements.txt" in at.error[0].value
+
+
 def test_with_sign_in_configured_a_visitor_sees_only_the_way_in(app_env, monkeypatch):
     serve_on(monkeypatch, "0.0.0.0")
     at = _app(secrets=SECRETS, user={"is_logged_in": False}).run()

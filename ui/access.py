@@ -2,6 +2,8 @@
 listens on (``server.address``), the secrets (``[auth]`` sign-in, ``[cxr]`` allow-lists) and ``st.user``."""
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 from pathlib import Path
 
 import streamlit as st
@@ -11,9 +13,7 @@ from core.access.policy import Access, State, decide
 from core.access.settings import AccessConfigError, Settings, read_secrets, settings_from
 
 
-def settings() -> Settings:
-    """The access settings from Streamlit's secrets. A secrets file Streamlit cannot load (not TOML)
-    closes the app with the reason, in one line: it may have been meant to configure sign-in."""
+def _read() -> Settings:
     try:
         if st.secrets.load_if_toml_exists():
             return settings_from(st.secrets.to_dict())
@@ -24,6 +24,17 @@ def settings() -> Settings:
         return settings_from(read_secrets(files))  # none: {}, sign-in not configured
     except AccessConfigError as exc:
         return Settings(problem=f"{exc}; fix it and restart the app")
+
+
+def settings() -> Settings:
+    """The access settings from Streamlit's secrets. A secrets file Streamlit cannot load (not TOML), or
+    sign-in configured without the packages st.login needs, closes the app with the reason in one line."""
+    found = _read()
+    missing = [name for name in ("authlib", "httpx") if importlib.util.find_spec(name) is None]
+    if found.signin and missing:
+        return dataclasses.replace(found, signin=False, problem=f"sign-in needs {' and '.join(missing)}, which "
+                                   "are not installed; run pip install -r requirements.txt and restart the app")
+    return found
 
 
 def address() -> str | None:
