@@ -7,5 +7,6 @@ see .importlinter and docs/architecture.md):
                               ^
                  store  <-  serving            (pacs builds on serving)
 
-``errors`` (the one exception family) sits under all of them.
+``errors`` (the one exception family) sits under all of them; ``access`` (who may open the app and
+what they may change) sits beside ``data`` and needs nothing but ``errors``.
 """

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.store import StoreError
-from ui import batch_score, history_view, notices, router
+from ui import access, batch_score, history_view, notices, router
 from ui.resources import metadata, store
 
 router.require_router("pages/batch_review.py")
@@ -27,4 +27,4 @@ if score_tab.open:
         st.caption(notices.stored(bool(st.session_state.get("batch_keep_names"))))
 if history_tab.open:
     with history_tab:
-        history_view.render(db, model_ready=meta is not None)
+        history_view.render(db, model_ready=meta is not None, who=access.current())

@@ -56,12 +56,32 @@ def tiny_weights(tmp_path_factory, iu_xray_dir):
     return out / "w"
 
 
+def serve_on(monkeypatch, address: str | None) -> None:
+    """In-process app runs (AppTest) see ``server.address`` as ``address`` (core.access decides from it)."""
+    from streamlit import config
+    real = config.get_option
+    monkeypatch.setattr(config, "get_option", lambda key: address if key == "server.address" else real(key))
+
+
 @pytest.fixture
 def app_env(tmp_path, monkeypatch):
     """Point the Streamlit app at temporary files: no weights, a fresh prediction log, an
-    empty run log and no sharing status. Tests that need a model set CXR_WEIGHTS themselves."""
+    empty run log and no sharing status. Tests that need a model set CXR_WEIGHTS themselves.
+    The app runs as `streamlit run app.py` serves it by default, whatever the machine has: on
+    loopback (.streamlit/config.toml), with no secrets (a developer's own secrets.toml, which may
+    configure sign-in, is not read) and no allow-list in the environment; ``AppTest.secrets`` and
+    ``serve_on`` change that per test."""
+    import streamlit as st
+    from streamlit.runtime.secrets import Secrets
+
     env = {"CXR_WEIGHTS": tmp_path / "no-weights", "CXR_DB_PATH": tmp_path / "predictions.db",
            "CXR_RUNLOG": tmp_path / "runs.db", "CXR_SHARE_STATUS": tmp_path / "share.json"}
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
+    for key in ("CXR_USERS", "CXR_REVIEWERS"):
+        monkeypatch.delenv(key, raising=False)
+    empty = Secrets()
+    empty._secrets = {}
+    monkeypatch.setattr(st, "secrets", empty)
+    serve_on(monkeypatch, "127.0.0.1")
     return env

@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 
 from core.data.labels import FINDINGS
-from core.errors import LogEntryError
+from core.errors import LogEntryError, OptionError
 from core.store import (
+    AUDIT_COLUMNS,
     PredictionNotFound,
     PredictionStore,
     StoreError,
     StoreFullError,
     StoreReadOnlyError,
+    export_audit_csv,
     export_csv,
     flatten,
     fts_query,
@@ -76,7 +78,8 @@ def test_migrations_on_fresh_file_and_reopen(tmp_path):
                                                                                (2, "m002_trust_and_names"),
                                                                                (3, "m003_findings"),
                                                                                (4, "m004_calibrated"),
-                                                                               (5, "m005_decisions")]
+                                                                               (5, "m005_decisions"),
+                                                                                   (6, "m006_audit")]
     tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"predictions", "verdicts", "predictions_fts", "migrations"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -368,6 +371,7 @@ def test_sigkill_mid_stream_leaves_only_whole_rows(fresh_db):
 
 # what issue 26's migration adds
 SCHEMA_5 = ("decision", "operating_point_name", "operating_point", "not_assessed", "n_flagged")
+SCHEMA_6 = ("note_by", "note_at")  # columns validated_row does not write: their defaults
 
 
 def old_file_with_a_row(path: Path, monkeypatch, migrations: int, absent: tuple[str, ...]) -> int:
@@ -411,7 +415,7 @@ def test_version_3_file_gains_the_calibrated_column(tmp_path, monkeypatch):
     new_id = log(store, calibrated={"Edema": False, "Cardiomegaly": True, "Unknown": True})
     assert store.get(new_id)["calibrated"] == {"Edema": False, "Cardiomegaly": True}
     with sqlite3.connect(path) as conn:
-        assert max(v for (v,) in conn.execute("SELECT version FROM migrations")) == len(schema.MIGRATIONS) == 5
+        assert max(v for (v,) in conn.execute("SELECT version FROM migrations")) == len(schema.MIGRATIONS) == 6
 
 
 def test_hashed_name_names_no_one():
@@ -512,4 +516,79 @@ def test_version_4_file_gains_the_decision_columns(tmp_path, monkeypatch):
     with pytest.raises(LogEntryError, match="decision 'maybe'"):
         log(store, decision={"Edema": "maybe"})
     with sqlite3.connect(path) as conn:
-        assert max(v for (v,) in conn.execute("SELECT version FROM migrations")) == len(schema.MIGRATIONS) == 5
+        assert max(v for (v,) in conn.execute("SELECT version FROM migrations")) == len(schema.MIGRATIONS) == 6
+
+
+# -- who did what (schema 6, issue 29) --------------------------------------------------------
+
+def test_changes_record_who_and_when_and_deletions_keep_their_audit(fresh_db):
+    pid, other = log(fresh_db), log(fresh_db)
+    assert fresh_db.set_verdict(pid, "Edema", "absent", reviewer="alice@site.org") is True
+    assert fresh_db.set_verdict(pid, "Edema", "absent", reviewer="bob@site.org") is False   # unchanged: kept
+    assert fresh_db.verdicts(pid)["Edema"]["reviewer"] == "alice@site.org"
+    assert fresh_db.set_verdict(pid, "Edema", "present", reviewer="bob@site.org") is True
+    assert fresh_db.set_verdict(pid, "Edema", None, reviewer="local") is True
+    assert fresh_db.set_note(pid, "discuss at conference", by="alice@site.org") is True
+    assert fresh_db.set_note(pid, "discuss at conference", by="bob@site.org") is False
+    row = fresh_db.get(pid)
+    assert row["note_by"] == "alice@site.org" and row["note_at"].startswith("20")
+    steps = [(a["action"], a["finding"], a["by_user"], a["detail"]) for a in fresh_db.activity(pid)]
+    assert steps == [("verdict", "Edema", "alice@site.org", "none → absent"),
+                     ("verdict", "Edema", "bob@site.org", "absent → present"),
+                     ("verdict", "Edema", "local", "present → none (cleared)"),
+                     ("note", "", "alice@site.org", "note set (21 characters)")]  # never the note's text
+    times = [a["at"] for a in fresh_db.activity(pid)]
+    assert times == sorted(times) and all(t.startswith("20") for t in times)
+    assert fresh_db.delete(pid, by="alice@site.org") is True
+    gone = fresh_db.deletions()
+    assert [(d["prediction_id"], d["by_user"], d["action"]) for d in gone] == [(pid, "alice@site.org", "delete")]
+    assert "model test-1" in gone[0]["detail"] and "cxr.png" not in gone[0]["detail"]
+    assert [a["action"] for a in fresh_db.activity(pid)] == ["verdict"] * 3 + ["note", "delete"]  # kept
+    assert fresh_db.activity(other) == [] and fresh_db.integrity_ok()
+    with pytest.raises(LogEntryError, match="user"):
+        fresh_db.set_note(other, "x", by="bad\nname")
+    with pytest.raises(OptionError, match="action"):
+        fresh_db.audit_log(action="edit")
+
+
+def test_export_carries_who_changed_the_note_and_the_audit_exports(fresh_db):
+    pid = log(fresh_db)
+    fresh_db.set_verdict(pid, "Cardiomegaly", "present", reviewer="alice@site.org")
+    fresh_db.set_note(pid, "compare with prior", by="bob@site.org")
+    r = next(csv.DictReader(io.StringIO(fresh_db.export_csv(fresh_db.list_predictions(with_verdicts=True)))))
+    assert (r["reviewer"], r["note_by"]) == ("alice@site.org", "bob@site.org")
+    assert r["reviewed_at"].startswith("20") and r["note_at"].startswith("20")
+    fresh_db.delete(pid, by="alice@site.org")
+    rows = list(csv.DictReader(io.StringIO(export_audit_csv(fresh_db.audit_log(limit=None)))))
+    assert [(x["action"], x["by_user"], x["prediction_id"]) for x in rows] == [
+        ("delete", "alice@site.org", str(pid)), ("note", "bob@site.org", str(pid)),
+        ("verdict", "alice@site.org", str(pid))]
+    assert list(rows[0]) == AUDIT_COLUMNS
+
+
+@pytest.mark.parametrize("migrations, absent", [
+    (1, ("discordance_score", "evidence", "image_reliable", "original_name", "calibrated")),
+    (3, ("calibrated",)), (5, ())])
+def test_older_files_gain_the_audit_and_keep_their_verdicts_as_history(tmp_path, monkeypatch, migrations, absent):
+    """Schema 6 on a log written by schema 1, 3 or 5: its rows and verdicts stay; each verdict recorded
+    before becomes an audit row with the reviewer as it was typed; new changes are attributed."""
+    from core.store import schema
+    path = tmp_path / f"v{migrations}.db"
+    old_id = old_file_with_a_row(path, monkeypatch, migrations, absent)
+    with sqlite3.connect(path) as conn:  # a verdict typed into the old form's free-text reviewer box
+        conn.execute("INSERT INTO verdicts (prediction_id, finding, verdict, reviewer, note, updated_at) "
+                     "VALUES (?, 'Edema', 'absent', 'jd', '', '2024-05-01T10:00:00.000000+00:00')", (old_id,))
+    store = PredictionStore(path)
+    row = store.get(old_id)
+    assert row["model_version"] == f"v{migrations}" and row["verdicts"]["Edema"]["reviewer"] == "jd"
+    assert (row["note_by"], row["note_at"]) == ("", None)
+    [before] = store.activity(old_id)
+    assert (before["action"], before["by_user"], before["at"][:10]) == ("verdict", "jd", "2024-05-01")
+    assert "before schema 6" in before["detail"]
+    store.set_note(old_id, "seen", by="alice@site.org")
+    assert store.delete(old_id, by="alice@site.org")
+    assert [a["action"] for a in store.activity(old_id)] == ["verdict", "note", "delete"]
+    with sqlite3.connect(path) as conn:
+        assert max(v for (v,) in conn.execute("SELECT version FROM migrations")) == len(schema.MIGRATIONS) == 6
+        assert conn.execute("SELECT name FROM migrations WHERE version = 6").fetchone() == ("m006_audit",)
+    assert store.integrity_ok()

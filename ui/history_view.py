@@ -5,12 +5,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import streamlit as st
 
+from core.access.policy import Access
+from core.access.settings import REVIEWERS_ENV
 from core.data.images import ImageDecodeError, decode_image
 from core.data.labels import FINDINGS
 from core.errors import CxrError
 from core.evaluation.recalibration import calibrated_flags
 from core.store import SEARCH_HELP, VERDICTS, PredictionStore, StoreError
-from ui import attribution_view, decision_view, prediction_view
+from ui import attribution_view, audit_view, decision_view, prediction_view
 from ui.resources import metadata
 from ui.sidebar import chosen_target
 from ui.tables import history_frame
@@ -91,7 +93,9 @@ def _label(row: dict) -> str:
     return f"#{row['id']} · {row['created_at'][:16].replace('T', ' ')} · {row['image_name'] or '(no name)'}{flag}"
 
 
-def review_form(db: PredictionStore, entry: dict) -> None:
+def review_form(db: PredictionStore, entry: dict, who: Access) -> None:
+    """Verdicts and the note; saving records ``who.user`` and the time (core.store's audit). Readers see
+    the form disabled."""
     pid, current = entry["id"], entry["verdicts"]
     with st.form(f"review_{pid}"):
         st.markdown("**Your verdict per finding** (what the image shows, not whether the model agreed)")
@@ -101,36 +105,57 @@ def review_form(db: PredictionStore, entry: dict) -> None:
         chosen = {}
         for col, f in zip(cols, findings, strict=True):
             now = current.get(f, {}).get("verdict", NO_VERDICT)
-            chosen[f] = col.selectbox(f, options, index=options.index(now), key=f"verdict_{pid}_{f}")
-        reviewer = st.text_input("Reviewer", value=next((v["reviewer"] for v in current.values()), ""),
-                                 key=f"reviewer_{pid}")
-        note = st.text_area("Note (searchable)", value=entry["note"], key=f"note_{pid}", max_chars=4000)
-        if st.form_submit_button("Save review", type="primary"):
+            by = current.get(f, {})
+            chosen[f] = col.selectbox(f, options, index=options.index(now), key=f"verdict_{pid}_{f}",
+                                      disabled=not who.reviewer,
+                                      help=(f"Set by {by.get('reviewer') or '(no name)'}, "
+                                            f"{audit_view.when(by.get('updated_at'))}") if by else None)
+        note = st.text_area("Note (searchable)", value=entry["note"], key=f"note_{pid}", max_chars=4000,
+                            disabled=not who.reviewer)
+        if entry.get("note_by"):
+            st.caption(f"Note by `{entry['note_by']}`, {audit_view.when(entry.get('note_at'))}.")
+        if who.reviewer:
+            st.caption(f"Saving records you (`{who.user}`) and the time with each change.")
+        else:
+            st.caption(f"Only reviewers may change verdicts and notes (`[cxr] reviewers`, or `{REVIEWERS_ENV}`); "
+                       f"you are signed in as `{who.user}`.")
+        if st.form_submit_button("Save review", type="primary", disabled=not who.reviewer):
             try:
-                for f, verdict in chosen.items():
-                    db.set_verdict(pid, f, None if verdict == NO_VERDICT else verdict, reviewer=reviewer)
-                db.set_note(pid, note)
-                st.success(f"Saved review of #{pid}.")
+                changed = sum(db.set_verdict(pid, f, None if verdict == NO_VERDICT else verdict, reviewer=who.user)
+                              for f, verdict in chosen.items())
+                changed += db.set_note(pid, note, by=who.user)
             except StoreError as exc:
                 st.error(str(exc))
+            else:  # drawn again from the top, so the table above shows the change too
+                st.session_state[f"review_saved_{pid}"] = (
+                    f"Saved review of #{pid}: {changed} change{'s' if changed != 1 else ''}, recorded as "
+                    f"`{who.user}`." if changed else f"Nothing changed in #{pid}.")
+                st.rerun()
+    saved = st.session_state.pop(f"review_saved_{pid}", None)
+    if saved:
+        st.success(saved)
 
 
-def delete_control(db: PredictionStore, pid: int) -> None:
+def delete_control(db: PredictionStore, pid: int, who: Access) -> None:
+    """Reviewers only, after a confirmation; who deleted it and when stays in the audit."""
+    if not who.reviewer:
+        return
     with st.expander("Delete this entry"):
         sure = st.checkbox(f"Yes, delete #{pid} with its image, text and verdicts permanently",
                            key=f"delete_sure_{pid}")
+        st.caption(f"The log keeps that `{who.user}` deleted #{pid}, and when (nothing of its content).")
         if st.button("Delete", disabled=not sure, key=f"delete_{pid}", type="primary"):
             try:
-                db.delete(pid)
+                db.delete(pid, by=who.user)
             except StoreError as exc:
                 st.error(str(exc))
                 return
             st.session_state.pop("hist_open", None)
-            st.session_state["hist_flash"] = f"Deleted entry #{pid}."
+            st.session_state["hist_flash"] = f"Deleted entry #{pid} (recorded as `{who.user}`)."
             st.rerun()
 
 
-def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
+def entry_view(db: PredictionStore, pid: int, model_ready: bool, who: Access) -> None:
     entry = db.get(pid)
     if entry is None:
         st.info(f"Entry #{pid} no longer exists.")
@@ -176,8 +201,9 @@ def entry_view(db: PredictionStore, pid: int, model_ready: bool) -> None:
                     scope="history", prediction_id=pid, gray=gray, text=entry["text"], mode=entry["text_mode"],
                     default_finding=decision_view.why_default(decisions, entry["discordant"]) if decisions else None,
                     not_assessed=decisions.not_assessed() if decisions else None)
-    review_form(db, entry)
-    delete_control(db, pid)
+    review_form(db, entry, who)
+    audit_view.activity(db, pid)
+    delete_control(db, pid, who)
 
 
 def export_matching(db: PredictionStore, filters: dict) -> str:
@@ -185,7 +211,7 @@ def export_matching(db: PredictionStore, filters: dict) -> str:
     return db.export_csv(db.list_predictions(**filters, limit=None, with_verdicts=True))
 
 
-def render(db: PredictionStore, model_ready: bool) -> None:
+def render(db: PredictionStore, model_ready: bool, who: Access) -> None:
     flash = st.session_state.pop("hist_flash", None)
     if flash:
         st.success(flash)
@@ -196,7 +222,7 @@ def render(db: PredictionStore, model_ready: bool) -> None:
         return
     kwargs = filters(findings)
     try:
-        rows = db.list_predictions(**kwargs, limit=SHOWN)
+        rows = db.list_predictions(**kwargs, limit=SHOWN, with_verdicts=True)
     except CxrError as exc:  # an unusable log, a filter it cannot apply
         st.error(str(exc))
         return
@@ -212,7 +238,8 @@ def render(db: PredictionStore, model_ready: bool) -> None:
     if "discordance score" in shown:  # report QA exists in report mode only
         shown["discordance score"] = ["—" if v is None or v != v else f"{v:.2f}" for v in shown["discordance score"]]
     st.dataframe(shown, hide_index=True, key="hist_table",
-                 column_config={c: st.column_config.TextColumn(c, width="medium") for c in ("flagged", "flags")}
+                 column_config={c: st.column_config.TextColumn(c, width="medium")
+                                for c in ("flagged", "flags", "reviewed by")}
                  | {f: st.column_config.TextColumn(f, help="A number: the calibrated probability of an assessed "
                                                            "finding; '—': not assessed, or no calibrated number.")
                     for f in numbers})
@@ -228,10 +255,11 @@ def render(db: PredictionStore, model_ready: bool) -> None:
     st.download_button("Export CSV (all matching entries, with verdicts)", lambda: export_matching(db, kwargs),
                        file_name="predictions.csv", mime="text/csv", key="hist_export", icon=":material/download:",
                        on_click="ignore")
+    audit_view.log_section(db)
     if not rows:
         return
     by_id = {r["id"]: r for r in rows}
     pid = st.selectbox("Open an entry", list(by_id), format_func=lambda i: _label(by_id[i]), key="hist_open")
     if pid is not None:
         st.divider()
-        entry_view(db, pid, model_ready)
+        entry_view(db, pid, model_ready, who)

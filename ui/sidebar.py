@@ -1,8 +1,10 @@
-"""Sidebar: which model is loaded and whether the app is shared."""
+"""Sidebar: who is using the app, which model is loaded and whether the app is shared."""
 from __future__ import annotations
 
 import streamlit as st
 
+from core.access.policy import Access, State
+from core.access.settings import REVIEWERS_ENV
 from core.data.labels import TEXT_MODES
 from core.evaluation.operating_targets import NAMES, default_name
 from core.serving.sharing import share_status
@@ -110,25 +112,47 @@ def operating_point_control(meta) -> None:
                "(95% CIs) and the PPV at this collection's prevalence, measured on cross-validated predictions.")
 
 
-def sharing_status() -> dict:
+def sharing_status(who: Access) -> dict:
     st.subheader("Sharing")
     status = share_status()
     if status.get("shared"):
         st.success(f"Shared at {status['url']}")
-        st.caption("Password-protected." if status.get("auth") else "No password: anyone with the URL gets in.")
-    else:
+        st.caption("Sign-in required." if status.get("signin") else "Password-protected." if status.get("auth")
+                   else "No password: anyone with the URL gets in.")
+    elif who.state is State.LOCAL:
         st.caption("Local only. To share over ngrok:")
         st.code(SHARE_COMMAND, language="bash", wrap_lines=True)
+    else:
+        st.caption("Sign-in required: only signed-in users get in. Over an ngrok tunnel, the tunnel "
+                   "uses the sign-in too (`python scripts/share.py`, docs/access.md).")
         if status.get("error"):
             st.caption(f"Last attempt failed: {status['error']}")
     return status
 
 
-def render() -> None:
+def who_status(who: Access) -> None:
+    """Who the log names for this session's changes, whether they may review, and the way out."""
+    if who.state is State.LOCAL:
+        st.caption("**Local user** (this machine, no sign-in): reviews and deletions are recorded as "
+                   "“local”.")
+        return
+    st.markdown(f"Signed in as `{who.user}`")  # a code span: not turned into a mailto link
+    if who.reviewer:
+        st.caption("Reviewer: may change verdicts and notes, and delete entries; each change records you.")
+    else:
+        st.caption("Reader: may read the log and predict; only reviewers change verdicts or delete "
+                   f"(`[cxr] reviewers`, or `{REVIEWERS_ENV}`).")
+    if st.button("Sign out", icon=":material/logout:", key="sidebar_sign_out"):
+        st.logout()
+
+
+def render(who: Access) -> None:
     with st.sidebar:
+        who_status(who)
+        st.divider()
         meta = model_status()
         if meta is not None:
             st.divider()
             operating_point_control(meta)
         st.divider()
-        sharing_status()
+        sharing_status(who)

@@ -13,6 +13,16 @@ from core.store.export import row_findings
 from ui.decision_view import cell, flagged_cell
 
 
+def reviewed_by(row: dict) -> str:
+    """Who set the entry's verdicts (core.store: the signed-in user, or "local"); "yes" for verdicts
+    recorded without a name, "" when it has none."""
+    verdicts = row.get("verdicts")
+    if verdicts is None:
+        return "yes" if row.get("reviewed") else ""
+    names = sorted({v.get("reviewer") or "" for v in verdicts.values()})
+    return ", ".join(n for n in names if n) or ("yes" if names else "")
+
+
 def history_frame(rows: list[dict], decisions: list | None = None, decided_now: list[bool] | None = None
                   ) -> pd.DataFrame:
     """The review table: one row per logged prediction; what needs attention (what is flagged, out of
@@ -34,11 +44,13 @@ def history_frame(rows: list[dict], decisions: list | None = None, decided_now: 
                # report QA exists in report mode only: elsewhere no score, not 0.00
                "discordance score": (r.get("discordance_score") or 0.0) if r["text_mode"] == "report" else None}
         row.update({f: (cell(d[f]) if d is not None and f in d.findings else None) for f in findings})
-        row.update({"reviewed": r.get("reviewed", False), "source": r["source"], "note": r.get("note", "")})
+        row.update({"reviewed by": reviewed_by(r), "source": r["source"], "note": r.get("note", ""),
+                    "note by": r.get("note_by") or ""})
         out.append(row)
     numbers = [f for f in findings if any(o[f] is not None for o in out)]
-    columns = ["id", "created (UTC)", "flagged", "flags", "mode", "operating point", "discordance score",
-               *numbers, "file", "reviewed", "source", "note"]  # a file name is a hash unless kept: after the numbers
+    # who reviewed it is part of what needs attention (an empty cell: nobody yet); a file name is a hash unless kept
+    columns = ["id", "created (UTC)", "flagged", "flags", "reviewed by", "mode", "operating point",
+               "discordance score", *numbers, "file", "source", "note", "note by"]
     if out and all(o["discordance score"] is None for o in out):  # no report-mode entry: no report QA
         columns.remove("discordance score")
     return pd.DataFrame(out, columns=columns)

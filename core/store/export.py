@@ -14,7 +14,7 @@ def csv_columns(findings: Sequence[str] = FINDINGS) -> list[str]:
     """The export's columns for these findings (the log's, core.store.Reads.findings)."""
     return (
         ["id", "created_at", "model_version", "source", "image_name", "image_name_kind", "image_sha256",
-         "text_sha256", "text_mode", "text", "note"]
+         "text_sha256", "text_mode", "text", "note", "note_by", "note_at"]
         + [f"{head}_{finding_key(f)}" for head in HEADS for f in findings]
         + [f"threshold_{finding_key(f)}" for f in findings]
         + ["operating_point_name"]

@@ -126,7 +126,36 @@ def _m005_decisions(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE predictions ADD COLUMN n_flagged INTEGER")
 
 
-MIGRATIONS = [_m001_initial, _m002_trust_and_names, _m003_findings, _m004_calibrated, _m005_decisions]
+AUDIT_ACTIONS: tuple[str, ...] = ("verdict", "note", "delete")
+
+
+def _m006_audit(db: sqlite_utils.Database) -> None:
+    """Issue 29: who did what. One ``audit`` row per change of a verdict or a note and per deletion: the
+    prediction, the action, the finding (verdicts), the user (the signed-in e-mail, or "local" on loopback),
+    the time and a detail that never holds the note's or the report's text (``absent → present``, ``note set
+    (42 characters)``). No foreign key: a deletion keeps its audit rows though the prediction is gone. The
+    current note's author and time sit on the prediction (``note_by``, ``note_at``), as the verdict's do on
+    ``verdicts``. Verdicts recorded before: one audit row each, with the reviewer as typed then."""
+    db.execute(f"""
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY,
+  prediction_id INTEGER NOT NULL,
+  action TEXT NOT NULL CHECK (action IN ({', '.join(repr(a) for a in AUDIT_ACTIONS)})),
+  finding TEXT NOT NULL DEFAULT '',
+  by_user TEXT NOT NULL,
+  at TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT ''
+)""")
+    db.execute("CREATE INDEX audit_prediction ON audit (prediction_id, at)")
+    db.execute("CREATE INDEX audit_at ON audit (at)")
+    db.execute("ALTER TABLE predictions ADD COLUMN note_by TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE predictions ADD COLUMN note_at TEXT")
+    db.execute("INSERT INTO audit (prediction_id, action, finding, by_user, at, detail) "
+               "SELECT prediction_id, 'verdict', finding, reviewer, updated_at, "
+               "verdict || ' (recorded before schema 6; reviewer as typed)' FROM verdicts ORDER BY updated_at")
+
+
+MIGRATIONS = [_m001_initial, _m002_trust_and_names, _m003_findings, _m004_calibrated, _m005_decisions, _m006_audit]
 
 
 def known_findings(conn: sqlite3.Connection) -> list[str]:

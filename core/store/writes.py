@@ -1,4 +1,5 @@
-"""Writing the prediction log: append predictions, record verdicts and notes, delete for good."""
+"""Writing the prediction log: append predictions, record verdicts and notes, delete for good; every
+change of a verdict or a note, and every deletion, with who made it and when (the ``audit`` table)."""
 from __future__ import annotations
 
 import time
@@ -11,6 +12,21 @@ from core.errors import LogEntryError, PredictionNotFound, StoreError
 from core.store.connection import BUSY_TIMEOUT_S, Connection
 from core.store.rows import VERDICTS, validated_row
 from core.store.schema import add_findings, known_findings, utc_iso
+
+MAX_USER = 320  # an e-mail address is at most 254 characters; a subject identifier fits too
+
+
+def checked_user(user: str | None) -> str:
+    """The name an audit row records, checked: printable, at most MAX_USER characters ("" allowed)."""
+    user = (user or "").strip()
+    if len(user) > MAX_USER or not user.isprintable():
+        raise LogEntryError(f"user {user[:40]!r} is not a name the log can record; pass an e-mail address or 'local'")
+    return user
+
+
+def _audit(conn, prediction_id: int, action: str, by: str, at: str, *, finding: str = "", detail: str = "") -> None:
+    conn.execute("INSERT INTO audit (prediction_id, action, finding, by_user, at, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                 (prediction_id, action, finding, by, at, detail))
 
 
 class Writes(Connection):
@@ -54,38 +70,70 @@ class Writes(Connection):
     _validated = staticmethod(validated_row)  # one row, checked; kept here for callers and tests
 
     def set_verdict(self, prediction_id: int, finding: str, verdict: str | None, *,
-                    reviewer: str = "", note: str = "") -> None:
-        """Record the reviewer's verdict on one finding (``None`` removes it)."""
+                    reviewer: str = "", note: str = "") -> bool:
+        """Record ``reviewer``'s verdict on one finding (``None`` removes it): the user the log names for
+        it (the signed-in e-mail, or "local" on loopback), with the time and one audit row. A verdict equal
+        to the one recorded changes nothing (it keeps who set it); returns whether anything changed."""
         if verdict is not None and verdict not in VERDICTS:
             raise LogEntryError(f"verdict {verdict!r} is unknown; use one of {', '.join(VERDICTS)}")
+        by = checked_user(reviewer)
         with self._connect(write=True) as conn:
             known = known_findings(conn)
             if finding not in known:
                 raise LogEntryError(f"unknown finding {finding!r}; use one of {', '.join(known)}")
             self._require(conn, prediction_id)
+            old = conn.execute("SELECT verdict FROM verdicts WHERE prediction_id = ? AND finding = ?",
+                               (prediction_id, finding)).fetchone()
+            old = old[0] if old else None
+            if old == verdict:
+                return False
+            now = utc_iso()
             if verdict is None:
                 conn.execute("DELETE FROM verdicts WHERE prediction_id = ? AND finding = ?", (prediction_id, finding))
-                return
-            conn.execute(
-                "INSERT INTO verdicts (prediction_id, finding, verdict, reviewer, note, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (prediction_id, finding) DO UPDATE SET "
-                "verdict = excluded.verdict, reviewer = excluded.reviewer, note = excluded.note, "
-                "updated_at = excluded.updated_at",
-                (prediction_id, finding, verdict, reviewer or "", note or "", utc_iso()))
+            else:
+                conn.execute(
+                    "INSERT INTO verdicts (prediction_id, finding, verdict, reviewer, note, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (prediction_id, finding) DO UPDATE SET "
+                    "verdict = excluded.verdict, reviewer = excluded.reviewer, note = excluded.note, "
+                    "updated_at = excluded.updated_at",
+                    (prediction_id, finding, verdict, by, note or "", now))
+            _audit(conn, prediction_id, "verdict", by, now, finding=finding,
+                   detail=f"{old or 'none'} → {verdict or 'none (cleared)'}")
+            return True
 
-    def set_note(self, prediction_id: int, note: str) -> None:
-        """Replace the free-text note of a prediction (searchable)."""
+    def set_note(self, prediction_id: int, note: str, *, by: str = "") -> bool:
+        """Replace the free-text note of a prediction (searchable), recording ``by`` and the time on the
+        prediction and in one audit row (its length, never its text). Returns whether it changed."""
+        by = checked_user(by)
         with self._connect(write=True) as conn:
-            if not conn.execute("UPDATE predictions SET note = ? WHERE id = ?", (note or "", prediction_id)).rowcount:
+            old = conn.execute("SELECT note FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
+            if old is None:
                 raise PredictionNotFound(f"prediction {prediction_id} does not exist")
-
-    def delete(self, prediction_id: int) -> bool:
-        """Delete a prediction and its verdicts so its image and text leave the file; False if absent."""
-        with self._connect(write=True) as conn:
-            if not conn.execute("DELETE FROM predictions WHERE id = ?", (prediction_id,)).rowcount:
+            if old[0] == (note or ""):
                 return False
+            now = utc_iso()
+            conn.execute("UPDATE predictions SET note = ?, note_by = ?, note_at = ? WHERE id = ?",
+                         (note or "", by, now, prediction_id))
+            _audit(conn, prediction_id, "note", by, now,
+                   detail=f"note set ({len(note)} characters)" if note else "note cleared")
+            return True
+
+    def delete(self, prediction_id: int, *, by: str = "") -> bool:
+        """Delete a prediction and its verdicts so its image and text leave the file; False if absent.
+        One audit row says who deleted it and when (with when it was logged and by which model, nothing
+        of its content); the entry's earlier audit rows stay."""
+        by = checked_user(by)
+        with self._connect(write=True) as conn:
+            row = conn.execute("SELECT created_at, model_version, (SELECT count(*) FROM verdicts WHERE "
+                               "prediction_id = p.id) FROM predictions p WHERE id = ?", (prediction_id,)).fetchone()
+            if row is None:
+                return False
+            conn.execute("DELETE FROM predictions WHERE id = ?", (prediction_id,))
             # FTS5 keeps deleted tokens in old segments until they are merged away
             conn.execute("INSERT INTO predictions_fts (predictions_fts) VALUES ('optimize')")
+            created, model, n_verdicts = row
+            _audit(conn, prediction_id, "delete", by, utc_iso(),
+                   detail=f"logged {created[:16].replace('T', ' ')} UTC, {n_verdicts} verdict(s), model {model}")
         self._checkpoint()
         return True
 

@@ -28,18 +28,29 @@ def _tail(path: Path, n: int = 3000) -> str:
         return ""
 
 
-def _serve(app_env, weights: Path, tmp_path: Path):
-    """A live app on 127.0.0.1:<free port> with ``weights`` and temporary DB / run log / share status
-    (app_env). Yields (base_url, env, log). Always stopped at teardown."""
-    port = free_port()
+def _serve(app_env, weights: Path, tmp_path: Path, *, address: str | None = "127.0.0.1", secrets: str = "",
+           port: int | None = None, host: str = "127.0.0.1", procs: list | None = None):
+    """A live app on ``address``:<free port> (None: the project's .streamlit/config.toml decides) with
+    ``weights`` and temporary DB / run log / share status
+    (app_env), reading its secrets from a temporary file holding ``secrets`` (never a developer's own
+    .streamlit/secrets.toml). Yields (base_url, env, log), the URL at ``host``; ``procs`` gets the
+    server's process. Always stopped at teardown."""
+    port = port or free_port()
     env = {**os.environ, **{k: str(v) for k, v in app_env.items()}, "CXR_WEIGHTS": str(weights)}
+    for key in ("CXR_USERS", "CXR_REVIEWERS"):
+        env.pop(key, None)
     log = tmp_path / "streamlit.log"
+    secrets_file = tmp_path / "secrets.toml"
+    secrets_file.write_text(secrets)
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--server.port", str(port), *(["--server.address", address] if address else []),
+           "--secrets.files", str(secrets_file),
            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    if procs is not None:
+        procs.append(proc)
+    url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not healthy(url):
