@@ -1,0 +1,69 @@
+"""Simulated sites made from the IU X-ray test split of the shipped weights (tests and docs/site-validation.md).
+
+    write_site(out_dir, reports, data_dir)                         # the same images, IU labels as columns
+    write_site(out_dir, reports, data_dir, shift=SCANNER_SHIFT)    # another scanner: gamma, contrast, JPEG, size
+
+Each report's frontal images are rows sharing its uid as ``id``; ``report`` is FINDINGS + IMPRESSION and
+``indication`` the INDICATION section, as the model reads them; ``label_<Finding>`` the IU coding (MeSH).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# a shifted scanner: darker mid-tones (gamma), more contrast, heavy JPEG and half the resolution
+SCANNER_SHIFT = {"gamma": 0.6, "contrast": 1.3, "jpeg_quality": 30, "scale": 0.5}
+
+
+def test_reports(data_dir: Path, weights: Path):
+    """The shipped weights' test split as Report objects (frontal images on disk)."""
+    from core.evaluation.split_eval import select_reports, weights_collection
+    from core.model.description import read_description
+    desc = read_description(weights)
+    return select_reports(weights_collection(desc, Path(data_dir)).reports, "test", desc.split)
+
+
+def shifted(png: Path, *, gamma: float, contrast: float, jpeg_quality: int, scale: float) -> bytes:
+    """The image as another scanner might give it (JPEG bytes)."""
+    x = np.asarray(Image.open(png).convert("L"), dtype=np.float64) / 255.0
+    x = np.clip((x ** gamma - 0.5) * contrast + 0.5, 0, 1)
+    im = Image.fromarray((x * 255).round().astype(np.uint8))
+    im = im.resize((max(8, int(im.width * scale)), max(8, int(im.height * scale))), Image.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=jpeg_quality)
+    return buf.getvalue()
+
+
+def write_site(out: Path, reports, data_dir: Path, *, shift: dict | None = None, labels: bool = True,
+               name: str = "site.csv") -> Path:
+    """A site CSV (and, with ``shift``, its shifted images under out/images) for ``reports``."""
+    from core.data.labels import FINDINGS
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    png_dir = Path(data_dir) / "NLMCXR_png"
+    rows = []
+    for r in reports:
+        for image_id in r.image_ids:
+            src = png_dir / f"{image_id}.png"
+            if shift:
+                (out / "images").mkdir(exist_ok=True)
+                dst = out / "images" / f"{image_id}.jpg"
+                if not dst.is_file():
+                    dst.write_bytes(shifted(src, **shift))
+                image = f"images/{dst.name}"
+            else:
+                image = str(src.resolve())
+            row = {"image": image, "report": r.text("report"), "indication": r.text("indication"), "id": r.uid}
+            if labels:
+                row.update({f"label_{f}": v for f, v in zip(FINDINGS, r.labels, strict=True)})
+            rows.append(row)
+    path = out / name
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
