@@ -160,3 +160,31 @@ def read_site_csv(path: Path, findings) -> SiteTable:
     except (UnicodeDecodeError, csv.Error) as exc:
         raise SiteError(f"{path.name} is not a readable UTF-8 CSV ({exc})") from None
     return read_site_rows(rows, header, findings, name=path.name, base=path.parent)
+
+
+def read_site_bytes(data: bytes, name: str, findings, files: dict[str, bytes]) -> SiteTable:
+    """A site CSV uploaded with its images (the Site validation page): each ``image`` cell names one of
+    ``files`` by its base name."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SiteError(f"{name} is not a UTF-8 CSV") from None
+    reader = csv.DictReader(text.splitlines())
+    rows, header = list(reader), list(reader.fieldnames or [])
+    table = read_site_rows(rows, header, findings, name=name, check_files=False)
+    for study in table.studies:
+        study.images = [Path(i.replace("\\", "/")).name for i in study.images]
+        missing = [i for i in study.images if i not in files]
+        if missing:
+            raise SiteError(f"{name}: study {study.id!r} names {missing[0]!r}, which is not among the uploaded "
+                            f"images ({len(files)} uploaded)")
+    return table
+
+
+def bytes_loader(files: dict[str, bytes]):
+    """A loader (core.serving.site_run) that decodes uploaded images by name."""
+    from core.data.images import decode_image
+
+    def load(name: str):
+        return decode_image(files[name], filename=name)
+    return load

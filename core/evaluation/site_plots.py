@@ -20,7 +20,8 @@ def _xy(x: float, y: float, top: float = 1.0) -> tuple[float, float]:
 
 
 def _frame(title: str, xlabel: str, ylabel: str, top: float = 1.0) -> list[str]:
-    out = [f"<text x='{W / 2}' y='12' text-anchor='middle' font-size='11' font-weight='600'>{html.escape(title)}</text>"]
+    out = [f"<text x='{W / 2}' y='12' text-anchor='middle' font-size='11' font-weight='600'>"
+           f"{html.escape(title)}</text>"]
     for t in (0, 0.25, 0.5, 0.75, 1.0):
         x0, y0 = _xy(t * top, 0, top)
         x1, y1 = _xy(0, t * top, top)

@@ -65,6 +65,14 @@ def top_bin_words(cal: dict | None) -> str:
     return f"{tb['n']}: {tb['mean_predicted']:.2f} vs {tb['observed']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+def ood_words(ood: dict) -> str:
+    """'7 of 641 images (1.1%, 95% CI 0.5–2.2%)'."""
+    ci = ood.get("ci")
+    tail = f", 95% CI {100 * ci[0]:.1f}–{100 * ci[1]:.1f}%)" if ci else ")"
+    return (f"{ood.get('out_of_distribution', 0)} of {ood.get('images', 0)} images "
+            f"({100 * (ood.get('rate') or 0):.1f}%" + tail)
+
+
 def finding_rows(task: dict) -> list[dict]:
     """One row per finding of a task, as both the report and the page show it (strings)."""
     rows = []
@@ -103,8 +111,9 @@ def _table(rows: list[dict], classes: dict[str, callable] | None = None) -> str:
     for r in rows:
         cells = []
         for c in cols:
-            cls = (classes or {}).get(c, lambda _v: "")(r[c])
-            cells.append(f"<td class='num {cls}'>{_e(r[c])}</td>")
+            value = r.get(c, "")
+            cls = (classes or {}).get(c, lambda _v: "")(value)
+            cells.append(f"<td class='num {cls}'>{_e(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table class='t'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -137,13 +146,15 @@ def adaptation_rows(adaptation: dict) -> list[dict]:
             rows.append({
                 "task": task, "finding": f, "status": e["status"], "positives": f"{e['positives']} / {e['n']}",
                 "slope before → after": (f"{num(b.get('slope'))} → {num(a.get('slope'))}" if a else "—"),
-                "mean predicted vs observed, before → after": (
-                    f"{num(b.get('mean_predicted'), 3)} → {num(a.get('mean_predicted'), 3)} vs {num(b.get('observed'), 3)}"
-                    if a else "—"),
+                "mean predicted before → after, vs observed": (
+                    f"{num(b.get('mean_predicted'), 3)} → {num(a.get('mean_predicted'), 3)} vs "
+                    f"{num(b.get('observed'), 3)}" if a else "—"),
                 "log loss before → after": (f"{num(cf.get('log_loss_before'), 4)} → {num(cf.get('log_loss_after'), 4)}"
                                             if cf else "—"),
-                f"specificity at {op.get('name', 'the default')}: shipped threshold → adapted": (
-                    f"{num(sh.get('specificity'))} → {num(ad.get('specificity'))}" if op else "—"),
+                "default point: specificity, shipped threshold → adapted": (
+                    f"{op['name']}: {num(sh.get('specificity'))} → {num(ad.get('specificity'))}" if op else "—"),
+                "sensitivity, shipped threshold → adapted": (
+                    f"{num(sh.get('sensitivity'))} → {num(ad.get('sensitivity'))}" if op else "—"),
                 "why not": e.get("reason") or "",
             })
     return rows
@@ -158,9 +169,7 @@ def site_report_html(result: dict, *, created: datetime | None = None) -> str:
             ("Labels", {"columns": "the site's own label columns", "report": "read from the report text "
                         "(core.evaluation.keyword_baseline)"}.get(result.get("labels"), result.get("labels"))),
             ("Operating point", result.get("operating_point")),
-            ("Out of distribution (the guard)", f"{ood.get('out_of_distribution', 0)} of {ood.get('images', 0)} "
-             f"images ({100 * (ood.get('rate') or 0):.1f}%" + (f", 95% CI {100 * ood['ci'][0]:.1f}–"
-                                                                f"{100 * ood['ci'][1]:.1f}%)" if ood.get("ci") else ")")),
+            ("Out of distribution (the guard)", ood_words(ood)),
             ("Written", created.strftime("%Y-%m-%d %H:%M UTC"))]
     parts = [f"<h1>Site validation — {_e(result.get('site') or 'site')}</h1>", f"<p class='notice'>{_e(NOTICE)}</p>",
              "<table class='meta'>" + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in meta)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,9 +103,10 @@ def collect(table: SiteTable, lines: dict[int, list[str]], findings, recalibrati
 
 def predict_site(predictor, table: SiteTable, *, load_image: Callable[[str], DecodedImage], out: Path,
                  target: str | None = None, on_progress: Callable[[int, int], None] | None = None,
-                 keep_parts: bool = False) -> SitePredictions:
+                 keep_parts: bool = False, lock=None) -> SitePredictions:
     """Predict every image of ``table`` not yet in ``OUT.parts/`` (see the module docstring), then collect
-    the per-study probabilities; the parts are removed at the end unless ``keep_parts``."""
+    the per-study probabilities; the parts are removed at the end unless ``keep_parts``. ``lock``: held
+    around each block's model calls (the app's model lock: other sessions predict between blocks)."""
     rows = table.image_rows()
     fingerprint = {"batch_sha256": table.fingerprint(), "model": predictor.version, "what": "site validation"}
     parts = open_parts(Path(out), fingerprint)
@@ -117,7 +119,9 @@ def predict_site(predictor, table: SiteTable, *, load_image: Callable[[str], Dec
     predicted = 0
     try:
         for chunk in todo:
-            writer.write(_predict_block(predictor, table, rows, chunk, load_image, target))
+            with lock if lock is not None else nullcontext():
+                lines = _predict_block(predictor, table, rows, chunk, load_image, target)
+            writer.write(lines)
             finished += len(chunk)
             predicted += len(chunk)
             if on_progress:
