@@ -167,9 +167,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     from core.data.site_table import SiteError
-    from core.evaluation.site_labels import agreement, labels_kind, site_labels
-    from core.evaluation.site_measure import measure_site, ood_summary
     from core.evaluation.site_report import site_report_html
+    from core.evaluation.site_validation import validate
     from core.serving.sharded_batch import PartsError
     from core.serving.site_run import predict_site
     predictor = load_predictor(args.weights)
@@ -181,12 +180,9 @@ def main(argv=None) -> int:
         fail(str(exc))
     finally:
         close()
-    Y, source = site_labels(table.studies, findings, table.label_columns)
-    agree = agreement(table.studies, findings, table.label_columns) if table.label_columns else None
-    result = measure_site(desc, Y, preds.probs, ood=ood_summary(preds.ood, preds.ood_per_study),
-                          labels=labels_kind(source), label_agreement=agree, label_source=source,
-                          target=args.operating_point, n_boot=args.bootstrap, site=site)
-    result.update(source=table.source, images=table.n_images, predicted_in_this_run=preds.predicted_now)
+    result, Y = validate(desc, table, preds.probs, preds.ood, preds.ood_per_study, site=site,
+                         target=args.operating_point, n_boot=args.bootstrap)
+    result["predicted_in_this_run"] = preds.predicted_now
     if args.adapt:
         result["adaptation"] = adapt(args, desc, table, preds, Y, result["labels"], site)
     out.write_text(json.dumps(result, indent=1) + "\n")
