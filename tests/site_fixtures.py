@@ -67,3 +67,30 @@ def write_site(out: Path, reports, data_dir: Path, *, shift: dict | None = None,
         w.writeheader()
         w.writerows(rows)
     return path
+
+
+def halves(reports) -> tuple[list, list]:
+    """Two halves of a site, stratified by the labels (each label pattern dealt alternately), so each half
+    holds about half the positives of every finding: one to adapt on, one held out."""
+    ordered = sorted(reports, key=lambda r: (tuple(r.labels), r.uid))
+    return ordered[0::2], ordered[1::2]
+
+
+def few_positives(reports, *, n: int = 150, keep: dict | None = None) -> list:
+    """A small site with few positives: ``keep`` (finding -> how many positives to keep, default 4 of each)
+    and studies without any of the five findings up to ``n``."""
+    from core.data.labels import FINDINGS
+    keep = dict(keep or {f: 4 for f in FINDINGS})
+    chosen, taken = [], {f: 0 for f in FINDINGS}
+    for r in sorted(reports, key=lambda r: r.uid):
+        pos = [f for f, v in zip(FINDINGS, r.labels, strict=True) if v]
+        if pos and all(taken[f] < keep.get(f, 0) for f in pos):
+            chosen.append(r)
+            for f in pos:
+                taken[f] += 1
+    for r in sorted(reports, key=lambda r: r.uid):
+        if len(chosen) >= n:
+            break
+        if not any(r.labels):
+            chosen.append(r)
+    return chosen
