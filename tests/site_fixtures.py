@@ -94,3 +94,26 @@ def few_positives(reports, *, n: int = 150, keep: dict | None = None) -> list:
         if not any(r.labels):
             chosen.append(r)
     return chosen
+
+
+def main(argv=None) -> int:
+    """Write the simulated sites of docs/site-validation.md: python -m tests.site_fixtures --out /tmp/sites"""
+    import argparse
+    root = Path(__file__).resolve().parents[1]
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--out", required=True, help="folder for the sites")
+    p.add_argument("--data", default=str(root.parent / "shared" / "iu-xray"), help="the IU X-ray folder")
+    p.add_argument("--weights", default=str(root / "weights"), help="whose test split")
+    args = p.parse_args(argv)
+    out, data = Path(args.out), Path(args.data)
+    reports = test_reports(data, Path(args.weights))
+    fit, held = halves(reports)
+    print(write_site(out / "same", reports, data))
+    print(write_site(out / "shifted", fit, data, shift=SCANNER_SHIFT, name="fit.csv"))
+    print(write_site(out / "shifted", held, data, shift=SCANNER_SHIFT, name="held.csv"))
+    print(write_site(out / "few", few_positives(reports, n=150), data, labels=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
