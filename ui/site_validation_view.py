@@ -2,6 +2,7 @@
 printable report (core.evaluation.site_report), and its downloads."""
 from __future__ import annotations
 
+import base64
 import json
 
 import pandas as pd
@@ -10,11 +11,20 @@ import streamlit as st
 from core.evaluation.site_plots import calibration_svg, roc_svg
 from core.evaluation.site_report import adaptation_rows, finding_rows, ood_words, reasons, site_report_html
 
+GROUPS = (("Discrimination: the site's AUC beside the shipped model's cross-validated one",
+           ("positives", "AUC [95% CI]", "shipped AUC (cross-validated)", "verdict")),
+          ("Calibration: is a probability right at this site?",
+           ("calibration slope", "mean predicted vs observed", "top bin (n: predicted vs observed)", "calibration")),
+          ("Flags at {point}: the site's sensitivity and specificity against what a flag states (in brackets)",
+           ("sensitivity (shipped)", "specificity (shipped)", "operating point")))
 LABEL_WORDS = {"columns": "the site's own label columns", "report": "read from the report text"}
 
 
 def _plots(svgs: list[str]) -> None:
-    st.html("<div style='display:flex;flex-wrap:wrap;gap:6px'>" + "".join(svgs) + "</div>")
+    """The report's SVG figures, as images (data URIs: nothing is fetched from anywhere)."""
+    imgs = "".join(f"<img src='data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()}' width='190' "
+                   "alt='plot'/>" for svg in svgs)
+    st.markdown(f"<div style='display:flex;flex-wrap:wrap;gap:6px'>{imgs}</div>", unsafe_allow_html=True)
 
 
 def _md(text: str) -> str:
@@ -35,7 +45,11 @@ def render(result: dict) -> None:
     for key, task in (result.get("tasks") or {}).items():
         st.markdown(f"#### {task['task'].capitalize()} (`{key}`): {task['n_studies']:,} studies, "
                     f"flags at {task['operating_point']}")
-        st.dataframe(pd.DataFrame(finding_rows(task)), hide_index=True, key=f"site_table_{key}")
+        rows = pd.DataFrame(finding_rows(task))
+        # the report's one wide table as three, so every verdict is on screen without scrolling sideways
+        for (title, columns), name in zip(GROUPS, ("auc", "calibration", "flags"), strict=True):
+            st.caption(title.format(point=task["operating_point"]))
+            st.dataframe(rows[["finding", *columns]], hide_index=True, key=f"site_{name}_{key}")
         why = reasons(task)
         if why:
             st.caption("\n".join(f"- {_md(w)}" for w in why))
