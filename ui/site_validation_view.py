@@ -9,14 +9,15 @@ import pandas as pd
 import streamlit as st
 
 from core.evaluation.site_plots import calibration_svg, roc_svg
-from core.evaluation.site_report import adaptation_rows, finding_rows, ood_words, reasons, site_report_html
+from core.evaluation.site_report import (
+    GROUPS,
+    adaptation_rows,
+    finding_rows,
+    ood_words,
+    reasons,
+    site_report_html,
+)
 
-GROUPS = (("Discrimination: the site's AUC beside the shipped model's cross-validated one",
-           ("positives", "AUC [95% CI]", "shipped AUC (cross-validated)", "verdict")),
-          ("Calibration: is a probability right at this site?",
-           ("calibration slope", "mean predicted vs observed", "top bin (n: predicted vs observed)", "calibration")),
-          ("Flags at {point}: the site's sensitivity and specificity against what a flag states (in brackets)",
-           ("sensitivity (shipped)", "specificity (shipped)", "operating point")))
 LABEL_WORDS = {"columns": "the site's own label columns", "report": "read from the report text"}
 
 
@@ -73,6 +74,8 @@ def render(result: dict) -> None:
         if adaptation.get("summary"):
             st.caption(adaptation["summary"])
         st.dataframe(pd.DataFrame(adaptation_rows(adaptation)), hide_index=True, key="site_adaptation")
+        if adaptation.get("refused"):
+            st.caption("\n".join(f"- not adapted: {_md(w)}" for w in adaptation["refused"]))
     name = (result.get("site") or "site").replace(" ", "-").lower()
     left, right = st.columns(2)
     left.download_button("Download the report (HTML, printable)", site_report_html(result),

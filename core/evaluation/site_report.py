@@ -65,6 +65,16 @@ def top_bin_words(cal: dict | None) -> str:
     return f"{tb['n']}: {tb['mean_predicted']:.2f} vs {tb['observed']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+# the columns of finding_rows in three tables (the report and the page): every verdict fits the width of the
+# page, printed or on screen
+GROUPS = (("Discrimination: the site's AUC beside the shipped model's cross-validated one",
+           ("positives", "AUC [95% CI]", "shipped AUC (cross-validated)", "verdict")),
+          ("Calibration: is a probability right at this site?",
+           ("calibration slope", "mean predicted vs observed", "top bin (n: predicted vs observed)", "calibration")),
+          ("Flags at {point}: the site's sensitivity and specificity against what a flag states (in brackets)",
+           ("sensitivity (stated)", "specificity (stated)", "operating point")))
+
+
 def ood_words(ood: dict) -> str:
     """'7 of 641 images (1.1%, 95% CI 0.5–2.2%)'."""
     ci = ood.get("ci")
@@ -91,10 +101,10 @@ def finding_rows(task: dict) -> list[dict]:
                                            if cal.get("mean_predicted") is not None else "—"),
             "top bin (n: predicted vs observed)": top_bin_words(cal) if cal else "—",
             "calibration": cv.get("verdict") or "—",
-            "sensitivity (shipped)": (f"{with_ci(e.get('sensitivity'), e.get('sensitivity_ci'))} "
+            "sensitivity (stated)": (f"{with_ci(e.get('sensitivity'), e.get('sensitivity_ci'))} "
                                       f"({num(e.get('shipped_sensitivity'))})" if e.get("sensitivity") is not None
                                       else "—"),
-            "specificity (shipped)": (f"{with_ci(e.get('specificity'), e.get('specificity_ci'))} "
+            "specificity (stated)": (f"{with_ci(e.get('specificity'), e.get('specificity_ci'))} "
                                       f"({num(e.get('shipped_specificity'))})" if e.get("specificity") is not None
                                       else "—"),
             "operating point": op.get("verdict") or "—",
@@ -155,7 +165,6 @@ def adaptation_rows(adaptation: dict) -> list[dict]:
                     f"{op['name']}: {num(sh.get('specificity'))} → {num(ad.get('specificity'))}" if op else "—"),
                 "sensitivity, shipped threshold → adapted": (
                     f"{num(sh.get('sensitivity'))} → {num(ad.get('sensitivity'))}" if op else "—"),
-                "why not": e.get("reason") or "",
             })
     return rows
 
@@ -178,7 +187,10 @@ def site_report_html(result: dict, *, created: datetime | None = None) -> str:
     for key, task in (result.get("tasks") or {}).items():
         parts.append(f"<h2>{_e(task['task'].capitalize())} ({_e(key)}): {task['n_studies']:,} studies, flags at "
                      f"{_e(task['operating_point'])}</h2>")
-        parts.append(_table(finding_rows(task), verdicts))
+        rows = finding_rows(task)
+        for title, columns in GROUPS:
+            parts.append(f"<h3>{_e(title.format(point=task['operating_point']))}</h3>")
+            parts.append(_table([{c: r[c] for c in ("finding", *columns)} for r in rows], verdicts))
         why = reasons(task)
         if why:
             parts.append("<ul class='small'>" + "".join(f"<li>{_e(w)}</li>" for w in why) + "</ul>")
@@ -200,6 +212,9 @@ def site_report_html(result: dict, *, created: datetime | None = None) -> str:
         parts.append(f"<h2>Site adaptation: {_e(adaptation.get('version') or 'not written')}</h2>")
         parts.append(f"<p class='small'>{_e(adaptation.get('summary', ''))}</p>")
         parts.append(_table(adaptation_rows(adaptation)))
+        if adaptation.get("refused"):
+            parts.append("<ul class='small'>" + "".join(f"<li>not adapted: {_e(w)}</li>" for w in adaptation["refused"])
+                         + "</ul>")
     parts.append(f"<p class='small'>{_e(LIMITS)}</p>")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Site validation — "
             f"{_e(result.get('site') or 'site')}</title><style>{_STYLE}</style></head><body>"
