@@ -267,3 +267,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
 def test_the_json_contract_names_in_the_cli_help():
     r = cli("--help")
     assert r.returncode == 0 and "--adapt OUTDIR" in r.stdout and "--pacs URL" in r.stdout
+
+
+def test_a_finding_without_positives_or_labels_is_measured_without_failing():
+    from core.evaluation.site_measure import measure_site, ood_summary
+    desc = desc_for_adaptation()
+    rng = np.random.default_rng(1)
+    Y = (rng.random((80, len(FINDINGS))) < 0.2).astype(float)
+    Y[:, FINDINGS.index("Consolidation")] = 0           # no positive at all
+    Y[:, FINDINGS.index("Pneumonia")] = np.nan          # nobody labelled it
+    P = rng.random(Y.shape)
+    result = measure_site(desc, Y, {"none/image": P}, ood=ood_summary([False] * 80, [[False]] * 80),
+                          labels="columns", label_agreement=None, label_source={}, n_boot=20)
+    per = result["tasks"]["none/image"]["findings"]
+    assert per["Consolidation"]["auc"] is None and per["Consolidation"]["verdict"] == V.TOO_FEW
+    assert per["Pneumonia"]["n"] == 0 and per["Pneumonia"]["verdict"] == V.TOO_FEW
+    assert per["Cardiomegaly"]["operating_point"] == "specificity 0.90"
+    assert per["Cardiomegaly"]["specificity"] is not None
+    assert "label_agreement" not in result and "indication/fusion" not in result["tasks"]

@@ -129,7 +129,9 @@ def measure_finding(y: np.ndarray, p: np.ndarray, desc, *, mode: str, head: str,
         out["operating_point_verdict"] = point_verdict(site, stated)
     else:
         out.update(sensitivity=None, specificity=None,
-                   note="not assessed in this task (no operating point: the image cannot support it)")
+                   note=("not assessed in this task (the image cannot support it): no operating point"
+                         if not desc.image_reliable.get(finding) else
+                         f"no operating point {point!r} in these weights for this finding and task"))
     out["curves"] = curves(y, p)
     return out
 
