@@ -79,19 +79,19 @@ def _load_file(source: str):
     return decode_image(path.read_bytes(), filename=path.name)
 
 
-def progress_bar(total_hint: str, enabled: bool):
-    """A callback drawing a progress bar on stderr (tqdm), or None."""
+def progress_bar(label: str, enabled: bool):
+    """(a callback drawing a progress bar over the images on stderr (tqdm), the function that closes it)."""
     if not enabled:
         return None, lambda: None
     from tqdm import tqdm
-    bar = tqdm(total=0, unit="image", desc=total_hint, file=sys.stderr, dynamic_ncols=True)
+    bars: list = []
 
     def step(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-    return step, bar.close
+        if not bars:  # made at the first report, when the total is known
+            bars.append(tqdm(total=total, unit="image", desc=label, file=sys.stderr, dynamic_ncols=True))
+        bars[0].n = done
+        bars[0].refresh()
+    return step, lambda: [b.close() for b in bars]
 
 
 def write_predictions(path: Path, table, preds, Y, findings) -> None:
