@@ -43,6 +43,7 @@ else:
         st.Page("pages/predict.py", title="Predict", icon=":material/radiology:", default=True),
         st.Page("pages/batch_review.py", title="Batch review", icon=":material/fact_check:"),
         st.Page("pages/pacs.py", title="PACS", icon=":material/dns:"),
+        st.Page("pages/site_validation.py", title="Site validation", icon=":material/verified:"),
         st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
         st.Page("pages/training_monitor.py", title="Training monitor", icon=":material/monitoring:"),
     ]

@@ -45,8 +45,9 @@ from ui.prediction_view import RESULT_MARKER  # noqa: E402  (the page's marker t
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PAGES = {"Predict": "", "Batch review": "batch_review", "PACS": "pacs", "Model card": "model_card",
-         "Training monitor": "training_monitor"}  # app.py's pages (PACS: its form, no server configured)
+PAGES = {"Predict": "", "Batch review": "batch_review", "PACS": "pacs", "Site validation": "site_validation",
+         "Model card": "model_card", "Training monitor": "training_monitor"}
+# app.py's pages (PACS: its form, no server configured; Site validation: its form, no result)
 ATTRIBUTIONS = (("fusion", "gradcam"), ("fusion", "ig"), ("image", "gradcam"), ("image", "ig"), ("text", "ig"))
 TIMEOUT_MS = 120_000
 

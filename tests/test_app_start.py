@@ -8,7 +8,8 @@ from streamlit.testing.v1 import AppTest
 from ui.config import TRAIN_COMMAND
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/predict.py", "pages/batch_review.py", "pages/model_card.py", "pages/training_monitor.py"]
+PAGES = ["pages/predict.py", "pages/batch_review.py", "pages/model_card.py", "pages/training_monitor.py",
+         "pages/site_validation.py"]
 
 
 def _codes(at) -> list[str]:

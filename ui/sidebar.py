@@ -40,6 +40,13 @@ def model_status() -> dict | None:
     st.markdown(f"**Version** `{meta.version or '?'}`  \n**Created** {meta.created_at or '?'}  \n"
                 f"**Image** {image}  \n**Text** {backbones.get('text', '?')}  \n"
                 f"**Input** {meta.preprocessing.image_size if meta.preprocessing else '?'} px")
+    site = meta.site_adaptation
+    if site:  # weights adapted to a site (core.evaluation.site_adapt): say so before any number
+        adapted = sorted({f for fs in (site.get("adapted") or {}).values() for f in fs})
+        st.markdown(f"**Adapted to site** {site.get('site', '?')}: {site.get('studies', '?')} studies, "
+                    f"{str(site.get('date', '?'))[:10]}, labels from {site.get('labels', '?')}")
+        st.caption(f"Calibration and operating points refitted there for {', '.join(adapted) or 'no finding'}; "
+                   f"the rest as shipped ({site.get('shipped_version', '?')}).")
     summary = meta.test_summary or {}
     cv = ((meta.evidence or {}).get("cv") or {}).get("macro") or {}
     lines = []

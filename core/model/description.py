@@ -158,6 +158,8 @@ class ModelDescription:
     # operating points by target (core.evaluation.operating_targets): rule, default, choices,
     # points (mode -> finding -> target name -> {threshold, sensitivity, specificity, CIs, ppv, source, test})
     operating_points: dict | None = None
+    # a site's adaptation (core.evaluation.site_adapt): site, studies, date, label source, what was refitted
+    site_adaptation: dict | None = None
     content_sha256: str | None = None
     extra: dict = field(default_factory=dict)
 

@@ -198,6 +198,24 @@ class Pacs:
                                     int(_first(item, "00201208") or 0)))
         return sorted(out, key=lambda s: (s.date, s.time, s.study_uid))
 
+    def accession_numbers(self, *, since: str | None = None) -> dict[str, str]:
+        """Study UID -> AccessionNumber of the CR/DX studies (a site's reports are often keyed by it,
+        core.pacs.site_source); kept on this side, never shown."""
+        params = {"includefield": ["00080050", "00080061"]}
+        if since:
+            params["StudyDate"] = f"{since}-"
+        out, offset = {}, 0
+        while True:
+            page = self._json("studies", "list studies", params={**params, "limit": PAGE, "offset": offset})
+            for item in page:
+                mods = tuple(str(m) for m in _values(item, "00080061"))
+                uid, acc = _first(item, "0020000D"), _first(item, "00080050")
+                if uid and acc and (not mods or any(m in FIND_MODALITIES for m in mods)):
+                    out[str(uid)] = str(acc).strip()
+            if len(page) < PAGE:
+                return out
+            offset += PAGE
+
     def series(self, study_uid: str) -> list[dict]:
         """DICOM JSON of each series of a study (UID, modality, number)."""
         return self._json(f"studies/{study_uid}/series", "list the series of a study")
