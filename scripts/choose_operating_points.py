@@ -72,7 +72,7 @@ def cross_fitted_normal_rate(models, assessed, findings, target: str, *, inner: 
     from core.evaluation import operating_targets as T
     ys, flags = [], []
     for i, (Y, P) in enumerate(models):
-        part = T._parts((Y.sum(axis=1) > 0).astype(int), inner, i)
+        part = T.stratified_parts((Y.sum(axis=1) > 0).astype(int), inner, i)
         thr = np.zeros((len(Y), len(findings)))
         for s in range(inner):
             fit, held = part != s, part == s
@@ -106,7 +106,6 @@ def main(argv=None) -> int:
     reliable = desc.image_reliable
     points: dict = {}
     rates: dict = {}
-    cv_all_y, test_y = None, None
     for mode, head in MODE_HEAD.items():
         val = _read(weights / INPUTS / f"val_{mode}_{head}.csv", findings)
         test = _read(weights / INPUTS / f"test_{mode}_{head}.csv", findings)
@@ -114,7 +113,6 @@ def main(argv=None) -> int:
         Yv, Yt = val[2], test[2]
         folds = [_read(d / f"oof_{mode}_{head}.csv", findings) for d in fold_dirs]
         cv_y = np.concatenate([f[2] for f in folds])
-        cv_all_y, test_y = cv_y, Yt
         prevalence = np.concatenate([cv_y, Yt]).mean(axis=0)  # the whole collection: train+val (CV) and test
         n_cv = len(cv_y)
         assessed = T.assessed_findings(mode, findings, reliable)
@@ -142,8 +140,8 @@ def main(argv=None) -> int:
                                                        for f in assessed}, findings))}
     block = {"rule": T.RULE, "default": {m: T.default_name(m) for m in T.MODE_HEAD}, "choices": list(T.NAMES),
              "head": T.MODE_HEAD,
-             "prevalence": {f: round(float(v), 4) for f, v in
-                            zip(findings, np.concatenate([cv_all_y, test_y]).mean(axis=0), strict=True)},
+             # the labels are the same in every mode: the last mode's collection prevalence is every mode's
+             "prevalence": {f: round(float(v), 4) for f, v in zip(findings, prevalence, strict=True)},
              "points": points, "normal_flag_rate": rates,
              "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "script": "scripts/choose_operating_points.py"}
     # report QA reads "the report says it" from the text head: at the report's default target too, so a

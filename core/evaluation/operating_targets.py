@@ -136,7 +136,7 @@ def ppv(sens, spec, prevalence) -> float | None:
     return None if flagged <= 0 else sens * prevalence / flagged
 
 
-def _parts(y: np.ndarray, parts: int, seed: int) -> np.ndarray:
+def stratified_parts(y: np.ndarray, parts: int, seed: int) -> np.ndarray:
     """A part index per report, stratified by label (deterministic in seed)."""
     rng = np.random.default_rng(seed)
     out = np.zeros(len(y), int)
@@ -153,7 +153,7 @@ def cross_fitted_counts(folds: list[tuple[np.ndarray, np.ndarray]], kind: str, v
     model's reports flagged at the threshold the model's other parts give for the target."""
     total = Counts(0, 0, 0, 0)
     for i, (y, p) in enumerate(folds):
-        part = _parts(np.asarray(y), inner, seed + i)
+        part = stratified_parts(np.asarray(y), inner, seed + i)
         for s in range(inner):
             fit, held = part != s, part == s
             t = threshold_for(y[fit], p[fit], kind, value)

@@ -24,11 +24,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.data.labels import DECISIONS, FLAGGED, NOT_ASSESSED, NOT_FLAGGED
+from core.data.labels import FLAGGED, NOT_ASSESSED, NOT_FLAGGED
 from core.evaluation.operating_targets import NAMES, TargetError, default_name, parse_target
 from core.model.description import describe
 
-STATUSES = DECISIONS
 NOT_SUPPORTED = "not supported from the image in this mode (its image-only AUC is not reliable)"
 NO_POINT = "no operating point in these weights for this finding and mode"
 OOD_PREFIX = "out-of-distribution image"
@@ -179,5 +178,5 @@ def decide(prediction, description, target: str | None = None) -> Decisions:
                          target=target)
 
 
-__all__ = ["FLAGGED", "NAMES", "NOT_ASSESSED", "NOT_FLAGGED", "STATUSES", "Decisions", "FindingDecision",
+__all__ = ["FLAGGED", "NAMES", "NOT_ASSESSED", "NOT_FLAGGED", "Decisions", "FindingDecision",
            "TargetError", "decide", "decide_values", "operating_point_words", "point_for", "resolve_target"]
