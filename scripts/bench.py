@@ -12,18 +12,15 @@ floor is fp32's; the served image encoder is int8 when the weights carry a calib
 """
 from __future__ import annotations
 
+import json
+import resource
+import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-
-from scripts._cli import Parser, fail, load_predictor, pct, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, pct, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +76,7 @@ def serving_process(weights: str, image: Path, text: str) -> tuple[float, float]
     """A fresh process serving like the app: (seconds to the first prediction, peak RSS in
     MB after that prediction, freezing the encoders, a batch of 16 and one attribution). Peak RSS is the child's
     VmHWM: getrusage's ru_maxrss survives exec and would report this (parent) process."""
-    code = (f"import sys,time; t=time.perf_counter(); sys.path.insert(0, {str(ROOT)!r})\n"
+    code = ("import sys,time; t=time.perf_counter()\n"
             "from core.serving.predictor import Predictor; from core.data.images import decode_image\n"
             f"p = Predictor.load({weights!r}); g = decode_image(open({str(image)!r},'rb').read()).gray\n"
             f"p.predict(g, {text!r}, 'report'); first = time.perf_counter()-t; p.freeze_encoders()\n"

@@ -13,17 +13,13 @@ that means the run is loader-bound and needs more workers.
 """
 from __future__ import annotations
 
-import sys
+import json
+import os
+import tempfile
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, run_main
 
 
 def parse_args(argv=None):

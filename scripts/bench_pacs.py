@@ -19,18 +19,15 @@ and ``second_run_s`` (the same studies again: every one found done from the PACS
 """
 from __future__ import annotations
 
+import json
+import os
 import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-
-from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, run_main
 
 SYNTAX_MIX = ("jpeg-lossless", "jpeg-ls", "jpeg2000", "rle")
 

@@ -23,24 +23,21 @@ one line when something it needs is missing.
 """
 from __future__ import annotations
 
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import io  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import zipfile  # noqa: E402
-
-from scripts._cli import Parser, fail, pct, run_main  # noqa: E402
-from scripts._server import free_port, healthy, stop  # noqa: E402
-from ui.prediction_view import RESULT_MARKER  # noqa: E402  (the page's marker this script waits for)
+from scripts._cli import Parser, fail, pct, run_main
+from scripts._server import free_port, healthy, stop
+from ui.prediction_view import RESULT_MARKER  # the page's marker this script waits for
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))

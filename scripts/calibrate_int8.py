@@ -9,12 +9,9 @@ scripts/bench.py serve the image encoder in int8 when the file fits their weight
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, run_main
 
 
 def parse_args(argv=None):

@@ -14,15 +14,11 @@ carry a flag at the default, and writes the block into the weights (atomic; new 
 """
 from __future__ import annotations
 
-import sys
+import json
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-import time  # noqa: E402
-
-from scripts._cli import Parser, fail, read_weights_description, run_main  # noqa: E402
+from scripts._cli import Parser, fail, read_weights_description, run_main
 
 DEFAULT_CV = "eval/cv/img15-3fold"
 INPUTS = "eval/recalibration_inputs"

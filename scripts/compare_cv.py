@@ -11,14 +11,10 @@ bootstrap CI per finding and for the macro; ``--json`` writes them.
 """
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, run_main
 
 
 def side(value: str) -> tuple[list[Path], str]:

@@ -17,19 +17,15 @@ its bootstrap 95% CI and positive count.
 """
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import os
+import random
+import time
+from dataclasses import fields
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
-from dataclasses import fields  # noqa: E402
-
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, run_main
 
 INNER_VAL = 0.15
 

@@ -19,27 +19,23 @@ archive (run again to resume or re-download).
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import http.client
+import json
+import shutil
 import sys
-from pathlib import Path
+import tarfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlparse
+from urllib.request import Request, urlopen
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import gzip  # noqa: E402
-import hashlib  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import tarfile  # noqa: E402
-import time  # noqa: E402
-import zlib  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import PurePosixPath  # noqa: E402
-from urllib.error import HTTPError, URLError  # noqa: E402
-from urllib.parse import urlparse  # noqa: E402
-from urllib.request import Request, urlopen  # noqa: E402
-
-from core.errors import CxrError  # noqa: E402
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from core.errors import CxrError
+from scripts._cli import Parser, fail, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_URL = "https://openi.nlm.nih.gov/imgs/collections"

@@ -18,14 +18,10 @@ auprc, ece, the thresholds used, and the keyword baseline on the same reports.
 """
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, run_main
 
 
 def parse_args(argv=None):

@@ -30,20 +30,17 @@ Credentials come only from the environment (CXR_PACS_USER / CXR_PACS_PASSWORD) o
 """
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
 import sys
+import tempfile
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-
-from scripts._cli import Parser, fail, load_predictor, one_line, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, one_line, run_main
 
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 

@@ -32,15 +32,12 @@ line on stderr and exits 2.
 """
 from __future__ import annotations
 
+import csv
+import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import csv  # noqa: E402
-import json  # noqa: E402
-
-from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, run_main
 
 MAX_TEXT_CHARS = 20_000
 

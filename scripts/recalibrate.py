@@ -25,16 +25,13 @@ inputs (--predictions) and the results (<weights>/eval/recalibration.json, or --
 """
 from __future__ import annotations
 
+import json
+import shlex
 import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-import shlex  # noqa: E402
-import time  # noqa: E402
-
-from scripts._cli import Parser, fail, read_weights_description, run_main  # noqa: E402
+from scripts._cli import Parser, fail, read_weights_description, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CV = "eval/cv/img15-3fold"   # under --weights

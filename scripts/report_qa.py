@@ -17,15 +17,11 @@ Rates come with 95% Wilson intervals and their counts. Findings the image does n
 """
 from __future__ import annotations
 
-import sys
+import json
+import re
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-import re  # noqa: E402
-
-from scripts._cli import Parser, fail, load_predictor, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, run_main
 
 # sentences "about" a finding (what a deny/delete edit touches), a denial and a false assertion
 TOPIC = {

@@ -9,14 +9,10 @@ bin, so it stays small whatever the top bins do (docs/calibration.md).
 """
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, run_main
 
 ROWS = [("none", "image", "Image only"), ("none", "fusion", "Fused, no text"),
         ("indication", "fusion", "Image + indication (fused)"), ("indication", "text", "Indication text only"),

@@ -21,21 +21,18 @@ credentials) exits 2 with one line on stderr.
 """
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import logging  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-
-from core.access.settings import AccessConfigError, read_secrets, secret_files, settings_from  # noqa: E402
-from core.serving import sharing as share  # noqa: E402
-from scripts._cli import Parser, fail, run_main  # noqa: E402
-from scripts._server import stop  # noqa: E402
+from core.access.settings import AccessConfigError, read_secrets, secret_files, settings_from
+from core.serving import sharing as share
+from scripts._cli import Parser, fail, run_main
+from scripts._server import stop
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,16 +14,13 @@ levelled off (read the verdict), 2 on bad input.
 """
 from __future__ import annotations
 
+import json
+import resource
 import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
-
-from scripts._cli import Parser, fail, load_predictor, pct, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, pct, run_main
 
 TEXTS = [  # (text, mode): short and long, both modes, image only
     ("Cough and fever for three days.", "indication"),

@@ -17,16 +17,12 @@ Defaults (one table, nanoGPT style) are the fields of core.training.TrainConfig.
 """
 from __future__ import annotations
 
-import sys
+import argparse
+import time
+from dataclasses import fields
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import time  # noqa: E402
-from dataclasses import fields  # noqa: E402
-
-from scripts._cli import Parser, fail, run_main  # noqa: E402
+from scripts._cli import Parser, fail, run_main
 
 
 def parse_args(argv=None):

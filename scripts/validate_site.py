@@ -24,15 +24,12 @@ adapted: the line says how many positives each needs).
 """
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import json  # noqa: E402
-import os  # noqa: E402
-
-from scripts._cli import Parser, fail, load_predictor, read_weights_description, run_main  # noqa: E402
+from scripts._cli import Parser, fail, load_predictor, read_weights_description, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
