@@ -5,10 +5,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.data.labels import FINDINGS
+from core.data.labels import FINDINGS, TextMode
 from core.evaluation import eval_files
 from core.evaluation.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows, image_reliable
 from core.model.description import read_int8_info
+from core.model.recalibration_maps import maps_from_dict
 from ui import notices, router, tables
 from ui.charts import reliability_figure, roc_figure
 from ui.config import EVAL_COMMAND, weights_dir
@@ -62,14 +63,14 @@ def operating_points_section(meta, findings) -> None:
     defaults = block.get("default") or {}
     normal = block.get("normal_flag_rate") or {}
     lines = []
-    for mode in ("none", "indication", "report"):
+    for mode in (TextMode.NONE, TextMode.INDICATION, TextMode.REPORT):
         r = normal.get(mode) or {}
         stated, test = r.get("stated"), r.get("test")
         if stated:
             lines.append(f"- **{tables.MODE_TITLES.get(mode, mode)}** at {defaults.get(mode, '?')}: "
                          f"{stated['rate']:.1%} [{stated['ci'][0]:.1%}, {stated['ci'][1]:.1%}] of {stated['n']:,} "
                          "studies with none of the five findings carry at least one flag "
-                         + ("in cross-validation" if mode != "report" else
+                         + ("in cross-validation" if mode != TextMode.REPORT else
                             "on the shipped model's validation + test reports, cross-fitted")
                          + (f"; {test['rate']:.1%} of {test['n']} on the test split" if test else "") + ".")
     rule = block.get("rule") or "a probability at or above the operating point's threshold"
@@ -263,9 +264,9 @@ else:
     pooled_maps = fitted.get("split") not in (None, "val", "validation")  # fitted on more than validation
     split_words = {"val": "validation", "validation": "validation",
                    "val+test": "validation + test"}.get(fitted.get("split"), fitted.get("split") or "validation")
-    maps = recal.get("maps") or {}
-    missing = {f: [f"{m}/{h}" for m, heads in maps.items() for h, per in heads.items() if "a" not in per.get(f, {})]
-               for f in findings}
+    maps = maps_from_dict(recal.get("maps"))
+    missing = {f: [f"{m}/{h}" for m, heads in maps.items() for h, per in heads.items()
+                   if not (f in per and per[f].calibrated)] for f in findings}
     n_cells = sum(len(heads) for heads in maps.values())
     uncal = [f for f, cells in missing.items() if cells and len(cells) == n_cells]
     partly = {f: cells for f, cells in missing.items() if cells and len(cells) < n_cells}

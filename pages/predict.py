@@ -4,7 +4,7 @@ import hashlib
 import streamlit as st
 
 from core.data.images import ImageDecodeError, decode_image
-from core.data.labels import effective_mode
+from core.data.labels import TextMode, effective_mode
 from core.data.text_clean import TextError, clean_text
 from core.errors import CxrError
 from core.serving.predict_and_log import Study, predict_and_log, shown_name
@@ -42,7 +42,7 @@ def _new_file() -> None:
         st.session_state[CLEARED] = True
     upload = st.session_state.get("upload")
     mode = st.session_state.get("text_kind", "indication")
-    if upload is None or st.session_state.get("text") or mode != "indication":
+    if upload is None or st.session_state.get("text") or mode != TextMode.INDICATION:
         return
     from core.pacs.study_work import indication_in
     found = indication_in(upload.getvalue())
@@ -137,7 +137,7 @@ if go:
             st.error(f"The text: {exc}.")
             st.stop()
         mode = effective_mode(text, kind)
-        if kind != "none" and mode == "none":
+        if kind != "none" and mode == TextMode.NONE:
             st.caption("No text given: predicting from the image alone.")
         run_prediction(upload.getvalue(), upload.name, text, kind, keep_name, raw, target=sidebar.chosen_target())
 
@@ -167,7 +167,7 @@ if result:
             prediction_view.discordance(pred.discordant, pred.text_mode, image=pred.image, text=pred.text,
                                         head_thresholds=pred.head_thresholds,
                                         details=pred.discordance, head_calibrated=pred.head_calibrated)
-        if pred.text_mode != "none":
+        if pred.text_mode != TextMode.NONE:
             st.markdown("**Text the model read**")
             if result.get("window_note"):
                 st.warning(result["window_note"], icon=":material/content_cut:")

@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from core.data.labels import Head, TextMode
 from scripts._cli import Parser, fail, read_weights_description, run_main
 
 DEFAULT_CV = "eval/cv/img15-3fold"
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
         shipped_source = f"the shipped model's validation + test reports ({len(shipped_y)})"
         # the recipe's folds never fine-tune the text encoder: with the report they describe another
         # reader than the shipped one, so report mode states the shipped model's own cross-fitted numbers
-        stated = None if mode == "report" else [(fy, fp) for _, fp, fy in folds]
+        stated = None if mode == TextMode.REPORT else [(fy, fp) for _, fp, fy in folds]
         stated_source = (f"cross-validation: {n_cv} reports held out from {len(folds)} models, each flagged at its "
                          "model's threshold from its other reports") if stated else \
             f"{shipped_source}, each half flagged at the threshold from the other half"
@@ -180,7 +181,7 @@ def report_qa_points(weights: Path, desc, findings) -> tuple[dict, dict]:
     from core.evaluation.operating_points import fit_discordance
     from core.evaluation.recalibration import apply_maps
     probs = {}
-    for head in ("image", "text"):
+    for head in (Head.IMAGE, Head.TEXT):
         _, P, Y = _read(weights / INPUTS / f"val_report_{head}.csv", findings)
         probs[head] = apply_maps(desc.recalibration, "report", head, P, findings)
     kind, value = T.split_name(T.default_name("report"))

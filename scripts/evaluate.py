@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.data.labels import Head, TextMode
 from scripts._cli import Parser, fail, run_main
 
 
@@ -72,14 +73,14 @@ def main(argv=None) -> int:
     )
     from core.model.checkpoint import WeightsError, load_weights
     from core.model.description import describe
-    if args.head == "text" and args.text_mode == "none":
+    if args.head == Head.TEXT and args.text_mode == TextMode.NONE:
         fail("the text head has nothing to read with --text-mode none; use --head image or fusion")
     try:
         model, tokenizer, metadata, _ = load_weights(Path(args.weights))
         desc = describe(metadata)
         trained_on = check_unseen(desc, args.dataset, args.split)
         coll = weights_collection(desc, Path(args.data), args.dataset)
-        if args.text_mode != "none" and not coll.has_text:
+        if args.text_mode != TextMode.NONE and not coll.has_text:
             fail(f"{coll.title} has no report text; use --text-mode none")
         reports = select_reports(coll.reports, args.split, desc.split)
     except (WeightsError, DataLayoutError, ValueError) as exc:
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
                   combine="mean of calibrated probabilities over a report's frontal images",
                   keyword_baseline=keyword_baseline_json(reports, n_boot=args.bootstrap),
                   trained_on=trained_on, validated_on=args.dataset, external=args.dataset != trained_on)
-    if args.text_mode == "report" and args.head != "image":
+    if args.text_mode == TextMode.REPORT and args.head != Head.IMAGE:
         result["caveat"] = REPORT_MODE_CAVEAT
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -55,12 +55,10 @@ def main(argv=None) -> int:
                                              weights / "eval", cv_summary=cv, paths=coll.image_paths)
     if not args.keep_guard:
         ood = fit_guard(coll, new.split_uids("train"))
-    base = (desc.version or "unknown").split("+")[0]
-    new = new.updated(version=f"{base}+refit{time.strftime('%Y%m%d')}", extra={
-        k: v for k, v in new.extra.items() if k != "refit"}, refits=[*(desc.refits or []), {
-            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "script": "scripts/refit_operating_points.py",
-            "what": "guard" if args.guard_only else
-            "thresholds, evidence, report-QA operating points" + ("" if args.keep_guard else ", guard")}])
+    new = new.refitted("refit", strip="", script="scripts/refit_operating_points.py",
+                       what="guard" if args.guard_only else
+                       "thresholds, evidence, report-QA operating points" + ("" if args.keep_guard else ", guard"),
+                       extra={k: v for k, v in new.extra.items() if k != "refit"})
     save_weights(model, new, weights, ood=ood)
     rescore_thresholds(weights / "eval", new)
     if args.guard_only:

@@ -18,50 +18,10 @@ Rates come with 95% Wilson intervals and their counts. Findings the image does n
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
+from core.evaluation.report_edits import EDITS, edit_report
 from scripts._cli import Parser, fail, load_predictor, run_main
-
-# sentences "about" a finding (what a deny/delete edit touches), a denial and a false assertion
-TOPIC = {
-    "Pneumonia": r"pneumoni|infecti|infiltrat",
-    "Edema": r"edema|congesti|vascula|venous|fluid overload",
-    "Cardiomegaly": r"heart|cardi",
-    "Atelectasis": r"atelecta",
-    "Consolidation": r"consolidat|airspace|air space",
-}
-DENIAL = {
-    "Pneumonia": "No evidence of pneumonia.",
-    "Edema": "No pulmonary edema. Pulmonary vascularity is normal.",
-    "Cardiomegaly": "The heart size is normal.",
-    "Atelectasis": "No atelectasis.",
-    "Consolidation": "No focal consolidation.",
-}
-ASSERTION = {
-    "Pneumonia": "Right lower lobe pneumonia.",
-    "Edema": "There is pulmonary edema.",
-    "Cardiomegaly": "The heart is enlarged.",
-    "Atelectasis": "There is bibasilar atelectasis.",
-    "Consolidation": "There is right lower lobe consolidation.",
-}
-EDITS = ("deny", "delete", "add")
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
-
-
-def edit_report(text: str, finding: str, edit: str) -> str:
-    """The report after one edit (see the module docstring)."""
-    about = re.compile(TOPIC[finding], re.I)
-    parts = sentences(text)
-    if edit == "add":
-        return " ".join([*parts, ASSERTION[finding]])
-    kept = [s for s in parts if not about.search(s)]
-    if edit == "deny":
-        kept.append(DENIAL[finding])
-    return " ".join(kept)
 
 
 def parse_args(argv=None):

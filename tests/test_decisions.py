@@ -174,8 +174,8 @@ def test_shipped_report_qa_reads_few_negations_as_findings(shipped):
 
 def test_edema_has_a_calibrated_number_for_every_task_the_image_supports(shipped):
     for mode, head in (("none", "image"), ("indication", "fusion")):
-        assert "a" in shipped.recalibration["maps"][mode][head]["Edema"]
-    assert shipped.recalibration["fitted_on"]["n_reports"] > 1000
+        assert shipped.recalibration.map_for(mode, head, "Edema") is not None
+    assert shipped.recalibration.extra["fitted_on"]["n_reports"] > 1000
 
 
 # -- end to end: the shipped model on real films ---------------------------------------------------

@@ -10,6 +10,8 @@ import pytest
 
 from core.data.labels import FINDINGS
 from core.evaluation import recalibration as R
+from core.model.description import read_description
+from core.model.recalibration_maps import calibrated_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 CV_ROOT = ROOT / "weights" / "eval" / "cv" / "img15-3fold"
@@ -51,7 +53,7 @@ def test_thresholds_through_the_map_keep_every_decision():
     y, p = _overconfident(3000, 4)
     maps = R.fit_maps({"none": {"image": np.tile(p[:, None], (1, len(FINDINGS)))}},
                       np.tile(y[:, None], (1, len(FINDINGS))), FINDINGS)
-    block = {"maps": maps}
+    block = R.Recalibration(maps=maps)
     P = np.concatenate([rng.random((2000, len(FINDINGS))) ** 3, p[:, None].repeat(len(FINDINGS), 1)])
     thresholds = {"none": {"image": {f: float(t) for f, t in zip(FINDINGS, rng.random(len(FINDINGS)) * 0.6,
                                                                      strict=True)}}}
@@ -70,7 +72,7 @@ def test_thresholds_through_the_map_keep_every_decision():
 
 def test_report_qa_points_move_through_the_report_image_map():
     y, p = _overconfident(3000, 5)
-    block = {"maps": {"report": {"image": {"Edema": R.fit_platt(y, p).to_dict()}}}}
+    block = R.Recalibration(maps={"report": {"image": {"Edema": R.fit_platt(y, p)}}})
     out = R.map_discordance({"budget": 0.04, "points": {"Edema": {"high": 0.5, "low": None}}}, block)
     assert out["points"]["Edema"]["low"] is None
     assert out["points"]["Edema"]["high"] == pytest.approx(float(R.map_for(block, "report", "image", "Edema")(0.5)))
@@ -84,10 +86,10 @@ def test_too_few_positives_gives_no_map_and_the_finding_is_marked():
     assert R.fit_platt(y, p) is None
     maps = R.fit_maps({"none": {"image": p[:, None]}}, y[:, None], ["Edema"])
     entry = maps["none"]["image"]["Edema"]
-    assert entry["calibrated"] is False and "12 positives" in entry["reason"]
-    block = {"maps": maps}
-    assert R.calibrated_flags(block, "none", "image", ["Edema"]) == {"Edema": False}
-    assert R.calibrated_flags(None, "none", "image", ["Edema"]) == {"Edema": True}   # older weights: as before
+    assert isinstance(entry, R.NotCalibrated) and not entry.calibrated and "12 positives" in entry.reason
+    block = R.Recalibration(maps=maps)
+    assert calibrated_flags(block, "none", "image", ["Edema"]) == {"Edema": False}
+    assert calibrated_flags(None, "none", "image", ["Edema"]) == {"Edema": True}   # older weights: as before
     assert (R.apply_maps(block, "none", "image", p[:, None], ["Edema"])[:, 0] == p).all()
 
 
@@ -189,7 +191,8 @@ def test_cross_validated_pooled_top_bin_the_issues_own_measure(mode, head):
     from core.evaluation.cross_validation import read_predictions_csv
     folds = [R.FoldPredictions(*read_predictions_csv(p)) for p in sorted(CV_ROOT.glob(f"fold*/oof_{mode}_{head}.csv"))]
     cf = R.cross_fitted(folds, FINDINGS, scheme="within")
-    pooled = R.pooled_before_after(cf["P"], cf["Q"], cf["Y"], FINDINGS, cf["calibrated"])
+    supported = [f for f, ok in read_description(ROOT / "weights").image_reliable.items() if ok]  # the evidence's
+    pooled = R.pooled_before_after(cf["P"], cf["Q"], cf["Y"], FINDINGS, cf["calibrated"], supported)
     before, after = pooled["before"], pooled["after"]
     assert before["findings"] == ["Edema", "Cardiomegaly", "Atelectasis"] and not before["within_tolerance"]
     assert before["observed"] < 0.65 * before["mean_predicted"]
@@ -200,11 +203,13 @@ def test_cross_validated_pooled_top_bin_the_issues_own_measure(mode, head):
 def test_pooled_top_bin_counts_only_the_numbers_shown():
     Y = np.array([[1, 0], [0, 0], [1, 1], [0, 1]], dtype=float)
     P = np.array([[0.5, 0.9], [0.4, 0.35], [0.2, 0.6], [0.31, 0.1]])
-    both = R.pooled_top_bin(Y, P, ["Edema", "Cardiomegaly"])
+    pool = ["Edema", "Cardiomegaly", "Atelectasis"]
+    both = R.pooled_top_bin(Y, P, ["Edema", "Cardiomegaly"], pool=pool)
     assert both["n"] == 6 and both["positives"] == 2 and both["findings"] == ["Edema", "Cardiomegaly"]
-    only = R.pooled_top_bin(Y, P, ["Edema", "Cardiomegaly"], {"Edema": False, "Cardiomegaly": True})
+    only = R.pooled_top_bin(Y, P, ["Edema", "Cardiomegaly"], {"Edema": False, "Cardiomegaly": True}, pool=pool)
     assert only["n"] == 3 and only["positives"] == 1 and only["mean_predicted"] == pytest.approx((0.9 + 0.35 + 0.6) / 3)
-    assert R.pooled_top_bin(Y, P, ["Pneumonia", "X"])["n"] == 0
+    assert R.pooled_top_bin(Y, P, ["Pneumonia", "X"], pool=pool)["n"] == 0
+    assert R.pooled_top_bin(Y, P, ["Edema", "Cardiomegaly"], pool=["Cardiomegaly"])["findings"] == ["Cardiomegaly"]
 
 
 # -- the command line ----------------------------------------------------------------------------
@@ -242,7 +247,7 @@ def test_model_card_shows_the_per_finding_calibration_table(app_env, monkeypatch
         "test": block, "command": "python scripts/recalibrate.py --dry-run",
         "pooled_top_bin": {"cv_within": {"none/image": R.pooled_before_after(
             np.tile(p[:, None], (1, 2)), np.c_[m(p), p], np.tile(y[:, None], (1, 2)), ["Cardiomegaly", "Edema"],
-            {"Cardiomegaly": True, "Edema": False})}}}))
+            {"Cardiomegaly": True, "Edema": False}, ["Cardiomegaly", "Edema"])}}}))
     monkeypatch.setenv("CXR_WEIGHTS", str(weights))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     at = at.switch_page("pages/model_card.py").run()
@@ -271,17 +276,19 @@ def test_shipped_weights_say_which_findings_are_calibrated():
     if desc.recalibration is None:
         pytest.skip("the shipped weights carry no recalibration")
     for mode, head in R.TASKS.values():
-        flags = R.calibrated_flags(desc.recalibration, mode, head, desc.findings)
+        flags = calibrated_flags(desc.recalibration, mode, head, desc.findings)
         # issue 26: fitted on validation + test, Edema has a map too
         assert flags["Cardiomegaly"] and flags["Atelectasis"] and flags["Edema"]
         assert not flags["Pneumonia"] and not flags["Consolidation"]
-    assert desc.recalibration["fitted_on"]["split"] == "val+test"
+    assert desc.recalibration.extra["fitted_on"]["split"] == "val+test"
     # every threshold went through the same map as the probabilities, except report QA's reading of the
     # text head, which scripts/choose_operating_points.py sets at specificity 0.98 (docs/decisions.md)
-    mapped = R.map_thresholds(desc.recalibration["thresholds_before"], desc.recalibration)
+    mapped = R.map_thresholds(desc.recalibration.extra["thresholds_before"], desc.recalibration)
     assert desc.thresholds["report"]["text"] == desc.operating_points["report_qa"]["text_thresholds"]
     mapped["report"]["text"] = desc.thresholds["report"]["text"]
-    assert mapped == desc.thresholds
+    for mode, heads in desc.thresholds.items():  # to the last bit or two (scipy's expit/logit, not the fit's own)
+        for head, per in heads.items():
+            assert mapped[mode][head] == pytest.approx(per, rel=1e-12, abs=1e-15)
 
 
 def _view_script():

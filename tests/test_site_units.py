@@ -16,7 +16,7 @@ from core.data.labels import FINDINGS
 from core.data.site_table import SiteError, read_site_csv
 from core.evaluation import site_adapt as A
 from core.evaluation import site_verdict as V
-from core.evaluation.recalibration import PlattMap
+from core.evaluation.recalibration import PlattMap, Recalibration
 from core.evaluation.site_labels import agreement, report_labels, site_labels
 from core.model.description import ModelDescription
 
@@ -165,7 +165,7 @@ def test_a_killed_run_resumes_with_the_blocks_it_had_not_finished(tmp_path):
 def test_a_study_of_several_images_is_their_mean_before_the_map():
     from core.serving.site_run import _study_value
     m = PlattMap(a=0.7, b=-0.4)
-    block = {"maps": {"none": {"image": {"Edema": m.to_dict()}}}}
+    block = Recalibration(maps={"none": {"image": {"Edema": m}}})
     got = _study_value([float(m(0.2)), float(m(0.4))], block, "none", "image", "Edema")
     assert got == pytest.approx(float(m(0.3)), abs=1e-12)
     assert _study_value([0.2, 0.4], block, "none", "image", "Pneumonia") == pytest.approx(0.3)
@@ -213,7 +213,7 @@ def test_the_refit_is_cross_fitted_gated_and_composed_with_the_shipped_map():
     point = new.operating_points["points"]["none"]["Cardiomegaly"]["specificity 0.90"]
     assert point["source"].startswith("site Test site: 600 studies")
     assert new.thresholds["none"]["image"]["Cardiomegaly"] == pytest.approx(float(site(0.3)))
-    assert new.recalibration["maps"]["none"]["image"]["Cardiomegaly"]["site"] == "Test site"
+    assert new.recalibration.maps["none"]["image"]["Cardiomegaly"].provenance["site"] == "Test site"
 
 
 def test_a_finding_with_too_few_positives_is_refused_with_what_it_would_need():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.data.labels import HEADS
+from core.data.labels import HEADS, Head, TextMode
 from core.errors import CxrError
 from ui.overlay import colour_bar_css, overlay
 from ui.resources import MODEL_LOCK, predictor
@@ -24,7 +24,7 @@ def _cache() -> dict:
 def methods_for(head: str) -> dict[str, str]:
     """Every head x method offered works: the text head does not look at the image, so only
     Integrated Gradients over its words is offered for it."""
-    return TEXT_METHOD if head == "text" else METHODS
+    return TEXT_METHOD if head == Head.TEXT else METHODS
 
 
 @st.fragment
@@ -40,12 +40,12 @@ def explain(*, scope: str, prediction_id: int, gray: np.ndarray, text: str, mode
     not_assessed = not_assessed or {}
     finding = c1.selectbox("Finding", findings, index=index, key=f"{scope}_attr_finding_{prediction_id}",
                            format_func=lambda f: f + (" (not assessed)" if f in not_assessed else ""))
-    heads = HEADS if mode != "none" else ("image",)
+    heads = HEADS if mode != TextMode.NONE else ("image",)
     head = c2.radio("Head", heads, horizontal=True, key=f"{scope}_attr_head_{prediction_id}")
     offered = methods_for(head)
     method = c3.radio("Method", list(offered), format_func=offered.get, horizontal=True,
                       key=f"{scope}_attr_method_{prediction_id}_{'text' if head == 'text' else 'image'}")
-    if head == "text":
+    if head == Head.TEXT:
         c3.caption("Grad-CAM explains image regions; the text head reads only the text.")
     key = (scope, prediction_id, finding, head, method)
     result = _cache().get(key)
@@ -67,7 +67,7 @@ def explain(*, scope: str, prediction_id: int, gray: np.ndarray, text: str, mode
 def _draw(result, gray: np.ndarray, mode: str) -> None:
     cols = st.columns(2)
     label = methods_for(result.head).get(result.method, result.method)
-    if result.head == "text":
+    if result.head == Head.TEXT:
         cols[0].caption("The text head does not look at the image, so there is no heatmap for it.")
     elif not np.any(result.heatmap > 0):
         cols[0].image(gray, width="stretch")
@@ -78,9 +78,9 @@ def _draw(result, gray: np.ndarray, mode: str) -> None:
         cols[0].caption(f"{label}: {result.finding}, {result.head} head")
         cols[0].html(colour_bar_css("least influence", "most influence"))
     with cols[1]:
-        if mode == "none":
+        if mode == TextMode.NONE:
             st.caption("No text was read, so there are no token attributions.")
-        elif result.head == "image":
+        elif result.head == Head.IMAGE:
             st.caption("The image head does not read the text, so there are no token attributions.")
         elif result.words:
             st.markdown("**Text attributions** (red raises, blue lowers the probability)")

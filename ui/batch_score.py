@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.data.images import ImageDecodeError, decode_image
-from core.data.labels import FINDINGS
+from core.data.labels import FINDINGS, TextMode
 from core.errors import CxrError
 from core.serving.batch_uploads import CsvError, Item, Skipped, TextRow, expand_uploads, read_text_map
 from core.serving.predict_and_log import Study, predict_and_log_many
@@ -71,7 +71,7 @@ def result_row(pred, *, pid, name: str, window, your_file: str, your_id: str) ->
     return {"id": pid, "file": name,
             "flagged": decision_view.flagged_cell(decisions),
             # report QA exists in report mode only: elsewhere there is nothing to show
-            "discordant": ", ".join(pred.discordant) if pred.text_mode == "report" else None,
+            "discordant": ", ".join(pred.discordant) if pred.text_mode == TextMode.REPORT else None,
             "OOD": pred.out_of_distribution,
             "mode": pred.text_mode, "operating point": decisions.operating_point,
             **{d.finding: decision_view.cell(d) for d in decisions},

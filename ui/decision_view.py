@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from core.data.labels import FLAGGED, NOT_ASSESSED
+from core.data.labels import FLAGGED, NOT_ASSESSED, TextMode
 from core.serving.decision import Decisions, FindingDecision, TargetError, decide_values, resolve_target
 
 MODE_WORDS = {"none": "image only", "indication": "image + indication", "report": "image + report"}
@@ -225,7 +225,7 @@ def evidence_table(findings: list[str], evidence: Mapping | None, image_evidence
         if with_test:
             row["test split: AUC [95% CI] (positives)"] = (f"{_auc(test)} ({test.get('positives')})"
                                                            if test.get("auc") is not None else NO_NUMBER)
-        if mode != "none" and image_evidence is not None:  # whose evidence each column is, said in its name
+        if mode != TextMode.NONE and image_evidence is not None:  # whose evidence each column is, said in its name
             row["image only: AUC [95% CI]"] = _auc(image_evidence.get(f))
         row["from the image"] = "reliable" if (image_reliable or {}).get(f, False) else "NOT reliable"
         rows.append(row)

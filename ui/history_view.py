@@ -8,9 +8,9 @@ import streamlit as st
 from core.access.policy import Access
 from core.access.settings import REVIEWERS_ENV
 from core.data.images import ImageDecodeError, decode_image
-from core.data.labels import FINDINGS
+from core.data.labels import FINDINGS, TextMode
 from core.errors import CxrError
-from core.evaluation.recalibration import calibrated_flags
+from core.model.recalibration_maps import calibrated_flags
 from core.store import SEARCH_HELP, VERDICTS, PredictionStore, StoreError
 from ui import attribution_view, audit_view, decision_view, prediction_view
 from ui.resources import metadata
@@ -29,7 +29,7 @@ def calibration_of(entry: dict) -> tuple[dict | None, dict | None]:
         return own, None
     mode, findings = entry["text_mode"], list(entry["fusion"])
     heads = {h: calibrated_flags(desc.recalibration, mode, h, findings) for h in ("fusion", "image", "text")}
-    return own or (heads["image"] if mode == "none" else heads["fusion"]), heads
+    return own or (heads["image"] if mode == TextMode.NONE else heads["fusion"]), heads
 
 def decisions_of(entry: dict):
     """(decisions, decided now) of a logged row: those it was logged with, or, for a row from before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.data.labels import Head, TextMode
 from ui import decision_view
 from ui.charts import head_bars, probability_bars
 from ui.decision_view import mode_words
@@ -29,7 +30,7 @@ def discordance(discordant: list[str], mode: str, *, image: dict | None = None, 
     thresholds it also says which head is above its threshold for each (without the number
     where ``head_calibrated`` says the head's probability is not calibrated)."""
     if not discordant:
-        if mode == "report":
+        if mode == TextMode.REPORT:
             st.success("No discordance: the image does not disagree strongly with the report on any finding "
                        "it supports.", icon=":material/check_circle:")
         return
@@ -41,8 +42,8 @@ def discordance(discordant: list[str], mode: str, *, image: dict | None = None, 
             # the image against the report-QA point it passed (not the image head's own threshold: that
             # decides nothing here); the text against the reading of "the report says it"
             d = how.get(f) or {}
-            thr = d.get("margin") if head == "image" and d.get("margin") is not None else head_thresholds[head][f]
-            what = "its report-QA point" if head == "image" and d.get("margin") is not None else (
+            thr = d.get("margin") if head == Head.IMAGE and d.get("margin") is not None else head_thresholds[head][f]
+            what = "its report-QA point" if head == Head.IMAGE and d.get("margin") is not None else (
                 "the report says it" if probs[f] >= thr else "the report does not say it")
             if not ((head_calibrated or {}).get(head) or {}).get(f, True):
                 return f"{head} {'above' if probs[f] >= thr else 'below'} {what} (not calibrated)"
@@ -146,7 +147,7 @@ def show_decisions(decisions, *, key: str, evidence: dict | None, image_evidence
         shown_heads = {h: {f: p[f] for f in probs if ((head_calibrated or {}).get(h) or {}).get(f, False)}
                        for h, p in (heads or {}).items()}
         both = [f for f in probs if all(f in p for p in shown_heads.values())]
-        if mode != "none" and both and shown_heads:
+        if mode != TextMode.NONE and both and shown_heads:
             st.plotly_chart(head_bars({h: {f: p[f] for f in both} for h, p in shown_heads.items()}, {}),
                             key=f"heads_{key}")
             st.caption("Each head's own calibrated number, for comparison; the decision is on the fused number.")

@@ -9,6 +9,7 @@ import streamlit as st
 from PIL import Image
 
 from core.data.images import encode_png, thumbnail
+from core.data.labels import Head
 from core.serving.study_report import study_report_html
 from ui.overlay import overlay
 
@@ -26,7 +27,7 @@ def report_bytes(result: dict, attributions: dict) -> bytes:
     it (``attributions``: ui.attribution_view's cache, keyed by (scope, prediction, ...))."""
     gray = thumbnail(result["gray"], REPORT_PX)
     maps = [a for (scope, pid, *_), a in list(attributions.items())
-            if scope == "predict" and pid == result["key"] and a.head != "text" and np.any(a.heatmap > 0)]
+            if scope == "predict" and pid == result["key"] and a.head != Head.TEXT and np.any(a.heatmap > 0)]
     latest = maps[-1] if maps else None
     return study_report_html(
         result["pred"], image_png=encode_png(gray), image_name=result["name"], text_read=result["text"],

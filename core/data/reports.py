@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.data.labels import FINDINGS, labels_from_mesh, mesh_descriptor
+from core.data.labels import FINDINGS, TextMode, labels_from_mesh, mesh_descriptor
 from core.errors import DataError, OptionError
 
 SECTIONS = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
@@ -47,11 +47,11 @@ class Report:
 
     def text(self, mode: str) -> str:
         """The text a model sees for a text mode (see core.data.labels.TEXT_MODES)."""
-        if mode == "report":
+        if mode == TextMode.REPORT:
             return " ".join(s for s in (self.sections.get("FINDINGS", ""), self.sections.get("IMPRESSION", "")) if s)
-        if mode == "indication":
+        if mode == TextMode.INDICATION:
             return self.sections.get("INDICATION", "")
-        if mode == "none":
+        if mode == TextMode.NONE:
             return ""
         raise OptionError(f"unknown text mode {mode!r}; use report, indication or none")
 
@@ -137,8 +137,8 @@ def load_reports(data_dir: Path, *, use_automatic: bool = False, require_image: 
 def auxiliary_vocabulary(reports: list[Report], *, size: int = 24, min_count: int = 15) -> list[str]:
     """Most frequent MeSH descriptors other than the five findings: extra targets that
     give the from-scratch image encoder more signal per image."""
-    from core.data.labels import MESH_MAP
-    finding_terms = {d for ds in MESH_MAP.values() for d in ds}
+    from core.data.findings import RECORDS
+    finding_terms = {d for r in RECORDS for d in r.mesh}
     counts = Counter()
     for r in reports:
         counts.update({mesh_descriptor(t) for t in r.mesh_major + r.extra_terms} - finding_terms - {"no indexing"})

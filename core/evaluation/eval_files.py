@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from core.data.labels import FINDINGS, HEADS, TEXT_MODES
+from core.errors import DataError
 
 BASELINE = "test_keyword_baseline"
 # the honest tasks first: image only, then image + indication; report mode (inflated) last
@@ -78,3 +79,46 @@ def curves(path: Path, *, bins: int = 10) -> tuple[dict, dict, list[str]]:
         obs, pred = calibration_curve(y, p, n_bins=bins, strategy="quantile")
         rel[f] = (pred, obs)
     return roc, rel, skipped
+
+
+class EvalFilesError(DataError):
+    """An evaluation file does not hold what it should (other reports than the split)."""
+
+
+def rewrite_probabilities(path: Path, uids, Q, findings) -> None:
+    """A per-study CSV with its probability columns replaced (rows matched by uid), written in place."""
+    import csv
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+        columns = list(rows[0].keys()) if rows else []
+    at = {u: i for i, u in enumerate(uids)}
+    if {r["uid"] for r in rows} != set(at):
+        raise EvalFilesError(f"{path} holds other reports than the test split; re-run scripts/evaluate.py")
+    for r in rows:
+        for k, f in enumerate(findings):
+            r[f] = f"{Q[at[r['uid']], k]:.6f}"
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def recalibrate_test_files(eval_dir: Path, test_inputs: dict, recalibration, findings) -> None:
+    """The test split's per-study CSVs and metrics through the weights' maps (what evaluate.py now gives):
+    ``test_inputs``: (mode, head) -> (uids, raw P, Y)."""
+    import numpy as np
+
+    from core.evaluation.metrics import ece
+    for (mode, head), (uids, P, Y) in test_inputs.items():
+        csv_path = Path(eval_dir) / f"{eval_name('test', mode, head)}.csv"
+        if not csv_path.is_file():
+            continue
+        Q = recalibration.apply(mode, head, P, findings)
+        rewrite_probabilities(csv_path, uids, Q, findings)
+        json_path = csv_path.with_suffix(".json")
+        if json_path.is_file():
+            res = json.loads(json_path.read_text())
+            res["ece"] = {f: ece(Y[:, k], Q[:, k]) for k, f in enumerate(findings)}
+            res["mean_ece"] = float(np.mean(list(res["ece"].values())))
+            res["recalibrated"] = {f: recalibration.map_for(mode, head, f) is not None for f in findings}
+            json_path.write_text(json.dumps(res, indent=2) + "\n")

@@ -10,12 +10,13 @@ import re
 
 import numpy as np
 
-from core.data.labels import FINDINGS, KEYWORDS, RULE_OUT
+from core.data.findings import record
+from core.data.labels import FINDINGS
 
 NEGATIONS = ("no ", "not ", "without", "negative for", "free of", "clear of", "resolved", "resolution of",
              "no evidence of", "rather than", "removed", "absence of")
 _SENTENCE = re.compile(r"(?<=[.;:!?])\s+|\n")
-_PATTERNS = {f: [re.compile(p) for p in KEYWORDS[f]] for f in FINDINGS}
+_PATTERNS = {f: [re.compile(p) for p in record(f).keywords] for f in FINDINGS}
 
 
 def keyword_scores(text: str) -> list[float]:
@@ -41,11 +42,11 @@ def keyword_matrix(texts: list[str]) -> np.ndarray:
     return np.array([keyword_scores(t) for t in texts], dtype=float).reshape(len(texts), len(FINDINGS))
 
 
-_RULE_OUT = {f: re.compile(p) for f, p in RULE_OUT.items()}
+_RULE_OUT = {f: re.compile(record(f).rule_out) for f in FINDINGS if record(f).rule_out}
 
 
 def rules_out(text: str, finding: str) -> bool:
-    """Whether a sentence of the report explicitly rules the finding out (core.data.labels.RULE_OUT)."""
+    """Whether a sentence of the report explicitly rules the finding out (core.data.findings: its rule_out)."""
     pattern = _RULE_OUT.get(finding)
     return bool(pattern) and any(pattern.search(s.lower()) for s in _SENTENCE.split(text or "") if s.strip())
 

@@ -30,6 +30,7 @@ import itertools
 
 import numpy as np
 
+from core.data.labels import Head, TextMode
 from core.evaluation.metrics import youden_threshold
 
 PRIOR_POSITIVES = 10.0
@@ -65,7 +66,7 @@ def fit_thresholds(probs: dict, labels: np.ndarray, prevalence: np.ndarray, find
     for mode in modes:
         out[mode] = {}
         for head in heads:
-            if head == "text" and mode == "none":
+            if head == Head.TEXT and mode == TextMode.NONE:
                 out[mode][head] = {f: 0.5 for f in findings}
                 continue
             P = probs[mode][head]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.data.labels import TextMode
 from core.errors import CxrError
 from core.evaluation.metrics import wilson_ci
 
@@ -193,7 +194,7 @@ def choose(*, shipped: tuple[np.ndarray, np.ndarray], stated_folds: list[tuple[n
 def assessed_findings(mode: str, findings, image_reliable: dict) -> list[str]:
     """Findings a decision can be made on in this mode: all with the report (the text reads them);
     otherwise those the image supports (core.evaluation.evidence)."""
-    return [f for f in findings if mode == "report" or image_reliable.get(f)]
+    return [f for f in findings if mode == TextMode.REPORT or image_reliable.get(f)]
 
 
 def validation_block(probs: dict, Y: np.ndarray, findings, image_reliable: dict, prevalence, *,

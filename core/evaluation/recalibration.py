@@ -45,55 +45,27 @@ import numpy as np
 
 from core.errors import CxrError
 from core.evaluation.metrics import wilson_ci
+from core.model.recalibration_maps import (  # the typed maps the weights carry; re-exported for the fitting code
+    Maps,
+    NotCalibrated,
+    PlattMap,
+    Recalibration,
+    logit,
+    sigmoid,
+)
 
 MIN_POSITIVES = 20        # of the rarer class in the fitting data; below it: "cannot be calibrated"
 L2 = 1.0                  # ridge on the slope of the map (sklearn's C = 1); the offset is not penalised
 TOP_CUT = 0.3             # the top bin: predictions >= 0.3, where a probability starts to matter
 SLOPE_BAND = (0.8, 1.25)  # the calibration slope the issue asks for
 TOP_TOLERANCE = 0.25      # the top bin's observed rate within 25% of its mean prediction
-# the findings the image supports: issue 20's own measure pools their predictions >= TOP_CUT
-SUPPORTED = ("Edema", "Cardiomegaly", "Atelectasis")
 # the two honest tasks (text mode, head); report mode reads the labels' source, see split_eval
 TASKS = {"image only": ("none", "image"), "image + indication": ("indication", "fusion")}
-_EPS = 1e-7
 
 
 class RecalibrationError(CxrError, ValueError):
     """The recalibration cannot be fitted or measured as asked (overlapping fit and measure sets,
     mismatched predictions)."""
-
-
-def logit(p) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p)
-
-
-def sigmoid(z) -> np.ndarray:
-    z = np.asarray(z, dtype=float)
-    return np.exp(-np.logaddexp(0.0, -z))
-
-
-@dataclass(frozen=True)
-class PlattMap:
-    """p' = sigmoid(a * logit(p) + b); ``positives`` / ``n``: the data it was fitted on."""
-    a: float
-    b: float
-    positives: int = 0
-    n: int = 0
-
-    def __call__(self, p) -> np.ndarray:
-        return sigmoid(self.a * logit(p) + self.b)
-
-    def on_logits(self, z):
-        """The map on logits (works on numpy arrays and torch tensors alike)."""
-        return self.a * z + self.b
-
-    def to_dict(self) -> dict:
-        return {"a": float(self.a), "b": float(self.b), "positives": int(self.positives), "n": int(self.n)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PlattMap:
-        return cls(a=float(d["a"]), b=float(d["b"]), positives=int(d.get("positives", 0)), n=int(d.get("n", 0)))
 
 
 # -- logistic regression on one feature, many at once (bootstrap resamples as weights) ---------
@@ -160,50 +132,35 @@ def cannot_calibrate_reason(y, *, min_positives: int = MIN_POSITIVES) -> str:
 
 # -- the maps of a model: text mode -> head -> finding -> map or None --------------------------
 def fit_maps(probs: dict, labels: np.ndarray, findings: Sequence[str], *,
-             min_positives: int = MIN_POSITIVES, l2: float = L2) -> dict:
+             min_positives: int = MIN_POSITIVES, l2: float = L2) -> Maps:
     """``probs[mode][head]`` (reports x findings, validation) -> mode -> head -> finding ->
-    ``{"a", "b", "positives", "n"}`` or ``{"calibrated": False, "reason", "positives", "n"}``."""
-    out: dict = {}
+    a ``PlattMap``, or ``NotCalibrated`` with its reason."""
+    out: Maps = {}
     for mode, heads in probs.items():
         out[mode] = {}
         for head, P in heads.items():
             out[mode][head] = {}
             for k, f in enumerate(findings):
                 m = fit_platt(labels[:, k], P[:, k], min_positives=min_positives, l2=l2)
-                out[mode][head][f] = m.to_dict() if m else {
-                    "calibrated": False, "positives": int(labels[:, k].sum()), "n": int(len(labels)),
-                    "reason": cannot_calibrate_reason(labels[:, k], min_positives=min_positives)}
+                out[mode][head][f] = m or NotCalibrated(
+                    reason=cannot_calibrate_reason(labels[:, k], min_positives=min_positives),
+                    positives=int(labels[:, k].sum()), n=int(len(labels)))
     return out
 
 
-def map_for(recalibration: dict | None, mode: str, head: str, finding: str) -> PlattMap | None:
-    """The map of one mode, head and finding from a weights' ``recalibration`` block (None: none)."""
-    entry = (((recalibration or {}).get("maps") or {}).get(mode) or {}).get(head, {}).get(finding)
-    return PlattMap.from_dict(entry) if entry and "a" in entry else None
+def map_for(recalibration: Recalibration | None, mode: str, head: str, finding: str) -> PlattMap | None:
+    """The fitted map of one mode, head and finding (None: none, or not calibrated)."""
+    return None if recalibration is None else recalibration.map_for(mode, head, finding)
 
 
-def calibrated_flags(recalibration: dict | None, mode: str, head: str, findings: Sequence[str]) -> dict[str, bool]:
-    """finding -> whether its probability in this mode and head is recalibrated. Weights without
-    a recalibration block (older ones) say nothing: every finding True, as before."""
-    if not recalibration:
-        return {f: True for f in findings}
-    return {f: map_for(recalibration, mode, head, f) is not None for f in findings}
-
-
-def apply_maps(recalibration: dict | None, mode: str, head: str, P: np.ndarray, findings: Sequence[str]) -> np.ndarray:
+def apply_maps(recalibration: Recalibration | None, mode: str, head: str, P: np.ndarray,
+               findings: Sequence[str]) -> np.ndarray:
     """Probabilities (n x findings) of one mode and head through their maps (identity where none;
     ``P`` itself when the weights carry no recalibration)."""
-    if not recalibration:
-        return P
-    out = np.array(P, dtype=float, copy=True)
-    for k, f in enumerate(findings):
-        m = map_for(recalibration, mode, head, f)
-        if m is not None:
-            out[:, k] = m(out[:, k])
-    return out
+    return P if recalibration is None else recalibration.apply(mode, head, P, findings)
 
 
-def map_thresholds(thresholds: dict, recalibration: dict) -> dict:
+def map_thresholds(thresholds: dict, recalibration: Recalibration) -> dict:
     """mode -> head -> finding -> threshold, each carried through its finding's map (a monotone
     map: every thresholded decision stays the same); unchanged where there is no map."""
     out: dict = {}
@@ -217,7 +174,7 @@ def map_thresholds(thresholds: dict, recalibration: dict) -> dict:
     return out
 
 
-def map_discordance(discordance: dict | None, recalibration: dict) -> dict | None:
+def map_discordance(discordance: dict | None, recalibration: Recalibration) -> dict | None:
     """Report-QA operating points (cuts on the report-mode image probability) through the
     report/image maps, so every flag stays the same."""
     if not discordance:
@@ -257,7 +214,7 @@ def top_bin(y, p, *, cut: float = TOP_CUT) -> dict:
 
 
 def pooled_top_bin(Y: np.ndarray, P: np.ndarray, findings: Sequence[str], shown: dict[str, bool] | None = None,
-                   *, pool: Sequence[str] = SUPPORTED, cut: float = TOP_CUT) -> dict:
+                   *, pool: Sequence[str], cut: float = TOP_CUT) -> dict:
     """The top bin over the predictions of several findings at once: among every probability >= ``cut`` of
     the ``pool`` findings a user reads a number for (``shown``: finding -> whether the product shows its
     probability; None: all of them), n, mean prediction and observed rate. It is how the issue stated the
@@ -272,10 +229,12 @@ def pooled_top_bin(Y: np.ndarray, P: np.ndarray, findings: Sequence[str], shown:
 
 
 def pooled_before_after(P: np.ndarray, Q: np.ndarray, Y: np.ndarray, findings: Sequence[str],
-                        calibrated: dict[str, bool]) -> dict:
-    """The pooled top bin before recalibration (every supported finding showed a number) and after it
-    (only the calibrated ones do: the others show "not calibrated")."""
-    return {"before": pooled_top_bin(Y, P, findings), "after": pooled_top_bin(Y, Q, findings, calibrated)}
+                        calibrated: dict[str, bool], supported: Sequence[str]) -> dict:
+    """The pooled top bin over the ``supported`` findings (those the weights' evidence says the image
+    supports) before recalibration (every one showed a number) and after it (only the calibrated ones do:
+    the others show "not calibrated")."""
+    return {"before": pooled_top_bin(Y, P, findings, pool=supported),
+            "after": pooled_top_bin(Y, Q, findings, calibrated, pool=supported)}
 
 
 def measure(y, p, *, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -299,14 +258,13 @@ def measure(y, p, *, n_boot: int = 1000, seed: int = 0) -> dict:
     return out
 
 
-def meets_targets(before: dict, after: dict, finding: str, calibrated: bool) -> dict:
-    """The issue's targets for one finding: slope in ``SLOPE_BAND`` (checked for Cardiomegaly
-    and Atelectasis) and the top bin within tolerance; None where they do not apply."""
+def meets_targets(after: dict) -> dict:
+    """The issue's targets for one calibrated finding: slope in ``SLOPE_BAND`` and the top bin within
+    tolerance (recalibration_protocol.targets says for which findings the slope is judged)."""
     lo, hi = SLOPE_BAND
     s = after["slope"]
-    tb = after["top_bin"]
-    return {"slope_in_band": bool(lo <= s <= hi) if calibrated and np.isfinite(s) else None,
-            "top_bin_within": tb["within_tolerance"] if calibrated else None}
+    return {"slope_in_band": bool(lo <= s <= hi) if np.isfinite(s) else None,
+            "top_bin_within": after["top_bin"]["within_tolerance"]}
 
 
 # -- cross-fitting: nothing is measured on what fitted it --------------------------------------
@@ -401,5 +359,5 @@ def before_after(P: np.ndarray, Q: np.ndarray, Y: np.ndarray, findings: Sequence
         before = measure(Y[:, k], P[:, k], n_boot=n_boot, seed=seed)
         after = measure(Y[:, k], Q[:, k], n_boot=n_boot, seed=seed) if calibrated[f] else None
         out[f] = {"calibrated": bool(calibrated[f]), "before": before, "after": after,
-                  "targets": meets_targets(before, after, f, True) if after else None}
+                  "targets": meets_targets(after) if after else None}
     return out

@@ -31,6 +31,7 @@ import math
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from core.evaluation.recalibration import (
     MIN_POSITIVES,
     FoldPredictions,
     PlattMap,
+    Recalibration,
     cross_fitted,
     fit_platt,
     map_for,
@@ -173,16 +175,16 @@ def adapted_description(description, plan: dict, *, site: str, n_studies: int, l
     if not chosen:
         raise AdaptError("no finding could be adapted: " + ("; ".join(refusals(plan)) or "none is assessed"))
     when = when or time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    recal = copy.deepcopy(desc.recalibration) or {"method": "platt", "formula": "p' = sigmoid(a * logit(p) + b)",
-                                                   "maps": {}}
+    recal = desc.recalibration or Recalibration(method="platt", extra={"formula": "p' = sigmoid(a * logit(p) + b)"})
+    maps = copy.deepcopy(recal.maps)
     ops = copy.deepcopy(desc.operating_points) or {"rule": T.RULE, "default": {m: T.default_name(m)
                                                                              for m in T.MODE_HEAD},
                                                  "choices": list(T.NAMES), "head": dict(T.MODE_HEAD), "points": {}}
     thresholds = copy.deepcopy(desc.thresholds) or {}
     for task, f, e in chosen:
         mode, head = TASKS[task]
-        recal.setdefault("maps", {}).setdefault(mode, {}).setdefault(head, {})[f] = {
-            **e["map"], "site": site, "site_map": e["site_map"]}
+        maps.setdefault(mode, {}).setdefault(head, {})[f] = PlattMap.from_dict(
+            {**e["map"], "site": site, "site_map": e["site_map"]})
         ops.setdefault("points", {}).setdefault(mode, {})[f] = e["points"]
         old = thresholds.get(mode, {}).get(head, {}).get(f)
         if old is not None:
@@ -196,14 +198,13 @@ def adapted_description(description, plan: dict, *, site: str, n_studies: int, l
                "rule": ("maps and operating points refitted on the site's studies where a finding has at least "
                         f"{MIN_POSITIVES} positives and the {PARTS}-part cross-fitted log loss improves; "
                         "everything else as shipped")}
-    recal["site"] = {"site": site, "studies": int(n_studies), "date": when}
+    recal = replace(recal, maps=maps, extra={**recal.extra, "site": {"site": site, "studies": int(n_studies),
+                                                                      "date": when}})
     ops["site"] = {"site": site, "studies": int(n_studies), "date": when}
-    base = (desc.version or "unknown").split("+site-")[0]
-    version = f"{base}+site-{slug(site)}-{time.strftime('%Y%m%d%H%M')}"
-    return desc.updated(recalibration=recal, operating_points=ops, thresholds=thresholds or None, version=version,
-                        site_adaptation=summary,
-                        refits=[*(desc.refits or []), {"at": when, "script": "scripts/validate_site.py --adapt",
-                                                       "what": f"site calibration and operating points ({site})"}])
+    return desc.refitted(f"site-{slug(site)}-", strip="site-", stamp="%Y%m%d%H%M", when=when,
+                         script="scripts/validate_site.py --adapt",
+                         what=f"site calibration and operating points ({site})", recalibration=recal,
+                         operating_points=ops, thresholds=thresholds or None, site_adaptation=summary)
 
 
 def write_adapted(weights_dir: Path, out_dir: Path, new) -> Path:

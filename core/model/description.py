@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core.data.labels import FINDINGS, HEADS, TEXT_MODES
 from core.errors import CxrError
+from core.model.recalibration_maps import Recalibration
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
@@ -90,7 +91,8 @@ def model_facts(metadata: dict | None) -> ModelFacts:
     # the architecture (core.model.fusion) implements these heads and modes, in this order
     if facts.heads != HEADS or facts.text_modes != TEXT_MODES:
         raise FactsError(f"these weights have heads {list(facts.heads)} and text modes {list(facts.text_modes)}; "
-                         f"this code implements {list(HEADS)} and {list(TEXT_MODES)}: update the tool")
+                         f"this code implements {[str(h) for h in HEADS]} and {[str(m) for m in TEXT_MODES]}: "
+                         "update the tool")
     if len(set(facts.findings)) != len(facts.findings) or not all(isinstance(f, str) and f.strip()
                                                                   for f in facts.findings):
         raise FactsError(f"the weights' findings {list(facts.findings)} must be distinct names; retrain them")
@@ -152,9 +154,9 @@ class ModelDescription:
     val: dict | None = None
     timings: dict | None = None
     external_validation: dict | None = None
-    # per-finding Platt maps on the probability (core.evaluation.recalibration): method, fitted_on,
-    # maps (mode -> head -> finding -> {a, b, positives, n} or {calibrated: False, reason}); None: none
-    recalibration: dict | None = None
+    # per-finding Platt maps on the probability (core.model.recalibration_maps; fitted by
+    # core.evaluation.recalibration): mode -> head -> finding -> PlattMap or NotCalibrated; None: none
+    recalibration: Recalibration | None = None
     # operating points by target (core.evaluation.operating_targets): rule, default, choices,
     # points (mode -> finding -> target name -> {threshold, sensitivity, specificity, CIs, ppv, source, test})
     operating_points: dict | None = None
@@ -162,6 +164,12 @@ class ModelDescription:
     site_adaptation: dict | None = None
     content_sha256: str | None = None
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a block given as the JSON dict (a tool or a test building a description by hand) is typed here,
+        # so every reader meets the types
+        if isinstance(self.recalibration, dict):
+            object.__setattr__(self, "recalibration", Recalibration.from_dict(self.recalibration))
 
     @classmethod
     def from_metadata(cls, metadata: dict | None) -> ModelDescription:
@@ -183,7 +191,7 @@ class ModelDescription:
         for key in _plain_fields():
             value = getattr(self, key)
             if value is not None:
-                out[key] = value
+                out[key] = value.to_dict() if isinstance(value, Recalibration) else value
         if self.preprocessing is not None:
             out["preprocessing"] = self.preprocessing.to_dict()
         return out
@@ -195,6 +203,19 @@ class ModelDescription:
         if unknown:
             raise TypeError(f"ModelDescription has no field(s) {sorted(unknown)}")
         return replace(self, **changes)
+
+    def refitted(self, tag: str, *, script: str, what: str, when: str | None = None, stamp: str = "%Y%m%d",
+                 strip: str | None = None, **changes) -> ModelDescription:
+        """THE way a tool rewrites a model's description: the changes, a new version
+        ``<base>+<tag><date>`` (``base``: the version before any earlier ``+<strip>`` suffix, by default this
+        tag's own, so refitting twice does not stack) and one more entry in ``refits`` saying when, by what
+        and what changed."""
+        import time
+        when = when or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        base = (self.version or "unknown").split("+" + (strip if strip is not None else tag))[0]
+        version = f"{base}+{tag}{time.strftime(stamp)}"
+        entry = {"at": when, "script": script, "what": what}
+        return self.updated(version=version, refits=[*(self.refits or []), entry], **changes)
 
     # -- reads every tool needs -------------------------------------------------------------
     def thresholds_for(self, mode: str, head: str) -> dict[str, float]:

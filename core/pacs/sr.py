@@ -50,14 +50,6 @@ SCHEME = "99CXRAI"
 INT8_SUFFIX = "+int8"
 CONTENT_VERSION = 2      # the layout of sr_content (part of the digest: a new layout is a new instance)
 
-# finding -> SNOMED CT concept
-FINDING_CODES = {
-    "Pneumonia": ("233604007", "Pneumonia"),
-    "Edema": ("19242006", "Pulmonary edema"),
-    "Cardiomegaly": ("8186001", "Cardiomegaly"),
-    "Atelectasis": ("46621007", "Atelectasis"),
-    "Consolidation": ("95436008", "Lung consolidation"),
-}
 PRESENT, ABSENT = ("52101004", "SCT", "Present"), ("2667000", "SCT", "Absent")
 YES, NO = ("373066001", "SCT", "Yes"), ("373067005", "SCT", "No")
 QUALITATIVE_EVALUATIONS = ("C0034375", "UMLS", "Qualitative Evaluations")
@@ -204,10 +196,12 @@ def _private(key: str):
 
 
 def _finding_code(finding: str):
-    value, meaning = FINDING_CODES.get(finding, (None, None))
-    if value is None:  # a finding a newer model added: our own scheme until it has its SNOMED code
+    """The finding's SNOMED CT concept (core.data.findings); a finding without one: our own scheme."""
+    from core.data.findings import record
+    r = record(finding)
+    if r.snomed is None:
         return _code(("F-" + "".join(c for c in finding.upper() if c.isalnum()))[:16], SCHEME, finding[:64])
-    return _code(value, "SCT", meaning)
+    return _code(r.snomed, "SCT", r.display)
 
 
 def _text(key_or_code, value: str):
@@ -452,7 +446,8 @@ def read_sr(ds) -> dict:
     (``probability`` only where calibrated, ``sensitivity``, ``auc``...); a finding not assessed:
     ``{status: "not assessed", reason}``."""
     by_code = {v[0]: k for k, v in PRIVATE.items()}
-    names = {v[0]: k for k, v in FINDING_CODES.items()}
+    from core.data.findings import RECORDS
+    names = {r.snomed: r.name for r in RECORDS if r.snomed}
     out = {"version": None, "text_mode": None, "operating_point": None, "out_of_distribution": None,
            "assessment": None, "findings": {}}
     versions = algorithm_versions(ds)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.data.labels import effective_mode
+from core.data.labels import Head, TextMode, effective_mode
 from core.serving.prediction import Attribution, InputError, check_choice
 
 METHODS = ("gradcam", "ig")
@@ -28,9 +28,9 @@ def attribute(predictor, gray: np.ndarray, text: str, mode: str, *, finding: str
         raise InputError("unknown attribution method; use gradcam or ig")
     t0 = time.perf_counter()
     mode = effective_mode(text, mode)
-    if head == "text" and mode == "none":
+    if head == Head.TEXT and mode == TextMode.NONE:
         raise InputError("the text head reads only the text, and there is none: explain the image or fusion head")
-    if head == "text" and method != "ig":
+    if head == Head.TEXT and method != "ig":
         raise InputError("Grad-CAM explains image regions and the text head does not look at the image; "
                          "use Integrated Gradients (per-word scores)")
     k = p.findings.index(finding)
@@ -39,7 +39,7 @@ def attribute(predictor, gray: np.ndarray, text: str, mode: str, *, finding: str
     x = p.image_tensor(gray)
     with torch.no_grad():
         img_feat = model.image_encoder.forward_features(x)
-        if mode != "none":
+        if mode != TextMode.NONE:
             enc = p.tokens([text])
             txt_feat = text_encoder.forward_features(enc["input_ids"], enc["attention_mask"])
         else:
@@ -51,7 +51,7 @@ def attribute(predictor, gray: np.ndarray, text: str, mode: str, *, finding: str
         return model.calibrated(model.forward_heads(feats, txt_feat.expand(len(images), -1), m), m)[head][:, k]
 
     delta = None
-    if head == "text":  # no image input reaches this head: no heatmap (Captum would fail on an unused input)
+    if head == Head.TEXT:  # no image input reaches this head: no heatmap (Captum would fail on an unused input)
         heat = torch.zeros(1, 1, size, size)
     elif method == "gradcam":
         cam = LayerGradCam(from_image, model.image_encoder.features)
@@ -68,7 +68,7 @@ def attribute(predictor, gray: np.ndarray, text: str, mode: str, *, finding: str
     heat = heat / heat.max() if heat.max() > 0 else heat
 
     tokens = []
-    if mode != "none" and head != "image":
+    if mode != TextMode.NONE and head != Head.IMAGE:
         ids, mask = enc["input_ids"], enc["attention_mask"]
         tokenizer = p.tokenizer
         baseline = ids.clone()

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.data.labels import FLAGGED, NOT_ASSESSED, NOT_FLAGGED
+from core.data.labels import FLAGGED, NOT_ASSESSED, NOT_FLAGGED, TextMode
 from core.evaluation.operating_targets import NAMES, TargetError, default_name, parse_target
 from core.model.description import describe
 
@@ -156,7 +156,7 @@ def decide_values(description, *, mode: str, probabilities: Mapping[str, float],
             reason = OOD_PREFIX + (f": {ood_reason.rstrip('.')}" if ood_reason else "")
             out[f] = FindingDecision(f, NOT_ASSESSED, reason)
             continue
-        if mode != "report" and not image_reliable.get(f, False):
+        if mode != TextMode.REPORT and not image_reliable.get(f, False):
             out[f] = FindingDecision(f, NOT_ASSESSED, NOT_SUPPORTED)
             continue
         op = point_for(desc, mode, f, name)

@@ -20,9 +20,9 @@ import torch
 
 from core.data.preprocess import prepare
 from core.evaluation.evidence import evidence_for, image_reliable
-from core.evaluation.recalibration import calibrated_flags
 from core.model.description import describe
 from core.model.frozen import optimise_for_inference
+from core.model.recalibration_maps import calibrated_flags
 from core.serving import attribution, batch_predict
 from core.serving.decision import resolve_target
 from core.serving.graphs import ServedEncoders

@@ -10,7 +10,7 @@ import base64
 import html
 from datetime import UTC, datetime
 
-from core.data.labels import FLAGGED, MODE_NAMES, NOT_ASSESSED
+from core.data.labels import FLAGGED, MODE_NAMES, NOT_ASSESSED, TextMode
 from core.serving.decision import operating_point_words
 from core.serving.prediction import Prediction
 
@@ -53,7 +53,7 @@ def _evidence(entry: dict | None) -> str:
 def _rows(pred: Prediction) -> str:
     """One row per finding: the decision (core.serving.decision, made when predicted), the number a
     reader may see, what a flag means at the operating point, and the evidence."""
-    shown = pred.image if pred.text_mode == "none" else pred.fusion  # image only: the image head's number
+    shown = pred.image if pred.text_mode == TextMode.NONE else pred.fusion  # image only: the image head's number
     out = []
     for f in pred.fusion:
         status = pred.decision.get(f, NOT_ASSESSED)
@@ -77,7 +77,7 @@ def study_report_html(pred: Prediction, *, image_png: bytes, image_name: str, te
     """The report page. ``image_png``: the study as the log keeps it (core.data.images.thumbnail);
     ``overlay_png``: an attribution heatmap over it, when one was computed."""
     created = created or datetime.now(UTC)
-    head = "image head" if pred.text_mode == "none" else "fused"
+    head = "image head" if pred.text_mode == TextMode.NONE else "fused"
     figures = [f"<figure><img src='{_data_uri(image_png)}' alt='the study'><figcaption>The study</figcaption>"
                "</figure>"]
     if overlay_png:
