@@ -7,42 +7,39 @@ import streamlit as st
 
 from core.data.labels import FINDINGS, TextMode
 from core.evaluation import eval_files
-from core.evaluation.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows, image_reliable
+from core.evaluation.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows
+from core.evaluation.model_card import RECALIBRATION_FILE, model_card
 from core.model.description import read_int8_info
-from core.model.recalibration_maps import maps_from_dict
 from ui import notices, router, tables
 from ui.charts import reliability_figure, roc_figure
 from ui.config import EVAL_COMMAND, weights_dir
 from ui.resources import loaded_predictor, metadata
 
 router.require_router("pages/model_card.py")
-RECALIBRATION_FILE = "recalibration.json"  # scripts/recalibrate.py writes it into <weights>/eval
 
 _NUMBERS = dict(enumerate(("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")))
 CITATION = ("Demner-Fushman D, et al. Preparing a collection of radiology examinations for distribution "
             "and retrieval. J Am Med Inform Assoc. 2016;23(2):304-310. doi:10.1093/jamia/ocv080")
+
+
+
+def _and(names) -> str:
+    names = list(names)
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else (names[0] if names else "no finding")
+
 
 st.title("Model card")
 meta, problem = metadata()
 findings = meta.findings if meta is not None else FINDINGS  # the weights' own (core.model.description)
 folder = weights_dir()
 eval_dir = folder / "eval"
+card = model_card(meta, eval_dir, findings)  # what the card says (core.evaluation.model_card); drawn below
 
 if meta is None:
     notices.no_weights(problem)
 else:
     st.caption(f"Version `{meta.version or '?'}` · created {meta.created_at or '?'} · "
                f"git {str(meta.git_commit or '?')[:12]} · weights `{folder}`")
-
-@st.cache_data(show_spinner=False)
-def _recalibration(path: str, mtime: float) -> dict | None:
-    """The calibration measurement (scripts/recalibrate.py), or None when there is none (re-read
-    when the file changes)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
 
 @st.cache_data(show_spinner=False)
 def _curves(path: str, mtime: float):
@@ -112,8 +109,7 @@ st.markdown(
 
 if meta is not None:
     st.header("What the image can and cannot support")
-    reliable = image_reliable(meta, findings)
-    weak = [f for f, ok in reliable.items() if not ok]
+    weak = card.weak
     ev = meta.evidence or {}
     if not ev:
         st.warning("These weights carry no held-out evidence: treat every finding as unvalidated.")
@@ -152,14 +148,13 @@ if meta is not None:
             + "The operating point columns: each mode's default (below).")
         operating_points_section(meta, findings)
     qa = meta.discordance or {}
-    qa_file = eval_dir / "report_qa_test.json"
     if qa:
         st.subheader("Report QA: how often it flags, what it catches")
         text = (f"Operating points chosen on validation with a false-flag budget of {qa.get('budget', 0):.0%} of "
                 f"unedited reports (validation: {qa.get('val_flag_rate', 0):.1%}); findings: "
                 f"{', '.join(qa.get('supported', [])) or 'none'}.")
-        if qa_file.is_file():
-            q = json.loads(qa_file.read_text())
+        if card.report_qa:
+            q = card.report_qa
             u = q["unedited_any"]
             text += (f" On the {q['n_studies']} test studies: **{u['rate']:.1%}** of unedited reports flagged "
                      f"[{u['ci'][0]:.1%}, {u['ci'][1]:.1%}].")
@@ -178,7 +173,8 @@ data = (meta.data if meta is not None else None) or {}
 st.markdown(
     f"**{data.get('name', 'Indiana University Chest X-ray Collection (Open-I)')}** — licence "
     f"**{data.get('license', 'CC BY-NC-ND 4.0')}**: non-commercial use, no derivatives of the data. "
-    f"Labels: the reports' MeSH *major* terms (manual coding), mapped to the five findings in `core/data/labels.py`."
+    f"Labels: the reports' MeSH *major* terms (manual coding), mapped to the findings by their records in "
+    "`core/data/findings.py`."
     + (f" Reports used: {data['n_reports']}." if data.get("n_reports") else ""))
 st.caption("Citation: " + data.get("citation", CITATION))
 trained = (meta.trained_on if meta is not None else None) or {}
@@ -214,7 +210,7 @@ if meta is not None:
                 expanded=False)
 
 st.header("Test-split metrics")
-results = eval_files.load_results(eval_dir) if eval_dir.is_dir() else {}
+results = card.results
 table = tables.metrics_table(results)
 if not table.empty:
     st.markdown("The shipped model on its own test split — secondary evidence: where the weights carry "
@@ -252,8 +248,7 @@ else:
     st.code(EVAL_COMMAND, language="bash", wrap_lines=True)
 
 st.header("Calibration")
-recal_path = eval_dir / RECALIBRATION_FILE
-recal = _recalibration(str(recal_path), recal_path.stat().st_mtime if recal_path.is_file() else 0.0)
+recal = card.calibration.measurement if card.calibration else None
 if recal is None:
     st.info("No calibration measurement next to these weights. Make it (fits nothing, writes one file) with:")
     st.code(f"python scripts/recalibrate.py --weights {folder} --dry-run --json {eval_dir / RECALIBRATION_FILE}",
@@ -261,15 +256,8 @@ if recal is None:
 else:
     shipped = meta.recalibration if meta is not None else None
     fitted = recal.get("fitted_on") or {}
-    pooled_maps = fitted.get("split") not in (None, "val", "validation")  # fitted on more than validation
-    split_words = {"val": "validation", "validation": "validation",
-                   "val+test": "validation + test"}.get(fitted.get("split"), fitted.get("split") or "validation")
-    maps = maps_from_dict(recal.get("maps"))
-    missing = {f: [f"{m}/{h}" for m, heads in maps.items() for h, per in heads.items()
-                   if not (f in per and per[f].calibrated)] for f in findings}
-    n_cells = sum(len(heads) for heads in maps.values())
-    uncal = [f for f, cells in missing.items() if cells and len(cells) == n_cells]
-    partly = {f: cells for f, cells in missing.items() if cells and len(cells) < n_cells}
+    pooled_maps, split_words = card.calibration.pooled_maps, card.calibration.fitted_words
+    uncal, partly = card.calibration.uncalibrated, card.calibration.partly
     st.markdown(
         "Is a probability of 0.6 right 60% of the time? Per finding: the **calibration slope** (logistic "
         "regression of the outcome on the logit of the prediction: 1 is calibrated, under 1 means too spread "
@@ -315,7 +303,7 @@ else:
                 st.markdown(f"**{task}** (`{mode}` / `{head}`)")
                 st.dataframe(tables.calibration_table(block.get(f"{mode}/{head}")), hide_index=True)
             if pooled_block:
-                st.markdown("**Pooled top bin**: every prediction ≥ 0.3 of Edema, Cardiomegaly and Atelectasis "
+                st.markdown(f"**Pooled top bin**: every prediction ≥ 0.3 of {_and(card.calibration.pooled_findings)} "
                             "that a user reads a number for (after the maps: the calibrated findings only)")
                 st.dataframe(tables.pooled_top_bin_table(pooled_block), hide_index=True)
             st.caption(caption + " Columns: slope with 95% CI; intercept before → after; "
@@ -347,9 +335,9 @@ st.markdown(
      "where it was built, so the image branch is weaker than published DenseNet-121 results.\n" if scratch else "")
     + f"- **Small data**: {f'{n_reports:,} reports' if n_reports else 'a few thousand studies'} from one "
     "collection; thresholds and calibration were tuned on a small validation split.\n"
-    "- **Few positives for Pneumonia and Consolidation** → very wide confidence intervals (or none at all); "
-    "treat those findings as unvalidated.\n"
-    "- **Resized copy**: trained on downscaled PNG exports, not original DICOM; fine detail is lost.\n"
+    + (f"- **Few positives for {_and(card.few_positives)}** → very wide confidence intervals (or none at all); "
+       "treat those findings as unvalidated.\n" if card.few_positives else "")
+    + "- **Resized copy**: trained on downscaled PNG exports, not original DICOM; fine detail is lost.\n"
     "- **Frontal views only**: the guard flags laterals and cut-off films and says what to upload.\n"
     "- **Single institution** (Indiana University): no evidence it transfers to other scanners or populations.\n"
     "- Labels come from report coding, not from image review: label noise is built in.")

@@ -152,3 +152,82 @@ def test_facts_fall_back_for_old_weights_and_refuse_what_the_code_cannot_run():
         model_facts({"heads": ["fusion", "image", "text", "ensemble"]})
     with pytest.raises(FactsError, match="distinct"):
         model_facts({"labels": ["Edema", "Edema"]})
+
+
+SIXTH_RECORD = '''
+import core.data.findings as F
+F.RECORDS.append(F.Finding(
+    "Pleural Effusion", "Pleural effusion", mesh=("pleural effusion",), keywords=(r"effusion",),
+    rule_out=r"\\b(no|without)\\b[^.;]{0,60}\\beffusion", topic=r"effusion|pleura",
+    denial="No pleural effusion.", assertion="There is a small right pleural effusion.", snomed="60046008"))
+'''
+
+SIXTH_REACHES = SIXTH_RECORD + '''
+import json, tempfile
+from pathlib import Path
+import numpy as np
+from core.data.labels import FINDINGS, labels_from_mesh
+from core.evaluation.keyword_baseline import keyword_scores, rules_out
+from core.evaluation.report_edits import edit_report
+from core.evaluation import recalibration as R, recalibration_protocol as protocol
+from core.evaluation.model_card import model_card
+from core.model.description import ModelDescription
+from core.pacs.sr import _finding_code
+
+out = {"findings": list(FINDINGS), "labels": labels_from_mesh(["Pleural Effusion/right", "Cardiomegaly/mild"])}
+report = "The heart is normal. Small right pleural effusion."
+out["keywords"] = [float(x) for x in keyword_scores(report)]
+out["ruled_out"] = rules_out("No pleural effusion.", "Pleural Effusion")
+out["deny"] = edit_report(report, "Pleural Effusion", "deny")
+out["add"] = edit_report("The heart is normal.", "Pleural Effusion", "add")
+code = _finding_code("Pleural Effusion")
+out["sr_code"] = [code.value, code.scheme_designator, code.meaning]
+reliable = {f: f in ("Cardiomegaly", "Pleural Effusion") for f in FINDINGS}
+table = {"none": {"image": {f: {"auc": 0.8, "ci": [0.7, 0.9], "positives": 40, "reliable": reliable[f]}
+                            for f in FINDINGS}}}
+desc = ModelDescription(findings=FINDINGS, evidence={"image_reliable": reliable, "table": table})
+out["supported"] = protocol.supported(desc)
+rng = np.random.default_rng(0)
+Y = (rng.random((400, len(FINDINGS))) < 0.3).astype(float)
+P = np.clip(Y * 0.5 + rng.random(Y.shape) * 0.5, 0.01, 0.99)
+maps = R.fit_maps({"none": {"image": P}}, Y, FINDINGS)
+out["calibrated"] = maps["none"]["image"]["Pleural Effusion"].calibrated
+out["pooled"] = R.pooled_top_bin(Y, P, FINDINGS, pool=out["supported"])["findings"]
+eval_dir = Path(tempfile.mkdtemp())
+(eval_dir / "recalibration.json").write_text(json.dumps({"fitted_on": {"split": "val"},
+    "maps": {"none": {"image": {f: m.to_dict() for f, m in maps["none"]["image"].items()}}},
+    "supported": out["supported"]}))
+card = model_card(desc, eval_dir)
+out["card"] = [[f.name, f.display] for f in card.findings]
+out["card_supported"] = card.supported
+out["card_uncalibrated"] = card.calibration.uncalibrated
+print(json.dumps(out))
+'''
+
+
+def test_a_sixth_finding_record_reaches_every_reader():
+    """One more ``Finding`` in core/data/findings.py, nothing else changed: the labels, the keyword baseline
+    and its negation rule, report QA's edits, the SR's code, recalibration (which pools it once the weights'
+    evidence says the image supports it) and the model card all carry it."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    while not (root / "core").is_dir():
+        root = root.parent
+    done = subprocess.run([sys.executable, "-c", SIXTH_REACHES], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["findings"] == [*FINDINGS, "Pleural Effusion"]
+    assert out["labels"] == [0, 0, 1, 0, 0, 1]
+    assert out["keywords"][-1] > 0 and out["ruled_out"]
+    assert "effusion" not in out["deny"].replace("No pleural effusion.", "") and out["deny"].endswith(
+        "No pleural effusion.")
+    assert out["add"].endswith("There is a small right pleural effusion.")
+    assert out["sr_code"] == ["60046008", "SCT", "Pleural effusion"]
+    assert out["supported"] == ["Cardiomegaly", "Pleural Effusion"]
+    assert out["calibrated"] and "Pleural Effusion" in out["pooled"]
+    assert ["Pleural Effusion", "Pleural effusion"] in out["card"]
+    assert out["card_supported"] == ["Cardiomegaly", "Pleural Effusion"] and out["card_uncalibrated"] == []
