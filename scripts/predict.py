@@ -115,8 +115,7 @@ def result_json(pred) -> dict:
     out["operating_point_name"], out["not_assessed"] = pred.operating_point_name, pred.not_assessed
     # the threshold of each assessed finding's decision (the operating point's)
     out["thresholds"] = {f: op["threshold"] for f, op in pred.operating_point.items()}
-    out["probability"] = {f: (round(pred.fusion[f], 3) if pred.decision.get(f) != "not assessed"
-                              and pred.calibrated.get(f, False) else None) for f in pred.fusion}
+    out["probability"] = {f: pred.shown(f) for f in pred.fusion}
     return out
 
 

@@ -45,7 +45,7 @@ def discordance(discordant: list[str], mode: str, *, image: dict | None = None, 
             thr = d.get("margin") if head == Head.IMAGE and d.get("margin") is not None else head_thresholds[head][f]
             what = "its report-QA point" if head == Head.IMAGE and d.get("margin") is not None else (
                 "the report says it" if probs[f] >= thr else "the report does not say it")
-            if not ((head_calibrated or {}).get(head) or {}).get(f, True):
+            if not ((head_calibrated or {}).get(head) or {}).get(f, False):
                 return f"{head} {'above' if probs[f] >= thr else 'below'} {what} (not calibrated)"
             return f"{head} {probs[f]:.3f} {'≥' if probs[f] >= thr else '<'} {thr:.3f} ({what})"
 

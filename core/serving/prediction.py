@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from core.data.labels import FLAGGED, NOT_ASSESSED
 from core.errors import CxrError
 
 
@@ -63,9 +64,24 @@ class Prediction:
         check_choice("head", name, heads)
         return heads[name]
 
+    def is_calibrated(self, finding: str, head: str = "fusion") -> bool:
+        """Whether this finding's number in ``head`` went through a fitted map (core.model.recalibration_maps);
+        no flags at all: the weights say nothing (older ones, before recalibration), shown as before."""
+        flags = self.calibrated if head == "fusion" else self.head_calibrated.get(head, {})
+        return bool(flags.get(finding, False)) if flags else True
+
+    def shown(self, finding: str, head: str = "fusion") -> float | None:
+        """THE number a reader may see for a finding, rounded as every output prints it: None where the
+        finding is not assessed (the decision) or its number is not calibrated."""
+        if self.decision.get(finding) == NOT_ASSESSED or not self.is_calibrated(finding, head):
+            return None
+        if head == "fusion" and self.text_mode == "none":  # image only: one number, the image head's
+            head = "image"
+        return round(float(self.head(head)[finding]), 3)
+
     def flagged(self) -> list[str]:
         """The findings flagged at the operating point this prediction was decided at."""
-        return [f for f, status in self.decision.items() if status == "flagged"]
+        return [f for f, status in self.decision.items() if status == FLAGGED]
 
     def with_decisions(self, decisions) -> Prediction:
         """A copy decided as ``decisions`` says (core.serving.decision.Decisions, e.g. at another point)."""

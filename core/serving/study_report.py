@@ -53,7 +53,6 @@ def _evidence(entry: dict | None) -> str:
 def _rows(pred: Prediction) -> str:
     """One row per finding: the decision (core.serving.decision, made when predicted), the number a
     reader may see, what a flag means at the operating point, and the evidence."""
-    shown = pred.image if pred.text_mode == TextMode.NONE else pred.fusion  # image only: the image head's number
     out = []
     for f in pred.fusion:
         status = pred.decision.get(f, NOT_ASSESSED)
@@ -62,7 +61,8 @@ def _rows(pred: Prediction) -> str:
                        f"<td class='weak' colspan='2'>{html.escape(pred.not_assessed.get(f, ''))}</td></tr>")
             continue
         # a finding too rare to calibrate is decided but shows no bare probability (docs/calibration.md)
-        number = f"{shown[f]:.3f}" if pred.calibrated.get(f, True) else "not calibrated"
+        shown = pred.shown(f)
+        number = f"{shown:.3f}" if shown is not None else "not calibrated"
         means = operating_point_words(pred.operating_point.get(f), f)
         out.append(
             f"<tr class='{'above' if status == FLAGGED else ''}'><td>{html.escape(f)}</td>"
