@@ -199,8 +199,8 @@ while True:
                       thresholds=thr, head_thresholds={{h: thr for h in ("fusion", "image", "text")}},
                       discordant=list(FINDINGS[: i % 6]), out_of_distribution=False, ood_score=0.25, ood_reason="")
     gray, data = row_image({tag!r}, i)
-    store.log_prediction(**log_entry(pred, gray=gray, image_bytes=data, image_name=f"{tag}-{{i}}.png",
-                                     text=row_text({tag!r}, i), source="predict"))
+    store.log_prediction(log_entry(pred, gray=gray, image_bytes=data, image_name=f"{tag}-{{i}}.png",
+                                   text=row_text({tag!r}, i), source="predict"))
     print("logged", i, flush=True)
     i += 1
 """
