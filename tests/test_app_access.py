@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.errors import AppTestError
 
 from core.data.labels import FINDINGS
-from core.store import PredictionStore
+from core.store import LogEntry, PredictionStore
 from tests.conftest import serve_on
 from tests.test_app_history import _png
 
@@ -41,9 +41,9 @@ def _who(email: str) -> dict:
 
 def _seed(path) -> int:
     p = {f: 0.2 for f in FINDINGS}
-    return PredictionStore(path).log_prediction(
-        model_version="m", image_png=_png(), image_name="a.png", image_sha256=None, text="Heart size normal.",
-        text_mode="report", fusion=p, image=p, text_probs=p, thresholds=p)
+    return PredictionStore(path).log_prediction(LogEntry(
+                 model_version="m", image_png=_png(), image_name="a.png", image_sha256=None, text="Heart size normal.",
+                 text_mode="report", fusion=p, image=p, text_probs=p, thresholds=p))
 
 
 def _history(at: AppTest) -> AppTest:

@@ -4,6 +4,7 @@ sidebar's operating point used and named, Predict dropping a result when a new i
 history tables whose flags stay on screen, and the marker scripts/bench_ui.py waits for."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data.labels import FINDINGS
 from core.serving.decision import NOT_SUPPORTED
-from core.store import PredictionStore
+from core.store import LogEntry, PredictionStore
 from ui.prediction_view import RESULT_MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,14 +182,13 @@ def test_history_decides_rows_logged_before_decisions_and_says_so(at, app_env):
     version = read_description(WEIGHTS).version
     store = PredictionStore(app_env["CXR_DB_PATH"])
     p = dict.fromkeys(FINDINGS, 0.01) | {"Cardiomegaly": 0.9}
-    old = store.log_prediction(model_version=version, image_png=None, image_name="old.png", image_sha256=None,
-                               text="", text_mode="none", fusion=p, image=p, text_probs=None, thresholds=p)
-    new = store.log_prediction(model_version=version, image_png=None, image_name="new.png", image_sha256=None,
-                               text="", text_mode="none", fusion=p, image=p, text_probs=None, thresholds=p,
-                               calibrated=dict.fromkeys(FINDINGS, True),
-                               decision={f: "not assessed" if f in ("Pneumonia", "Consolidation") else "not flagged"
-                                         for f in FINDINGS}, operating_point_name="specificity 0.95",
-                               operating_point={})
+    old_entry = LogEntry(model_version=version, image_png=None, image_name="old.png", image_sha256=None,
+                         text="", text_mode="none", fusion=p, image=p, text_probs=None, thresholds=p)
+    old = store.log_prediction(old_entry)
+    new = store.log_prediction(dataclasses.replace(
+        old_entry, image_name="new.png", calibrated=dict.fromkeys(FINDINGS, True),
+        decision={f: "not assessed" if f in ("Pneumonia", "Consolidation") else "not flagged" for f in FINDINGS},
+        operating_point_name="specificity 0.95", operating_point={}))
     at.session_state["batch_tab"] = "History and review"
     at.switch_page("pages/batch_review.py").run()
     assert not at.exception

@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core.data.labels import FINDINGS
-from core.store import PredictionStore
+from core.store import LogEntry, PredictionStore
 from ui.history_view import export_matching
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -27,9 +27,9 @@ def _seed(path) -> dict[str, int]:
     p = {f: 0.2 for f in FINDINGS}
 
     def log(name, text, **kw):
-        return store.log_prediction(model_version="m", image_png=_png(), image_name=name, image_sha256=None,
-                                    text=text, text_mode="report" if text else "none", fusion=p, image=p,
-                                    text_probs=p if text else None, thresholds=p, **kw)
+        return store.log_prediction(LogEntry(model_version="m", image_png=_png(), image_name=name, image_sha256=None,
+                                             text=text, text_mode="report" if text else "none", fusion=p, image=p,
+                                             text_probs=p if text else None, thresholds=p, **kw))
     ids = {"pneumonia": log("a.png", "Right lower lobe pneumonia.", discordant=["Pneumonia"], discordance_score=0.4),
            "ood": log("b.png", "", out_of_distribution=True, ood_score=3.0),
            "strong": log("c.png", "Heart size normal.", discordant=["Cardiomegaly"], discordance_score=2.5)}
@@ -91,9 +91,9 @@ def test_choosing_a_finding_filters_at_once_without_touching_the_slider(app_env)
     thresholds = {f: 0.5 for f in FINDINGS}
 
     def log(name, fusion):
-        return store.log_prediction(model_version="m", image_png=_png(), image_name=name, image_sha256=None,
-                                    text="", text_mode="none", fusion=fusion, image=fusion, text_probs=None,
-                                    thresholds=thresholds)
+        return store.log_prediction(LogEntry(model_version="m", image_png=_png(), image_name=name, image_sha256=None,
+                                             text="", text_mode="none", fusion=fusion, image=fusion, text_probs=None,
+                                             thresholds=thresholds))
     above, below = log("above.png", high), log("below.png", low)
     at = _history(app_env)
     assert set(_table_ids(at)) == {above, below}
@@ -112,10 +112,10 @@ def test_rows_show_a_number_only_for_an_assessed_calibrated_finding(app_env, mon
     version = read_description(weights).version
     store = PredictionStore(app_env["CXR_DB_PATH"])
     p = {f: 0.2 for f in FINDINGS}
-    store.log_prediction(model_version=version + "+int8", image_png=_png(), image_name="a.png", image_sha256=None,
-                         text="Cough.", text_mode="indication", fusion=p, image=p, text_probs=p, thresholds=p)
-    store.log_prediction(model_version="older-model", image_png=_png(), image_name="b.png", image_sha256=None,
-                         text="Cough.", text_mode="indication", fusion=p, image=p, text_probs=p, thresholds=p)
+    for model, name in ((version + "+int8", "a.png"), ("older-model", "b.png")):
+        store.log_prediction(LogEntry(model_version=model, image_png=_png(), image_name=name, image_sha256=None,
+                                      text="Cough.", text_mode="indication", fusion=p, image=p, text_probs=p,
+                                      thresholds=p))
     at = _history(app_env)
     frame = at.dataframe[0].value.set_index("file")
     assert "Pneumonia" not in frame.columns and "Consolidation" not in frame.columns

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from core.data.labels import FINDINGS
-from core.store import PredictionStore, hashed_name
+from core.store import LogFile, PredictionStore, hashed_name
 from tests.test_reliability_inputs import (  # noqa: F401
     app_errors,
     app_predict,
@@ -199,8 +199,8 @@ while True:
                       thresholds=thr, head_thresholds={{h: thr for h in ("fusion", "image", "text")}},
                       discordant=list(FINDINGS[: i % 6]), out_of_distribution=False, ood_score=0.25, ood_reason="")
     gray, data = row_image({tag!r}, i)
-    store.log_prediction(**log_entry(pred, gray=gray, image_bytes=data, image_name=f"{tag}-{{i}}.png",
-                                     text=row_text({tag!r}, i), source="predict"))
+    store.log_prediction(log_entry(pred, gray=gray, image_bytes=data, image_name=f"{tag}-{{i}}.png",
+                                   text=row_text({tag!r}, i), source="predict"))
     print("logged", i, flush=True)
     i += 1
 """
@@ -310,14 +310,14 @@ def test_predict_page_keeps_working_when_the_log_is_read_only_or_full(app_env, t
     store = PredictionStore(db)
     first = store.get(at.session_state["predict_result"]["pid"])
 
-    real_open = PredictionStore._open
-    monkeypatch.setattr(PredictionStore, "_open", _read_only_open)
+    real_open = LogFile._open
+    monkeypatch.setattr(LogFile, "_open", _read_only_open)
     app_predict(at, "second.png", _png(2), "Cough.", kind="indication")
     _not_logged(at, "read-only")
     at.run()  # a rerun draws the same result again: no crash loop, no exception
     assert not at.exception and at.session_state["predict_result"]["pid"] is None
 
-    monkeypatch.setattr(PredictionStore, "_open", _full_disk_open(real_open))
+    monkeypatch.setattr(LogFile, "_open", _full_disk_open(real_open))
     app_predict(at, "third.png", _png(3), "Heart size normal. " * 3000)
     _not_logged(at, "full")
 
@@ -327,7 +327,7 @@ def test_predict_page_keeps_working_when_the_log_is_read_only_or_full(app_env, t
     assert not at.exception and not app_errors(at)
     assert any("1 entries match" in c.value for c in at.caption)
 
-    monkeypatch.setattr(PredictionStore, "_open", real_open)  # space freed / permissions fixed
+    monkeypatch.setattr(LogFile, "_open", real_open)  # space freed / permissions fixed
     at.switch_page("pages/predict.py").run()
     app_predict(at, "fourth.png", _png(4), "Lungs are clear.")
     assert not at.exception and not app_errors(at)

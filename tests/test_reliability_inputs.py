@@ -31,7 +31,7 @@ from PIL import Image
 
 from core.data.labels import FINDINGS
 from core.data.text_clean import clean_text
-from core.store import PredictionStore
+from core.store import LogEntry, PredictionStore
 from tests.test_imaging import _png_header_only, chest_like, make_dicom, pil_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,10 +105,10 @@ def assert_one_line_error(err: str) -> None:
 def seed_db(path: Path) -> PredictionStore:
     """A log that already holds one earlier prediction, so 'nothing lost' can be checked too."""
     store = PredictionStore(path)
-    store.log_prediction(model_version="seed", image_png=None, image_name="seed.png", image_sha256=None,
-                         text=SEED_TEXT, text_mode="report", fusion={f: 0.1 for f in FINDINGS},
-                         image={f: 0.1 for f in FINDINGS}, text_probs={f: 0.1 for f in FINDINGS},
-                         thresholds={f: 0.5 for f in FINDINGS}, source="cli")
+    store.log_prediction(LogEntry(model_version="seed", image_png=None, image_name="seed.png", image_sha256=None,
+                                  text=SEED_TEXT, text_mode="report", fusion={f: 0.1 for f in FINDINGS},
+                                  image={f: 0.1 for f in FINDINGS}, text_probs={f: 0.1 for f in FINDINGS},
+                                  thresholds={f: 0.5 for f in FINDINGS}, source="cli"))
     return store
 
 

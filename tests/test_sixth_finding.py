@@ -15,7 +15,7 @@ import torch
 from core.data.labels import FINDINGS, HEADS, TEXT_MODES
 from core.model.checkpoint import read_metadata, save_weights
 from core.model.fusion import ModelConfig, build_model
-from core.store import PredictionStore, prob_column
+from core.store import LogEntry, PredictionStore, prob_column
 
 SIX = (*FINDINGS, "Pleural Effusion")  # a space in the name: columns must still be safe
 
@@ -46,9 +46,9 @@ def old_log(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
         PredictionStore(path)
-    row = PredictionStore._validated(model_version="five-1", image_png=None, image_name="old.png", image_sha256=None,
-                                     text="Heart is enlarged.", text_mode="report", fusion=five(0.7), image=five(0.6),
-                                     text_probs=five(0.8), thresholds={h: five(0.5) for h in HEADS})
+    row = LogEntry(model_version="five-1", image_png=None, image_name="old.png", image_sha256=None,
+                   text="Heart is enlarged.", text_mode="report", fusion=five(0.7), image=five(0.6),
+                   text_probs=five(0.8), thresholds={h: five(0.5) for h in HEADS}).row()
     for column in ("calibrated", "decision", "operating_point_name", "operating_point", "not_assessed", "n_flagged"):
         row.pop(column)  # schema 4's and 5's columns
     with sqlite3.connect(path) as conn:
@@ -76,9 +76,9 @@ def test_sixth_finding_end_to_end(six_weights, old_log):
 
     store = PredictionStore(old_log)  # migration 3 runs: the log learns the five it has columns for
     assert store.findings() == list(FINDINGS)
-    store.log_prediction(model_version="five-1", image_png=None, image_name="five.png", image_sha256=None,
-                         text="", text_mode="none", fusion=five(0.2), image=five(0.2), text_probs=None,
-                         thresholds={h: five(0.5) for h in HEADS})
+    store.log_prediction(LogEntry(model_version="five-1", image_png=None, image_name="five.png", image_sha256=None,
+                                  text="", text_mode="none", fusion=five(0.2), image=five(0.2), text_probs=None,
+                                  thresholds={h: five(0.5) for h in HEADS}))
     done = predict_and_log(predictor, store, Study(gray, png.getvalue(), "six.png", "Small left effusion.",
                                                    "report"), source="cli", keep_name=True)
     assert done.row_id is not None and done.log_error is None
@@ -116,9 +116,9 @@ def test_a_finding_that_clashes_with_a_column_is_refused(tmp_path):
     store = PredictionStore(tmp_path / "log.db")
     clash = {**five(0.1), "edema!": 0.1}  # same column as Edema
     with pytest.raises(CxrError, match="share the column"):
-        store.log_prediction(model_version="x", image_png=None, image_name="x.png", image_sha256=None, text="",
-                             text_mode="none", fusion=clash, image=clash, text_probs=None,
-                             thresholds=clash, findings=list(clash))
+        store.log_prediction(LogEntry(model_version="x", image_png=None, image_name="x.png", image_sha256=None, text="",
+                                      text_mode="none", fusion=clash, image=clash, text_probs=None,
+                                      thresholds=clash, findings=list(clash)))
     assert store.count() == 0 and store.findings() == list(FINDINGS)
 
 

@@ -53,7 +53,7 @@ def score(items: list[Item], texts: dict[str, TextRow], progress, *,
             skipped += [Skipped(item.name, f"scored but not logged: {results[0].log_error}") for item, _ in chunk]
         for logged, (item, _), row in zip(results, chunk, asked, strict=True):
             pred, pid, window = logged.prediction, logged.row_id, logged.window
-            rows.append(result_row(pred, pid=pid, name=logged.entry["image_name"] if logged.entry else item.name,
+            rows.append(result_row(pred, pid=pid, name=logged.entry.image_name if logged.entry else item.name,
                                    window=window, your_file=item.name, your_id=row.user_id))
             if len(rows) == 1:
                 # "reliable from the image" quotes image-only evidence (the image head), whatever the mode

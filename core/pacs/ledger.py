@@ -7,10 +7,12 @@ patient identifier; the version compared is the weights' (a "+int8" serving suff
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from core.pacs.connection import short_hash
 from core.pacs.sr import INT8_SUFFIX, base_version
-from core.store import PredictionStore, validated_row
-from core.store.schema import add_findings
+from core.store import LogEntry, PredictionStore
+from core.store.writes import insert
 
 SOURCE = "cli"  # core.store.rows.SOURCES; the name marks the row as a PACS study
 
@@ -27,23 +29,20 @@ def _versions(version: str) -> tuple[str, str]:
 
 def logged_id(store: PredictionStore, study_uid: str, version: str) -> int | None:
     """The id of the log's row for this study and model version, or None."""
-    with store._connect() as conn:
+    with store.file.connect() as conn:
         hit = conn.execute("SELECT id FROM predictions WHERE image_name = ? AND model_version IN (?, ?) "
                            "ORDER BY id LIMIT 1", (row_name(study_uid), *_versions(version))).fetchone()
     return int(hit[0]) if hit else None
 
 
-def log_once(store: PredictionStore, study_uid: str, entry: dict) -> tuple[int, bool]:
-    """Log ``entry`` (keyword arguments of ``PredictionStore.log_prediction``) unless the study already
-    has a row for the entry's model version: (row id, whether this call wrote it)."""
-    entry = {**entry, "image_name": row_name(study_uid), "original_name": True}
-    row = validated_row(**entry)
-    with store._connect(write=True) as conn:
+def log_once(store: PredictionStore, study_uid: str, entry: LogEntry) -> tuple[int, bool]:
+    """Log ``entry`` unless the study already has a row for the entry's model version: (row id, whether
+    this call wrote it)."""
+    entry = replace(entry, image_name=row_name(study_uid), original_name=True)
+    with store.file.connect(write=True) as conn:
         hit = conn.execute("SELECT id FROM predictions WHERE image_name = ? AND model_version IN (?, ?) "
-                           "ORDER BY id LIMIT 1", (row["image_name"], *_versions(entry["model_version"]))).fetchone()
+                           "ORDER BY id LIMIT 1", (entry.image_name, *_versions(entry.model_version))).fetchone()
         if hit:
             return int(hit[0]), False
-        add_findings(conn, dict.fromkeys(entry.get("findings") or ()))
-        cur = conn.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)})",
-                           row)
-        return int(cur.lastrowid), True
+        [row_id] = insert(conn, [entry])
+        return int(row_id), True

@@ -21,7 +21,7 @@ from core.data.images import encode_png, thumbnail
 from core.data.labels import effective_mode
 from core.data.text_window import TextWindow, fit_text
 from core.serving.prediction import Prediction
-from core.store import MAX_REVIEW_PX, PredictionStore, StoreError, hashed_name, safe_name
+from core.store import MAX_REVIEW_PX, LogEntry, PredictionStore, StoreError, hashed_name, safe_name
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Study:
 class Logged:
     prediction: Prediction
     row_id: int | None              # None when not logged (no store, or log_error)
-    entry: dict | None              # the row as handed to the store (log_entry); None without a store
+    entry: LogEntry | None          # as handed to the store (log_entry); None without a store
     window: TextWindow | None       # what of the text was read; None in mode none
     log_error: StoreError | None = None
 
@@ -50,13 +50,13 @@ def shown_name(image_name: str, data: bytes, keep_name: bool) -> str:
 
 
 def log_entry(pred: Prediction, *, gray: np.ndarray, image_bytes: bytes, image_name: str, text: str, source: str,
-              keep_name: bool = True) -> dict:
-    """One successful prediction as keyword arguments of ``PredictionStore.log_prediction``. The
+              keep_name: bool = True) -> LogEntry:
+    """One successful prediction as the log's entry (``PredictionStore.log_prediction``). The
     text is stored only when the model read it; ``keep_name=False`` stores a name made from the
     file's hash instead of the uploaded file's own (see core.store.hashed_name). The thresholds
     are every head's (the history shows each head against its own)."""
     read_text = text if pred.has_text else ""
-    return dict(
+    return LogEntry(
         model_version=pred.model,
         image_png=encode_png(thumbnail(gray, MAX_REVIEW_PX)),
         image_name=image_name if keep_name else hashed_name(image_name, image_bytes),

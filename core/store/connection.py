@@ -1,4 +1,4 @@
-"""One short-lived SQLite connection per operation, and SQLite's failures as ``StoreError``s.
+"""The log's file: one short-lived SQLite connection per operation, and SQLite's failures as ``StoreError``s.
 
 Every call opens its own connection, so no connection crosses Streamlit's session threads;
 writes run in ``BEGIN IMMEDIATE`` transactions under a 10 s busy timeout, so concurrent
@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import PredictionNotFound, StoreError, StoreFullError, StoreReadOnlyError
+from core.errors import StoreError, StoreFullError, StoreReadOnlyError
 from core.store.schema import migrate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,8 +39,9 @@ def _error(exc: sqlite3.Error, path: Path) -> StoreError:
     return StoreError(f"prediction log {path}: {exc}")
 
 
-class Connection:
-    """The file, opened and migrated; ``_connect`` gives one connection per operation."""
+class LogFile:
+    """The file, opened and migrated once; ``connect`` gives one connection per operation. The store's
+    parts share it, and nothing else: each takes the connection it is handed."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path).expanduser() if path is not None else default_path()
@@ -47,7 +49,7 @@ class Connection:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the folder for {self.path}: {exc.strerror}") from exc
-        with self._connect() as conn:
+        with self.connect() as conn:
             migrate(conn)
 
     def __repr__(self) -> str:
@@ -58,7 +60,7 @@ class Connection:
         return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
     @contextmanager
-    def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    def connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
         """A connection for one operation; ``write`` wraps it in one BEGIN IMMEDIATE transaction."""
         conn = None
         try:
@@ -83,7 +85,15 @@ class Connection:
             if conn is not None:
                 conn.close()
 
-    @staticmethod
-    def _require(conn: sqlite3.Connection, prediction_id: int) -> None:
-        if not conn.execute("SELECT 1 FROM predictions WHERE id = ?", (prediction_id,)).fetchone():
-            raise PredictionNotFound(f"prediction {prediction_id} does not exist")
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file and truncate it, so deleted bytes leave the WAL too."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            with self.connect() as conn:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise StoreError(f"deleted, but readers kept {self.path}-wal busy; "
+                                 "the bytes leave it at the next delete or checkpoint")
+            time.sleep(0.05)

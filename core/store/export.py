@@ -11,7 +11,7 @@ from core.store.schema import finding_key
 
 
 def csv_columns(findings: Sequence[str] = FINDINGS) -> list[str]:
-    """The export's columns for these findings (the log's, core.store.Reads.findings)."""
+    """The export's columns for these findings (the log's, PredictionStore.findings)."""
     return (
         ["id", "created_at", "model_version", "source", "image_name", "image_name_kind", "image_sha256",
          "text_sha256", "text_mode", "text", "note", "note_by", "note_at"]

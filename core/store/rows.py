@@ -1,5 +1,5 @@
-"""Validation of one prediction before it is written: every value checked and made JSON-safe,
-names reduced to a base name (or a hash), so a bad row never reaches the file."""
+"""One prediction as the log records it (``LogEntry``), checked where it is made: every value checked
+and made JSON-safe, names reduced to a base name (or a hash), so a bad row never reaches the file."""
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +7,7 @@ import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -104,72 +105,101 @@ def safe_name(name: str | None) -> str:
     return "".join(c for c in base if c.isprintable())[:255]
 
 
-def validated_row(*, model_version: str, image_png: bytes | None, image_name: str | None,
-                  image_sha256: str | None, text: str | None, text_mode: str,
-                  fusion: Mapping[str, float], image: Mapping[str, float],
-                  text_probs: Mapping[str, float | None] | None, thresholds: Mapping[str, float],
-                  discordant: list[str] | tuple[str, ...] = (), out_of_distribution: bool = False,
-                  ood_score: float | None = None, source: str = "predict", text_sha256: str | None = None,
-                  created_at: datetime | str | None = None, discordance_score: float = 0.0,
-                  evidence: Mapping[str, Any] | None = None, image_reliable: Mapping[str, bool] | None = None,
-                  original_name: bool = True, findings: Sequence[str] | None = None,
-                  calibrated: Mapping[str, bool] | None = None, decision: Mapping[str, str] | None = None,
-                  operating_point_name: str = "",
-                  operating_point: Mapping[str, Mapping[str, Any]] | None = None,
-                  not_assessed: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """One prediction as a row of the predictions table; raises on any value it cannot store.
-    ``findings``: those of the model that made it (core.model.description; default the five of core.data.labels)."""
-    findings = _finding_names(findings)
-    if text_mode not in TEXT_MODES:
-        raise LogEntryError(f"text_mode {text_mode!r} is unknown; use one of {', '.join(TEXT_MODES)}")
-    if source not in SOURCES:
-        raise LogEntryError(f"source {source!r} is unknown; use one of {', '.join(SOURCES)}")
-    if image_png is not None:
-        image_png = bytes(image_png)
-        width, height = _png_size(image_png)
-        if max(width, height) > MAX_REVIEW_PX:
-            raise LogEntryError(f"image_png is {width}x{height}; "
-                                f"pass a review copy of at most {MAX_REVIEW_PX} px a side")
-    discordant = list(discordant or ())
-    unknown = [f for f in discordant if f not in findings]
-    if unknown:
-        raise LogEntryError(f"discordant has unknown findings {unknown}; use names from {', '.join(findings)}")
-    text = text or ""
-    if text_sha256 is None and text:
-        text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    fusion_p = _probs("fusion", fusion, findings)
-    decision = _decisions(decision, findings)
-    row: dict[str, Any] = {
-        "created_at": utc_iso(created_at),
-        "model_version": str(model_version),
-        "image_sha256": _sha256("image_sha256", image_sha256),
-        "text_sha256": _sha256("text_sha256", text_sha256),
-        "image_png": image_png,
-        "image_name": safe_name(image_name),
-        "text": text,
-        "text_mode": text_mode,
-        "fusion": json.dumps(fusion_p),
-        "image": json.dumps(_probs("image", image, findings)),
-        "text_probs": json.dumps(_probs("text_probs", text_probs, findings)),
-        "thresholds": json.dumps(_thresholds(thresholds, findings)),
-        "discordant": json.dumps(discordant),
-        "n_discordant": len(discordant),
-        "out_of_distribution": int(bool(out_of_distribution)),
-        "ood_score": None if ood_score is None else float(ood_score),
-        "source": source,
-        **{prob_column(f): fusion_p.get(f) for f in findings},
-        "discordance_score": _score(discordance_score),
-        "evidence": json.dumps(_evidence(evidence, findings)),
-        "image_reliable": json.dumps({f: bool(v) for f, v in (image_reliable or {}).items() if f in findings}),
-        "calibrated": json.dumps({f: bool(v) for f, v in (calibrated or {}).items() if f in findings}),
-        "original_name": int(bool(original_name)),
-        "decision": json.dumps(decision),
-        "operating_point_name": str(operating_point_name or ""),
-        "operating_point": json.dumps({f: dict(v) for f, v in (operating_point or {}).items() if f in findings}),
-        "not_assessed": json.dumps({f: str(v) for f, v in (not_assessed or {}).items() if f in findings}),
-        "n_flagged": sum(1 for v in decision.values() if v == "flagged") if decision else None,
-    }
-    return row
+@dataclass(frozen=True, kw_only=True)
+class LogEntry:
+    """One prediction as the log records it: made once (core.serving.predict_and_log.log_entry), passed
+    as one value (``store.log_prediction(entry)``, ``store.log_many(entries)``), checked when made, so an
+    entry that exists can be written. ``findings``: those of the model that made it
+    (core.model.description; None: the five of core.data.labels)."""
+    model_version: str
+    image_png: bytes | None          # the review copy (core.data.images), at most MAX_REVIEW_PX a side
+    image_name: str | None
+    image_sha256: str | None
+    text: str | None
+    text_mode: str
+    fusion: Mapping[str, float]
+    image: Mapping[str, float]
+    text_probs: Mapping[str, float | None] | None
+    thresholds: Mapping[str, Any]    # finding -> threshold (the fused head's), or head -> finding -> threshold
+    discordant: Sequence[str] = ()
+    out_of_distribution: bool = False
+    ood_score: float | None = None
+    source: str = "predict"
+    text_sha256: str | None = None   # None: the text's own
+    created_at: datetime | str | None = None  # None: when it is written
+    discordance_score: float = 0.0
+    evidence: Mapping[str, Any] | None = None
+    image_reliable: Mapping[str, bool] | None = None
+    original_name: bool = True       # False: image_name was made from the file's hash (hashed_name)
+    findings: Sequence[str] | None = None
+    calibrated: Mapping[str, bool] | None = None
+    decision: Mapping[str, str] | None = None
+    operating_point_name: str = ""
+    operating_point: Mapping[str, Mapping[str, Any]] | None = None
+    not_assessed: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        self.row()  # raises LogEntryError here, where the entry is made, not halfway through a batch
+
+    @property
+    def finding_names(self) -> tuple[str, ...]:
+        """The model's findings, checked (the log gains a column for any it has not seen)."""
+        return _finding_names(self.findings)
+
+    def row(self) -> dict[str, Any]:
+        """The entry as a row of the predictions table; ``created_at`` None is the time of this call."""
+        findings = _finding_names(self.findings)
+        if self.text_mode not in TEXT_MODES:
+            raise LogEntryError(f"text_mode {self.text_mode!r} is unknown; use one of {', '.join(TEXT_MODES)}")
+        if self.source not in SOURCES:
+            raise LogEntryError(f"source {self.source!r} is unknown; use one of {', '.join(SOURCES)}")
+        image_png = None if self.image_png is None else bytes(self.image_png)
+        if image_png is not None:
+            width, height = _png_size(image_png)
+            if max(width, height) > MAX_REVIEW_PX:
+                raise LogEntryError(f"image_png is {width}x{height}; "
+                                    f"pass a review copy of at most {MAX_REVIEW_PX} px a side")
+        discordant = list(self.discordant or ())
+        unknown = [f for f in discordant if f not in findings]
+        if unknown:
+            raise LogEntryError(f"discordant has unknown findings {unknown}; use names from {', '.join(findings)}")
+        text = self.text or ""
+        text_sha256 = self.text_sha256
+        if text_sha256 is None and text:
+            text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        fusion_p = _probs("fusion", self.fusion, findings)
+        decision = _decisions(self.decision, findings)
+        return {
+            "created_at": utc_iso(self.created_at),
+            "model_version": str(self.model_version),
+            "image_sha256": _sha256("image_sha256", self.image_sha256),
+            "text_sha256": _sha256("text_sha256", text_sha256),
+            "image_png": image_png,
+            "image_name": safe_name(self.image_name),
+            "text": text,
+            "text_mode": self.text_mode,
+            "fusion": json.dumps(fusion_p),
+            "image": json.dumps(_probs("image", self.image, findings)),
+            "text_probs": json.dumps(_probs("text_probs", self.text_probs, findings)),
+            "thresholds": json.dumps(_thresholds(self.thresholds, findings)),
+            "discordant": json.dumps(discordant),
+            "n_discordant": len(discordant),
+            "out_of_distribution": int(bool(self.out_of_distribution)),
+            "ood_score": None if self.ood_score is None else float(self.ood_score),
+            "source": self.source,
+            **{prob_column(f): fusion_p.get(f) for f in findings},
+            "discordance_score": _score(self.discordance_score),
+            "evidence": json.dumps(_evidence(self.evidence, findings)),
+            "image_reliable": json.dumps({f: bool(v) for f, v in (self.image_reliable or {}).items() if f in findings}),
+            "calibrated": json.dumps({f: bool(v) for f, v in (self.calibrated or {}).items() if f in findings}),
+            "original_name": int(bool(self.original_name)),
+            "decision": json.dumps(decision),
+            "operating_point_name": str(self.operating_point_name or ""),
+            "operating_point": json.dumps({f: dict(v) for f, v in (self.operating_point or {}).items()
+                                           if f in findings}),
+            "not_assessed": json.dumps({f: str(v) for f, v in (self.not_assessed or {}).items() if f in findings}),
+            "n_flagged": sum(1 for v in decision.values() if v == "flagged") if decision else None,
+        }
 
 
 def _decisions(values: Mapping[str, str] | None, findings: Sequence[str]) -> dict[str, str]:

@@ -1,6 +1,8 @@
 """The prediction log's schema: its tables, the flat probability columns, and the migrations
-that bring any older file up to date (version n is ``MIGRATIONS[n - 1]``; each runs once, in
-one transaction). A schema change is a new function appended to ``MIGRATIONS``.
+that bring any older file up to date (schema n is ``MIGRATIONS[:n]``; each runs once). A schema
+change is a new function appended to ``MIGRATIONS``. sqlite-utils' ``Migrations`` runs them and
+records each in its ``_sqlite_migrations`` table; files written before issue 27 kept that record in
+their own ``migrations`` table, which is carried over once (``_adopt_legacy_record``).
 
 Findings are not fixed here: the weights name them (core.model.description). Each finding the log has
 seen has a row in ``findings`` and a flat REAL column ``fusion_<finding>`` in ``predictions``;
@@ -12,6 +14,7 @@ import sqlite3
 from datetime import UTC, date, datetime
 
 import sqlite_utils
+from sqlite_utils import Migrations
 
 from core.errors import OptionError, StoreError
 
@@ -182,29 +185,59 @@ def add_findings(conn: sqlite3.Connection, findings) -> None:
         columns[column] = finding
 
 
-def _applied_versions(conn: sqlite3.Connection) -> set[int]:
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone()
-    return {v for (v,) in conn.execute("SELECT version FROM migrations")} if exists else set()
+MIGRATION_SET = "cxr_prediction_log"  # this log's name in _sqlite_migrations
+_LEGACY_TABLE = "migrations"  # the record of the hand-written runner (before issue 27): version, name, applied_at
+
+
+def migrations() -> Migrations:
+    """``MIGRATIONS`` as sqlite-utils' migration set, each under its name without the underscore
+    (``m001_initial``: the names the hand-written runner recorded). Built per call from the list,
+    so a test can open a file at an older schema by shortening ``MIGRATIONS``."""
+    migration_set = Migrations(MIGRATION_SET)
+    for migration in MIGRATIONS:
+        migration_set(name=migration.__name__.lstrip("_"))(migration)
+    return migration_set
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """The names of the migrations this file has had, oldest first (its schema version is their count);
+    read only, whichever runner recorded them."""
+    db = sqlite_utils.Database(conn)
+    legacy = ([n for (n,) in conn.execute(f"SELECT name FROM {_LEGACY_TABLE} ORDER BY version")]
+              if db[_LEGACY_TABLE].exists() else [])
+    return list(dict.fromkeys([*legacy, *(m.name for m in migrations().applied(db))]))
+
+
+def _adopt_legacy_record(db: sqlite_utils.Database) -> None:
+    """A file from before issue 27, the first time it needs a migration: its ``migrations`` rows become
+    ``_sqlite_migrations`` rows (same names, same times) and the old table goes, so one table says which
+    migrations ran (inside the caller's transaction: both or neither). Until then ``applied`` reads it."""
+    if not db[_LEGACY_TABLE].exists():
+        return
+    migrations().ensure_migrations_table(db)
+    db.execute(f"INSERT OR IGNORE INTO {Migrations.migrations_table} (migration_set, name, applied_at) "
+               f"SELECT ?, name, applied_at FROM {_LEGACY_TABLE} ORDER BY version", [MIGRATION_SET])
+    db.execute(f"DROP TABLE {_LEGACY_TABLE}")
+
+
+def _refuse_newer(conn: sqlite3.Connection) -> None:
+    names = applied(conn)
+    known = {m.__name__.lstrip("_") for m in MIGRATIONS}
+    if any(n not in known for n in names):
+        raise StoreError(f"the prediction log was written by a newer version (schema {len(names)}); update the tool")
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    wanted = set(range(1, len(MIGRATIONS) + 1))
-    applied = _applied_versions(conn)  # read first: an up-to-date read-only file still opens
-    if applied and max(applied) > len(MIGRATIONS):
-        raise StoreError(f"the prediction log was written by a newer version (schema {max(applied)}); update the tool")
-    if wanted <= applied:
+    """Bring the file to the current schema: every pending migration, with its record, in one
+    ``BEGIN IMMEDIATE`` transaction, so two processes opening a new file never both migrate it."""
+    _refuse_newer(conn)  # read first: an up-to-date file (read-only too) opens without a write
+    if len(applied(conn)) == len(MIGRATIONS):
         return
     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         conn.execute("PRAGMA journal_mode=WAL")  # persistent; readers never block the writer
     conn.execute("BEGIN IMMEDIATE")
-    conn.execute("CREATE TABLE IF NOT EXISTS migrations "
-                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-    applied = _applied_versions(conn)  # again under the write lock: another process may have won
     db = sqlite_utils.Database(conn)
-    for version, migration in enumerate(MIGRATIONS, 1):
-        if version not in applied:
-            migration(db)
-            conn.execute("INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                         (version, migration.__name__.lstrip("_"), utc_iso()))
+    _adopt_legacy_record(db)
+    _refuse_newer(conn)  # again under the write lock: another process may have won
+    migrations().apply(db)  # each migration in a savepoint of this transaction
     conn.execute("COMMIT")
-

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from core.data.labels import FINDINGS
-from core.store import PredictionStore
+from core.store import LogEntry, PredictionStore
 
 CHROMIUM = Path(os.environ.get("CXR_E2E_CHROMIUM", "/usr/bin/chromium"))
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install playwright)")
@@ -73,9 +73,9 @@ def signin_app(app_env, tmp_path):
     provider = OidcProvider(redirect_uris=[f"http://localhost:{port}/oauth2callback"]).start()
     store = PredictionStore(app_env["CXR_DB_PATH"])
     p = {f: 0.2 for f in FINDINGS}
-    pid = store.log_prediction(model_version="m", image_png=_png(), image_name="upload-3fa9c2d1e0b4.png",
-                               image_sha256=None, text="Heart size normal.", text_mode="report", fusion=p,
-                               image=p, text_probs=p, thresholds=p)
+    pid = store.log_prediction(LogEntry(model_version="m", image_png=_png(), image_name="upload-3fa9c2d1e0b4.png",
+                                        image_sha256=None, text="Heart size normal.", text_mode="report", fusion=p,
+                                        image=p, text_probs=p, thresholds=p))
     secrets = secrets_toml(provider=provider, app_url=f"http://localhost:{port}", users=["@site.org"],
                            reviewers=["alice@site.org"])
     try:
