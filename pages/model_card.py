@@ -51,7 +51,7 @@ def operating_points_section(meta, findings) -> None:
     """What a flag means at every operating point the weights carry (core.evaluation.operating_targets):
     the rule, how often a study without any finding is flagged, and per mode, finding and point the
     threshold, sensitivity and specificity with 95% CIs, the PPV and the test split's check."""
-    block = meta.operating_points or {}
+    block = meta.operating_points.to_dict() if meta.operating_points else {}  # drawn as the tables read it
     st.subheader("Operating points: what a flag means")
     if not block.get("points"):
         st.warning("These weights carry no operating points, so no finding is ever flagged (every finding is "
@@ -110,7 +110,7 @@ st.markdown(
 if meta is not None:
     st.header("What the image can and cannot support")
     weak = card.weak
-    ev = meta.evidence or {}
+    ev = meta.evidence.to_dict() if meta.evidence else {}
     if not ev:
         st.warning("These weights carry no held-out evidence: treat every finding as unvalidated.")
     else:
@@ -147,7 +147,7 @@ if meta is not None:
              "calibration; a test AUC on 5–6 positives is not evidence: its CI spans most of the scale. ")
             + "The operating point columns: each mode's default (below).")
         operating_points_section(meta, findings)
-    qa = meta.discordance or {}
+    qa = meta.discordance.to_dict() if meta.discordance else {}
     if qa:
         st.subheader("Report QA: how often it flags, what it catches")
         text = (f"Operating points chosen on validation with a false-flag budget of {qa.get('budget', 0):.0%} of "

@@ -62,10 +62,10 @@ with right:
     if st.button("Refresh the list", icon=":material/refresh:", key="pacs_refresh"):
         _list.clear()
     # the operating point every study is decided at (the PACS reads image only or image + indication)
-    ops = (describe(meta).operating_points or {}) if meta is not None else {}
+    ops = describe(meta).operating_points if meta is not None else None
     # the sidebar's choice carries over (None: each mode's default; the PACS reads image only or indication)
     default_point = chosen_target() or default_name("none")
-    choices = list(ops.get("choices") or [default_point])
+    choices = list((ops.choices if ops else None) or [default_point])
     point = st.selectbox("Operating point (what a flag means; named in each SR)", choices, key="pacs_point",
                          index=choices.index(default_point) if default_point in choices else 0,
                          help="A flag is a probability at or above the threshold that gives this specificity "

@@ -159,13 +159,12 @@ def main(argv=None) -> int:
         return 0
     from core.model.checkpoint import load_weights, save_weights
     model, _, _, ood = load_weights(weights)
-    base = (desc.version or "unknown").split("+ops")[0]
     thresholds = {m: {h: dict(v) for h, v in hs.items()} for m, hs in desc.thresholds.items()}
     thresholds["report"]["text"] = dict(text_thr)
-    new = desc.updated(operating_points=block, version=f"{base}+ops{time.strftime('%Y%m%d%H%M')}",
-                       thresholds=thresholds, discordance=dict(desc.discordance or {}, **qa),
-                       refits=[*(desc.refits or []), {"at": block["at"], "script": block["script"],
-                                                      "what": "operating points by target specificity / sensitivity"}])
+    new = desc.refitted("ops", stamp="%Y%m%d%H%M", when=block["at"], script=block["script"],
+                        what="operating points by target specificity / sensitivity", operating_points=block,
+                        thresholds=thresholds,
+                        discordance=dict(desc.discordance.to_dict() if desc.discordance else {}, **qa))
     save_weights(model, new, weights, ood=ood)
     (weights / "eval" / "operating_points.json").write_text(json.dumps(block, indent=1) + "\n")
     print(f"wrote {weights} ({new.version}) and {weights / 'eval' / 'operating_points.json'}")
@@ -188,7 +187,7 @@ def report_qa_points(weights: Path, desc, findings) -> tuple[dict, dict]:
     text_thr = {f: T.threshold_for(Y[:, k], probs["text"][:, k], kind, value) for k, f in enumerate(findings)}
     supported = [f for f, ok in desc.image_reliable.items() if ok]
     block = fit_discordance(probs["image"], probs["text"], Y, np.array([text_thr[f] for f in findings]), findings,
-                            supported, budget=(desc.discordance or {}).get("budget", 0.04))
+                            supported, budget=desc.discordance.budget if desc.discordance else 0.04)
     block["supported"] = supported
     return text_thr, block
 

@@ -69,8 +69,8 @@ def main(argv=None) -> int:
           f"{', '.join(f for f, ok in ev.items() if ok) or 'none'}; "
           f"not: {', '.join(f for f, ok in ev.items() if not ok)}")
     qa = new.discordance
-    print(f"report QA: budget {qa['budget']:.0%}, validation flag rate "
-          f"{qa['val_flag_rate']:.1%}, points {json.dumps(qa['points'])}")
+    print(f"report QA: budget {qa.budget:.0%}, validation flag rate "
+          f"{qa.val_flag_rate:.1%}, points {json.dumps(qa.points)}")
     return 0
 
 

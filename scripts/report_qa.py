@@ -78,8 +78,8 @@ def main(argv=None) -> int:
     unedited = [fl for (i, f, e, _), fl in zip(jobs, flags, strict=True) if f is None]
     out = {"split": args.split, "n_studies": len(reports), "model": predictor.version,
            "image": "first frontal film of each report", "mode": "report",
-           "supported": (desc.discordance or {}).get("supported", []),
-           "budget": (desc.discordance or {}).get("budget"),
+           "supported": (desc.discordance.supported if desc.discordance else None) or [],
+           "budget": desc.discordance.budget if desc.discordance else None,
            "unedited_any": rate(sum(bool(fl) for fl in unedited), len(unedited)),
            "unedited_per_finding": {f: rate(sum(f in fl for fl in unedited), len(unedited)) for f in desc.findings},
            "edits": {}}

@@ -60,7 +60,7 @@ def test_the_sidebar_names_a_site_adapted_model(app_env, tmp_path, monkeypatch, 
     from core.evaluation import site_adapt as A
     plan = {"none/image": {"Cardiomegaly": {
         "status": A.ADAPTED, "map": {"a": 0.9, "b": -0.5}, "site_map": {"a": 1.0, "b": -0.3},
-        "points": shipped.operating_points["points"]["none"]["Cardiomegaly"], "positives": 30, "negatives": 300,
+        "points": shipped.operating_points.for_mode("none")["Cardiomegaly"], "positives": 30, "negatives": 300,
         "n": 330}}}
     new = A.adapted_description(shipped, plan, site="St Elsewhere", n_studies=330, labels="report")
     out = A.write_adapted(ROOT / "weights", tmp_path / "weights-site", new)

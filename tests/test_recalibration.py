@@ -284,7 +284,7 @@ def test_shipped_weights_say_which_findings_are_calibrated():
     # every threshold went through the same map as the probabilities, except report QA's reading of the
     # text head, which scripts/choose_operating_points.py sets at specificity 0.98 (docs/decisions.md)
     mapped = R.map_thresholds(desc.recalibration.extra["thresholds_before"], desc.recalibration)
-    assert desc.thresholds["report"]["text"] == desc.operating_points["report_qa"]["text_thresholds"]
+    assert desc.thresholds["report"]["text"] == desc.operating_points.extra["report_qa"]["text_thresholds"]
     mapped["report"]["text"] = desc.thresholds["report"]["text"]
     for mode, heads in desc.thresholds.items():  # to the last bit or two (scipy's expit/logit, not the fit's own)
         for head, per in heads.items():

@@ -210,7 +210,7 @@ def test_the_refit_is_cross_fitted_gated_and_composed_with_the_shipped_map():
     assert new.version.startswith("v1+ops1+site-test-site-")
     assert new.site_adaptation["adapted"] == {"none/image": ["Cardiomegaly"]}
     assert new.site_adaptation["shipped_version"] == "v1+ops1"
-    point = new.operating_points["points"]["none"]["Cardiomegaly"]["specificity 0.90"]
+    point = new.operating_points.point("none", "Cardiomegaly", "specificity 0.90")
     assert point["source"].startswith("site Test site: 600 studies")
     assert new.thresholds["none"]["image"]["Cardiomegaly"] == pytest.approx(float(site(0.3)))
     assert new.recalibration.maps["none"]["image"]["Cardiomegaly"].provenance["site"] == "Test site"

@@ -48,7 +48,7 @@ def model_status() -> dict | None:
         st.caption(f"Calibration and operating points refitted there for {', '.join(adapted) or 'no finding'}; "
                    f"the rest as shipped ({site.get('shipped_version', '?')}).")
     summary = meta.test_summary or {}
-    cv = ((meta.evidence or {}).get("cv") or {}).get("macro") or {}
+    cv = meta.evidence.cv_macro() if meta.evidence else {}
     lines = []
     for key, label in HEADLINE:  # the cross-validated estimate first where there is one (issue 26, item 6)
         test, folds = _auc_text(summary.get(key)), _auc_text(cv.get(key))
@@ -64,7 +64,7 @@ def model_status() -> dict | None:
                        "so no report was used to train or tune the model that scored it; it is the headline "
                        "because the single test split has as few as 5 positives for some findings.")
         st.caption("Report-mode numbers are inflated: the labels were coded from the report text.")
-    reliable = (meta.evidence or {}).get("image_reliable")
+    reliable = meta.evidence.image_reliable if meta.evidence else None
     if reliable:
         weak = [f for f, ok in reliable.items() if not ok]
         if weak:
@@ -102,12 +102,12 @@ def operating_point_control(meta) -> None:
     """The operating point every page decides at: each mode's default, or a target specificity or
     sensitivity the weights carry (core.evaluation.operating_targets)."""
     st.subheader("Operating point")
-    block = meta.operating_points or {}
-    if not block.get("points"):
+    block = meta.operating_points
+    if not (block and block.points):
         st.caption("These weights carry no operating points: no finding can be flagged (every finding is "
                    "*not assessed*). `scripts/choose_operating_points.py` chooses them.")
         return
-    options = [DEFAULT_POINT, *[n for n in (block.get("choices") or NAMES) if n in NAMES]]
+    options = [DEFAULT_POINT, *[n for n in (block.choices or NAMES) if n in NAMES]]
     current = st.session_state.get(OPERATING_POINT, DEFAULT_POINT)
     st.selectbox("Flag a finding at", options, index=options.index(current) if current in options else 0,
                  key=_WIDGET, on_change=_keep_choice,

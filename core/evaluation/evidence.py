@@ -96,8 +96,8 @@ def evidence_for(description, mode: str, head: str, findings) -> dict[str, dict]
     """finding -> {auc, ci, positives, reliable, source, test} for one text mode and head: the
     cross-validated out-of-fold AUC is the headline where the weights have one (more positives than the
     test split: 19-234 against 5-55), the test split's is kept under ``test``."""
-    block = (describe(description).evidence or {}).get("table", {}).get(mode, {}).get(head, {})
-    return {f: headline(block.get(f)) for f in findings}
+    ev = describe(description).evidence
+    return {f: headline(ev.entry(mode, head, f) if ev else None) for f in findings}
 
 
 def headline(entry: dict | None) -> dict:
@@ -126,8 +126,9 @@ def card_rows(description, eval_dir: Path, mode: str, head: str, findings) -> li
     desc = describe(description)
     ev = evidence_for(desc, mode, head, findings)
     reliable = image_reliable(desc, findings)
-    points = ((desc.operating_points or {}).get("points") or {}).get(mode, {})
-    decided_head = ((desc.operating_points or {}).get("head") or {}).get(mode)
+    ops = desc.operating_points
+    points = ops.for_mode(mode) if ops else {}
+    decided_head = ops.head.get(mode) if ops else None
     rows = []
     for f in findings:
         e, t = ev[f], ev[f].get("test") or {}

@@ -39,12 +39,13 @@ Torch-free and sklearn-free (numpy only): the predictor applies the map on its p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from core.errors import CxrError
 from core.evaluation.metrics import wilson_ci
+from core.model.description_blocks import DiscordancePoints
 from core.model.recalibration_maps import (  # the typed maps the weights carry; re-exported for the fitting code
     Maps,
     NotCalibrated,
@@ -174,18 +175,16 @@ def map_thresholds(thresholds: dict, recalibration: Recalibration) -> dict:
     return out
 
 
-def map_discordance(discordance: dict | None, recalibration: Recalibration) -> dict | None:
+def map_discordance(discordance: DiscordancePoints | None, recalibration: Recalibration) -> DiscordancePoints | None:
     """Report-QA operating points (cuts on the report-mode image probability) through the
     report/image maps, so every flag stays the same."""
-    if not discordance:
-        return discordance
-    out = dict(discordance)
+    if discordance is None:
+        return None
     points = {}
-    for f, cuts in (discordance.get("points") or {}).items():
+    for f, cuts in discordance.points.items():
         m = map_for(recalibration, "report", "image", f)
         points[f] = {k: (float(m(v)) if m is not None and v is not None else v) for k, v in cuts.items()}
-    out["points"] = points
-    return out
+    return replace(discordance, points=points)
 
 
 # -- measurement -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -198,14 +198,14 @@ def recalibrated(desc: ModelDescription, maps: Maps, results: dict) -> ModelDesc
     start from those before any earlier recalibration, so recalibrating twice does not compound."""
     previous = desc.recalibration.extra if desc.recalibration else {}
     base_thresholds = previous.get("thresholds_before") or desc.thresholds
-    base_points = previous.get("discordance_points_before") or (desc.discordance or {}).get("points")
+    base_points = previous.get("discordance_points_before") or (desc.discordance.points if desc.discordance else None)
     when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     block = Recalibration(maps=maps, method="platt", extra={
         "formula": results["formula"], "fitted_on": results["fitted_on"], "min_positives": results["min_positives"],
         "thresholds_before": base_thresholds, "discordance_points_before": base_points,
         "cv": {"root": results["cv"]["root"], "scheme": "within", "inner": results["inner"]},
         "at": when, "script": SCRIPT})
-    discordance = dict(desc.discordance, points=base_points) if desc.discordance else None
+    discordance = replace(desc.discordance, points=base_points) if desc.discordance else None
     return desc.refitted("recal", script=SCRIPT, when=when,
                          what="per-finding Platt maps; thresholds and report-QA points through them",
                          recalibration=block, thresholds=map_thresholds(base_thresholds, block),

@@ -123,8 +123,7 @@ def adapt_finding(y: np.ndarray, q: np.ndarray, desc, *, mode: str, head: str, f
                       shipped_source=source, inner=parts,
                       stated_source=f"{source}, each part of {parts} flagged at the threshold from the other parts")
     default = T.default_name(mode)
-    shipped_point = ((((desc.operating_points or {}).get("points") or {}).get(mode) or {}).get(finding) or {}).get(
-        default)
+    shipped_point = desc.operating_points.point(mode, finding, default) if desc.operating_points else None
     if shipped_point:  # what the shipped threshold gives at this site, for the before/after table
         shipped_here = T.Counts.of(y, q >= shipped_point["threshold"]).summary(pos / n)
         out["operating_point"] = {"name": default, "shipped_threshold_at_site": shipped_here,
@@ -177,9 +176,9 @@ def adapted_description(description, plan: dict, *, site: str, n_studies: int, l
     when = when or time.strftime("%Y-%m-%dT%H:%M:%S%z")
     recal = desc.recalibration or Recalibration(method="platt", extra={"formula": "p' = sigmoid(a * logit(p) + b)"})
     maps = copy.deepcopy(recal.maps)
-    ops = copy.deepcopy(desc.operating_points) or {"rule": T.RULE, "default": {m: T.default_name(m)
-                                                                             for m in T.MODE_HEAD},
-                                                 "choices": list(T.NAMES), "head": dict(T.MODE_HEAD), "points": {}}
+    ops = copy.deepcopy(desc.operating_points.to_dict()) if desc.operating_points else {
+        "rule": T.RULE, "default": {m: T.default_name(m) for m in T.MODE_HEAD}, "choices": list(T.NAMES),
+        "head": dict(T.MODE_HEAD), "points": {}}
     thresholds = copy.deepcopy(desc.thresholds) or {}
     for task, f, e in chosen:
         mode, head = TASKS[task]

@@ -45,7 +45,7 @@ def _ci(ci, nd=4):
 def shipped_auc(desc, mode: str, head: str, finding: str) -> dict:
     """The shipped model's held-out AUC of this task: cross-validated (pooled out-of-fold) where the weights
     carry it, else their test split's; with its CI, positives and where it comes from."""
-    entry = (((desc.evidence or {}).get("table") or {}).get(mode) or {}).get(head, {}).get(finding) or {}
+    entry = (desc.evidence.entry(mode, head, finding) if desc.evidence else None) or {}
     cv = entry.get("cv") or {}
     if cv.get("pooled_auc") is not None:
         return {"auc": cv["pooled_auc"], "ci": cv.get("pooled_ci"), "positives": cv.get("positives"),
@@ -58,7 +58,7 @@ def shipped_auc(desc, mode: str, head: str, finding: str) -> dict:
 
 def shipped_point(desc, mode: str, finding: str, name: str) -> dict | None:
     """The weights' operating point of this mode and finding (threshold and the stated numbers), or None."""
-    entry = (((desc.operating_points or {}).get("points") or {}).get(mode) or {}).get(finding, {}).get(name)
+    entry = desc.operating_points.point(mode, finding, name) if desc.operating_points else None
     return dict(entry) if entry else None
 
 

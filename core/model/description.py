@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core.data.labels import FINDINGS, HEADS, TEXT_MODES
 from core.errors import CxrError
+from core.model.description_blocks import BLOCKS, DiscordancePoints, Evidence, OperatingPoints
 from core.model.recalibration_maps import Recalibration
 
 WEIGHTS_FILE = "model.safetensors"
@@ -131,8 +132,8 @@ class ModelDescription:
     threshold_rule: str | None = None
     # rule, split, table (mode -> head -> finding -> {auc, ci, positives, source, reliable, cv}),
     # image_reliable (finding -> bool), cv (the recipe's cross-validation summary) — core.evaluation.evidence
-    evidence: dict | None = None
-    discordance: dict | None = None  # report-QA operating points (core.evaluation.operating_points)
+    evidence: Evidence | None = None
+    discordance: DiscordancePoints | None = None  # report-QA operating points (core.evaluation.operating_points)
     preprocessing: Preprocessing | None = None
     text_max_len: int | None = None
     split: dict[str, list[str]] | None = None  # train / val / test -> report uids
@@ -159,7 +160,7 @@ class ModelDescription:
     recalibration: Recalibration | None = None
     # operating points by target (core.evaluation.operating_targets): rule, default, choices,
     # points (mode -> finding -> target name -> {threshold, sensitivity, specificity, CIs, ppv, source, test})
-    operating_points: dict | None = None
+    operating_points: OperatingPoints | None = None
     # a site's adaptation (core.evaluation.site_adapt): site, studies, date, label source, what was refitted
     site_adaptation: dict | None = None
     content_sha256: str | None = None
@@ -170,6 +171,9 @@ class ModelDescription:
         # so every reader meets the types
         if isinstance(self.recalibration, dict):
             object.__setattr__(self, "recalibration", Recalibration.from_dict(self.recalibration))
+        for name, block in BLOCKS.items():
+            if isinstance(getattr(self, name), dict):
+                object.__setattr__(self, name, block.from_dict(getattr(self, name)))
 
     @classmethod
     def from_metadata(cls, metadata: dict | None) -> ModelDescription:
@@ -191,7 +195,7 @@ class ModelDescription:
         for key in _plain_fields():
             value = getattr(self, key)
             if value is not None:
-                out[key] = value.to_dict() if isinstance(value, Recalibration) else value
+                out[key] = value.to_dict() if hasattr(value, "to_dict") else value
         if self.preprocessing is not None:
             out["preprocessing"] = self.preprocessing.to_dict()
         return out
@@ -228,7 +232,7 @@ class ModelDescription:
 
     @property
     def image_reliable(self) -> dict[str, bool]:
-        block = (self.evidence or {}).get("image_reliable", {})
+        block = self.evidence.image_reliable if self.evidence else {}
         return {f: bool(block.get(f, False)) for f in self.findings}
 
     @property

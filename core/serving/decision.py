@@ -139,8 +139,8 @@ def resolve_target(target: str | None, mode: str) -> str:
 
 
 def point_for(description, mode: str, finding: str, name: str) -> dict | None:
-    block = describe(description).operating_points or {}
-    entry = ((block.get("points") or {}).get(mode) or {}).get(finding, {}).get(name)
+    block = describe(description).operating_points
+    entry = block.point(mode, finding, name) if block else None
     return dict(entry, name=name) if entry else None
 
 

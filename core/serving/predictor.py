@@ -37,7 +37,8 @@ __all__ = ["Attribution", "FreezeState", "InputError", "Int8State", "Precision",
 def qa_points(metadata) -> dict:
     """Report-QA operating points of the findings the image supports (core.evaluation.operating_points,
     core.evaluation.evidence); the others are never flagged."""
-    points = (describe(metadata).discordance or {}).get("points") or {}
+    qa = describe(metadata).discordance
+    points = qa.points if qa else {}
     reliable = image_reliable(metadata, points)
     return {f: op for f, op in points.items() if reliable[f]}
 
