@@ -45,9 +45,8 @@ def main(argv=None) -> int:
     from core.data.images import load_png_gray
     from core.data.reports import DataLayoutError
     from core.evaluation.split_eval import select_reports, weights_collection
-    from core.model.description import describe
     predictor = load_predictor(args.weights)
-    desc = describe(predictor.metadata)
+    desc = predictor.description
     try:
         coll = weights_collection(desc, Path(args.data), args.dataset)
         reports = select_reports(coll.reports, args.split, desc.split)

@@ -136,7 +136,7 @@ def test_shipped_operating_points_meet_the_issues_targets(shipped):
     """Issue 26's targets, as the weights state them (scripts/choose_operating_points.py measured them):
     at most 30% of studies with none of the findings flagged, image only and with the indication, on
     cross-validation and on the test split; measured specificity within 0.05 of the stated one."""
-    block = shipped.operating_points
+    block = shipped.operating_points.to_dict()  # as the weights' JSON states it
     assert block["default"] == {"none": "specificity 0.90", "indication": "specificity 0.90",
                                 "report": "specificity 0.98"}
     for mode in ("none", "indication"):

@@ -11,6 +11,7 @@ import pytest
 from core.data.labels import FINDINGS
 from core.evaluation import recalibration as R
 from core.model.description import read_description
+from core.model.description_blocks import DiscordancePoints
 from core.model.recalibration_maps import calibrated_flags
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +74,9 @@ def test_thresholds_through_the_map_keep_every_decision():
 def test_report_qa_points_move_through_the_report_image_map():
     y, p = _overconfident(3000, 5)
     block = R.Recalibration(maps={"report": {"image": {"Edema": R.fit_platt(y, p)}}})
-    out = R.map_discordance({"budget": 0.04, "points": {"Edema": {"high": 0.5, "low": None}}}, block)
-    assert out["points"]["Edema"]["low"] is None
-    assert out["points"]["Edema"]["high"] == pytest.approx(float(R.map_for(block, "report", "image", "Edema")(0.5)))
+    out = R.map_discordance(DiscordancePoints(budget=0.04, points={"Edema": {"high": 0.5, "low": None}}), block)
+    assert out.points["Edema"]["low"] is None
+    assert out.points["Edema"]["high"] == pytest.approx(float(R.map_for(block, "report", "image", "Edema")(0.5)))
 
 
 def test_too_few_positives_gives_no_map_and_the_finding_is_marked():

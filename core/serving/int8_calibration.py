@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from core.errors import CxrError
-from core.model.description import INT8_FILE, describe
+from core.model.description import INT8_FILE
 
 MAX_AUC_CHANGE = 0.005
 MAX_FLIPS = 0.01
@@ -45,7 +45,7 @@ def fidelity(predictor, int8_encoder, reports, data_dir: Path, *, paths: dict | 
     the flipped decisions and the largest probability change."""
     from core.evaluation.metrics import safe_auc
     from core.evaluation.split_eval import predict_reports
-    model, desc = predictor.model, describe(predictor.metadata)
+    model, desc = predictor.model, predictor.description
     Y = np.array([r.labels for r in reports])
     out = {"n_studies": len(reports), "n_positive": dict(zip(predictor.findings, map(int, Y.sum(0)), strict=True)),
            "modes": {}}
@@ -76,7 +76,7 @@ def calibrate_weights(weights_dir: Path, data_dir: Path, *, images: int = 512, s
     from core.model.int8_image import calibrate, int8_encoder, save_calibration, stored_encoder_digest
     from core.serving.predictor import Predictor
     predictor = Predictor.load(weights_dir)
-    desc = describe(predictor.metadata)
+    desc = predictor.description
     coll = weights_collection(desc, Path(data_dir), dataset)
     train = select_reports(coll.reports, "train", desc.split)
     val = select_reports(coll.reports, "val", desc.split)
