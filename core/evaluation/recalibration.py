@@ -318,7 +318,7 @@ def cross_fitted(folds: Sequence[FoldPredictions], findings: Sequence[str], *, s
     Q = P.copy()
     calibrated, fits = {}, {}
     for k, finding in enumerate(findings):
-        col, ok, maps, start = [], True, [], 0
+        col, ok, maps = [], True, []
         for i, fold in enumerate(folds):
             q = np.full(len(fold.uids), np.nan)
             if scheme == "across":
@@ -342,7 +342,6 @@ def cross_fitted(folds: Sequence[FoldPredictions], findings: Sequence[str], *, s
                     if m is not None:
                         q[held] = out
             col.append(q)
-            start += len(fold.uids)
         calibrated[finding] = bool(ok)
         fits[finding] = maps
         if ok:
