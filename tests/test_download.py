@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from core.data import download
 from scripts import download_iu_xray as dl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,8 +199,8 @@ def test_archives_copied_by_hand_are_used_offline(tmp_path, capsys):
 
 
 def test_known_sha256_is_checked(tmp_path, server, monkeypatch, capsys):
-    monkeypatch.setitem(dl.SHA256, "NLMCXR_reports.tgz", hashlib.sha256(REPORTS_TGZ).hexdigest())
-    monkeypatch.setitem(dl.SHA256, "NLMCXR_png.tgz", "0" * 64)
+    monkeypatch.setitem(download.SHA256, "NLMCXR_reports.tgz", hashlib.sha256(REPORTS_TGZ).hexdigest())
+    monkeypatch.setitem(download.SHA256, "NLMCXR_png.tgz", "0" * 64)
     out = tmp_path / "iu"
     assert run(out, server.url) == 1
     assert "SHA-256" in capsys.readouterr().err
