@@ -85,3 +85,24 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setattr(st, "secrets", empty)
     serve_on(monkeypatch, "127.0.0.1")
     return env
+
+
+# -- markers for what a test needs: `pytest -m "not orthanc"`, `-m "not chromium"`, `-m "not iu_data"` ----------
+def _needs_orthanc(item) -> bool:
+    """A module that starts Orthanc (tests/pacs_fixtures.Orthanc) needs Debian's orthanc."""
+    path = getattr(item, "path", None)
+    try:
+        return path is not None and "Orthanc(" in path.read_text()
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = item.path.parts if getattr(item, "path", None) else ()
+        if "e2e" in parts:
+            item.add_marker(pytest.mark.chromium)
+        if _needs_orthanc(item):
+            item.add_marker(pytest.mark.orthanc)
+        if {"iu_xray_dir", "tiny_weights"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.iu_data)

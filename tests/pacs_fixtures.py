@@ -6,7 +6,7 @@ syntaxes, frontal and lateral as separate series, some with the indication).
     with Orthanc(tmp_path) as pacs:                 # pacs.url is the DICOMweb root
         pacs.upload(make_instance(png, tmp_path / "a.dcm", study_uid=..., syntax="jpeg-lossless"))
 
-Used by tests/test_pacs*.py and scripts/bench_pacs.py. Orthanc (``apt-get install orthanc
+Used by tests/pacs/ and scripts/bench_pacs.py. Orthanc (``apt-get install orthanc
 orthanc-dicomweb``) and the dcmtk / gdcm tools are Debian packages (.ci/run installs them).
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ One difference is deliberate: a JPEG *file* read for training or evaluation (``l
 is decoded at a reduced DCT scale (Pillow ``draft``, never below twice the target size) before
 the same resize, while an uploaded JPEG is decoded whole (the guard and the review thumbnail
 need the full image). On the IU copies (<= 512 px) the draft never applies and the two give
-identical pixels (tests/test_preprocess.py); on a 2,500 px JPEG resized to 128 px they differ
+identical pixels (tests/data/test_preprocess.py); on a 2,500 px JPEG resized to 128 px they differ
 by 0.78 grey levels on average (max 20 of 255), for a 13x faster decode of MIMIC-size files.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Inference-only rewrites of a trained model that keep its predictions (checked on the
-test split by tests/test_fast_path.py: every finding's AUC within 0.005 of fp32 eager).
+test split by tests/model/test_fast_path.py: every finding's AUC within 0.005 of fp32 eager).
 
 - ``fold_batchnorm``: in each DenseNet layer the second BatchNorm follows a convolution,
   so it folds into that convolution's weights (exact up to float rounding).

@@ -21,7 +21,7 @@ and centre crops of frontals). A film whose frontal probability falls below the 
 of out-of-fold real frontals is flagged, with a message that says what to upload instead.
 
 ``score`` is that distance divided by the threshold: 1.0 is the boundary, above is OOD.
-Measured on the IU X-ray copy (tests/test_ood.py prints the rates): ~3% of unseen real
+Measured on the IU X-ray copy (tests/model/test_ood.py prints the rates): ~3% of unseen real
 CXRs flagged; photos, text, noise, CT/MR/US DICOMs, screenshots, 90° rotations flagged.
 Histogram statistics (mean, std, dark/bright fractions, entropy) were tried and dropped:
 with them a gamma change of real CXRs was flagged 9-11% (vs 2-3% now) and upside-down

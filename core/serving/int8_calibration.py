@@ -2,7 +2,7 @@
 measure what int8 changes before it is written.
 
 Calibrated on training-split frontal images only; the fidelity check runs on the
-validation split (the test split stays for tests/test_fast_path.py): every head's AUC
+validation split (the test split stays for tests/model/test_fast_path.py): every head's AUC
 per finding in every text mode, the share of thresholded decisions that flip, and the
 largest probability change. A calibration that moves any AUC by more than
 ``MAX_AUC_CHANGE`` or flips more than ``MAX_FLIPS`` of the decisions is not written.

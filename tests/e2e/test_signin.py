@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _png() -> bytes:
-    from tests.test_app_history import _png as png
+    from tests.app.test_app_history import _png as png
     return png()
 
 
