@@ -123,14 +123,14 @@ def sr_files(pacs: pf.Orthanc, study_uid: str) -> list:
     """Every SR of a study, read back over DICOMweb (QIDO-RS, then WADO-RS)."""
     import pydicom
 
-    from core.pacs.connection import _first, connect
+    from core.pacs.connection import connect
     client = connect(pacs.url, environ=pacs.env())
     out = []
     for series in client.series(study_uid):
-        if _first(series, "00080060") != "SR":
+        if series.Modality != "SR":
             continue
-        for meta in client.series_metadata(study_uid, _first(series, "0020000E")):
-            data = client.retrieve(study_uid, _first(series, "0020000E"), _first(meta, "00080018"))
+        for meta in client.series_metadata(study_uid, series.SeriesInstanceUID):
+            data = client.retrieve(study_uid, series.SeriesInstanceUID, meta.SOPInstanceUID)
             out.append(pydicom.dcmread(io.BytesIO(data)))
     return out
 
