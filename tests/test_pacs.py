@@ -173,6 +173,24 @@ def test_first_run_scores_chests_and_skips_the_rest(world, first_run):
     assert not any("Doe" in json.dumps(r, default=str) or "MRN-" in json.dumps(r, default=str) for r in rows)
 
 
+def test_the_connection_reads_headers_by_keyword_and_fetches_the_stored_file(world):
+    """QIDO and WADO through dicomweb-client: answers are pydicom Datasets; an image comes back byte for byte
+    as stored, in its own transfer syntax (the log hashes these bytes)."""
+    from core.pacs.connection import connect
+    pacs, made = world["pacs"], world["made"]
+    client = connect(pacs.url, environ=pacs.env())
+    refs = {r.study_uid: r for r in client.find_studies()}
+    assert {made[n]["uid"] for n in "ABCRLXH"} <= set(refs)
+    for name in "ABCR":
+        f = made[name]["frontal"]
+        assert refs[f.study_uid].date and set(refs[f.study_uid].modalities) & {"CR", "DX"}
+        series = {s.SeriesInstanceUID: s.Modality for s in client.series(f.study_uid)}
+        assert series[f.series_uid] in ("CR", "DX")
+        meta = {m.SOPInstanceUID: m for m in client.series_metadata(f.study_uid, f.series_uid)}
+        assert "PixelData" not in meta[f.sop_uid] and meta[f.sop_uid].get("ViewPosition", "") == f.view
+        assert client.retrieve(f.study_uid, f.series_uid, f.sop_uid) == pacs.file_of(f.sop_uid)
+
+
 def test_srs_are_in_the_right_studies_valid_and_say_the_decisions(world, first_run):
     from core.pacs.sr import ALGORITHM_NAME, algorithm_versions, read_sr
     got, made, pacs = by_uid(first_run["json"]), world["made"], world["pacs"]
