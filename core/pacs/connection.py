@@ -1,8 +1,9 @@
-"""The DICOMweb connection: QIDO-RS to find, WADO-RS to fetch, STOW-RS to store (dicomweb-client).
+"""The DICOMweb connection: QIDO-RS to find, WADO-RS to fetch, STOW-RS to store, all through dicomweb-client;
+DICOM JSON answers become pydicom Datasets (``Dataset.from_json``), read by keyword.
 
     pacs = connect(url)                       # credentials: $CXR_PACS_USER/$CXR_PACS_PASSWORD, else ~/.netrc
     pacs.find_studies(since="20261201")       # [StudyRef], CR/DX studies only
-    pacs.series_metadata(study_uid, series_uid)  # DICOM JSON of each instance (no pixels)
+    pacs.series_metadata(study_uid, series_uid)  # each instance's header, a pydicom Dataset (no pixels)
     pacs.retrieve(study_uid, series_uid, sop_uid)  # the instance's bytes, in its stored transfer syntax
     pacs.store(dataset)                       # STOW-RS into the dataset's study
 
@@ -117,7 +118,7 @@ def translate(exc: BaseException, url: str, what: str) -> PacsError:
 
 
 class Pacs:
-    """A DICOMweb server; one ``requests.Session`` (keep-alive) shared by the calls."""
+    """A DICOMweb server, spoken to through dicomweb-client over one ``requests.Session`` (keep-alive)."""
 
     def __init__(self, url: str, auth: tuple[str, str] | None = None, *, timeout: float = TIMEOUT_S) -> None:
         import requests
@@ -127,10 +128,13 @@ class Pacs:
         self.session = requests.Session()
         self.session.trust_env = False          # no proxy or netrc surprises: credentials are ours, or none
         self.session.auth = auth
+        # identity: pixel data is compressed already (or raw 16-bit on a LAN); a gzip'd image cost Orthanc
+        # ~85 ms of CPU per 2 MB and this side ~8 ms to inflate, for nothing (docs/pacs.md, Benchmark)
+        self.session.headers["Accept-Encoding"] = "identity"
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.client = DICOMwebClient(self.url, session=self.session)
+        self.client = DICOMwebClient(self.url, session=self.session, timeout=timeout)
         self.client.set_http_retry_params(retry=False)
 
     def __repr__(self) -> str:  # never print the credentials
@@ -142,99 +146,67 @@ class Pacs:
         except Exception as exc:  # noqa: BLE001 — every failure leaves as one line of PacsError
             raise translate(exc, self.url, what) from None
 
-    def _get(self, path: str, what: str, params=None, accept: str = "application/dicom+json",
-             encoding: str | None = None):
+    def _datasets(self, what: str, fn, *args, **kwargs) -> list:
+        """A DICOM JSON answer as pydicom Datasets; what is not DICOM JSON is one line of PacsError."""
         import requests
-        headers = {"Accept": accept, **({"Accept-Encoding": encoding} if encoding else {})}
-
-        def call():
-            r = self.session.get(f"{self.url}/{path}", params=params, headers=headers, timeout=self.timeout)
-            r.raise_for_status()
-            return r
         try:
-            return call()
-        except requests.RequestException as exc:
-            raise translate(exc, self.url, what) from None
-
-    def _json(self, path: str, what: str, params=None) -> list[dict]:
-        """A DICOM JSON answer (a list of objects); anything else is one line of PacsError."""
-        r = self._get(path, what, params=params)
-        if not r.content:
-            return []
-        try:
-            data = r.json()
-        except ValueError:
+            data = fn(*args, **kwargs)
+        except requests.JSONDecodeError:
             data = None
+        except Exception as exc:  # noqa: BLE001 — every failure leaves as one line of PacsError
+            raise translate(exc, self.url, what) from None
         if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
             raise PacsError(f"the PACS at {self.url} did not answer in DICOM JSON while trying to {what}; "
                             "check that the URL is the DICOMweb root (e.g. http://host:8042/dicom-web)")
-        return data
+        return self._do(what, lambda: [_dataset(item) for item in data])
 
     # ---------------------------------------------------------------- QIDO-RS
     def check(self) -> None:
         """One cheap request: raises PacsAuthError / PacsUnavailable / PacsError when it fails."""
-        self._json("studies", "list studies", params={"limit": 1})
+        self._datasets("list studies", self.client.search_for_studies, limit=1)
+
+    def _studies(self, fields: list[str], since: str | None, study_uid: str | None = None) -> list:
+        """The CR/DX studies QIDO-RS lists (every page); a study whose answer lacks ModalitiesInStudy counts."""
+        filters = {**({"StudyDate": f"{since}-"} if since else {}),
+                   **({"StudyInstanceUID": study_uid} if study_uid else {})}
+        found = self._datasets("list studies", self.client.search_for_studies, fields=["ModalitiesInStudy", *fields],
+                               search_filters=filters, limit=PAGE, get_remaining=True)
+        return [ds for ds in found if ds.get("StudyInstanceUID")
+                and (not _modalities(ds) or any(m in FIND_MODALITIES for m in _modalities(ds)))]
 
     def find_studies(self, *, since: str | None = None, study_uid: str | None = None) -> list[StudyRef]:
         """CR/DX studies, oldest first: all of them, those from ``since`` (YYYYMMDD) on, or one by UID."""
-        params = {"includefield": ["00080061", "00080020", "00080030", "00201208"]}
-        if since:
-            params["StudyDate"] = f"{since}-"
-        if study_uid:
-            params["StudyInstanceUID"] = study_uid
-        found, offset = [], 0
-        while True:
-            page = self._json("studies", "list studies", params={**params, "limit": PAGE, "offset": offset})
-            found += page
-            if len(page) < PAGE:
-                break
-            offset += PAGE
-        out = []
-        for item in found:
-            mods = tuple(str(m) for m in _values(item, "00080061"))
-            uid = _first(item, "0020000D")
-            if uid and (not mods or any(m in FIND_MODALITIES for m in mods)):
-                out.append(StudyRef(uid, _first(item, "00080020") or "", _first(item, "00080030") or "", mods,
-                                    int(_first(item, "00201208") or 0)))
+        found = self._studies(["StudyDate", "StudyTime", "NumberOfStudyRelatedInstances"], since, study_uid)
+        out = [StudyRef(str(ds.StudyInstanceUID), str(ds.get("StudyDate") or ""), str(ds.get("StudyTime") or ""),
+                        _modalities(ds), int(ds.get("NumberOfStudyRelatedInstances") or 0)) for ds in found]
         return sorted(out, key=lambda s: (s.date, s.time, s.study_uid))
 
     def accession_numbers(self, *, since: str | None = None) -> dict[str, str]:
         """Study UID -> AccessionNumber of the CR/DX studies (a site's reports are often keyed by it,
         core.pacs.site_source); kept on this side, never shown."""
-        params = {"includefield": ["00080050", "00080061"]}
-        if since:
-            params["StudyDate"] = f"{since}-"
-        out, offset = {}, 0
-        while True:
-            page = self._json("studies", "list studies", params={**params, "limit": PAGE, "offset": offset})
-            for item in page:
-                mods = tuple(str(m) for m in _values(item, "00080061"))
-                uid, acc = _first(item, "0020000D"), _first(item, "00080050")
-                if uid and acc and (not mods or any(m in FIND_MODALITIES for m in mods)):
-                    out[str(uid)] = str(acc).strip()
-            if len(page) < PAGE:
-                return out
-            offset += PAGE
+        return {str(ds.StudyInstanceUID): str(ds.AccessionNumber).strip()
+                for ds in self._studies(["AccessionNumber"], since) if ds.get("AccessionNumber")}
 
-    def series(self, study_uid: str) -> list[dict]:
-        """DICOM JSON of each series of a study (UID, modality, number)."""
-        return self._json(f"studies/{study_uid}/series", "list the series of a study")
+    def series(self, study_uid: str) -> list:
+        """Each series of a study as a pydicom Dataset (SeriesInstanceUID, Modality, SeriesNumber)."""
+        return self._datasets("list the series of a study", self.client.search_for_series, study_uid)
 
     # ---------------------------------------------------------------- WADO-RS
-    def series_metadata(self, study_uid: str, series_uid: str) -> list[dict]:
-        return self._json(f"studies/{study_uid}/series/{series_uid}/metadata", "read a series' headers")
+    def series_metadata(self, study_uid: str, series_uid: str) -> list:
+        """The header of each instance of a series as a pydicom Dataset (no pixels)."""
+        return self._datasets("read a series' headers", self.client.retrieve_series_metadata, study_uid, series_uid)
 
     def retrieve(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
-        """The instance as a DICOM file, in the transfer syntax it is stored in (no server transcoding)."""
-        # identity: pixel data is compressed already (or raw 16-bit on a LAN); a gzip'd answer cost Orthanc
-        # ~85 ms of CPU per 2 MB image and this side ~8 ms to inflate, for nothing
-        r = self._get(f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}", "fetch an image",
-                      accept='multipart/related; type="application/dicom"; transfer-syntax=*',
-                      encoding="identity")
-        parts = _multipart(r.content, r.headers.get("content-type", ""))
-        if not parts:
-            raise PacsError(f"the PACS at {self.url} sent no DICOM part for an image it listed")
-        return parts[0]
+        """The instance as a DICOM file, byte for byte as stored (transfer-syntax=*: no server transcoding)."""
+        try:
+            ds = self.client.retrieve_instance(study_uid, series_uid, sop_uid,
+                                               media_types=(("application/dicom", "*"),))
+        except IndexError:  # an empty multipart answer
+            raise PacsError(f"the PACS at {self.url} sent no DICOM part for an image it listed") from None
+        except Exception as exc:  # noqa: BLE001 — every failure leaves as one line of PacsError
+            raise translate(exc, self.url, "fetch an image") from None
+        # pydicom keeps the buffer it read: the file's own bytes, which the log hashes and the SR rests on
+        return ds.buffer.getvalue()
 
     # ---------------------------------------------------------------- STOW-RS
     def store(self, dataset) -> None:
@@ -258,32 +230,20 @@ def configured_url(environ=None) -> str | None:
     return (env.get(URL_ENV) or "").strip() or None
 
 
-# -------------------------------------------------------------------- DICOM JSON / multipart
+# -------------------------------------------------------------------- DICOM JSON
 
-def _values(item: dict, tag: str) -> list:
-    return list((item.get(tag) or {}).get("Value") or [])
-
-
-def _first(item: dict, tag: str):
-    values = _values(item, tag)
-    return values[0] if values else None
+def _without_bulk_data(item: dict) -> dict:
+    """A DICOM JSON object less its BulkDataURI elements (the pixels: they come whole with retrieve())."""
+    return {tag: {**m, "Value": [_without_bulk_data(i) for i in m["Value"]]} if m.get("vr") == "SQ" and m.get("Value")
+            else m for tag, m in item.items() if "BulkDataURI" not in m}
 
 
-def _multipart(body: bytes, content_type: str) -> list[bytes]:
-    """The parts of a multipart/related body (WADO-RS answers one part per instance)."""
-    boundary = None
-    for piece in content_type.split(";"):
-        key, _, value = piece.strip().partition("=")
-        if key.lower() == "boundary":
-            boundary = value.strip('"')
-    if not boundary:
-        return [body] if body[128:132] == b"DICM" else []
-    delim = b"--" + boundary.encode()
-    parts = []
-    for chunk in body.split(delim)[1:]:
-        if chunk.startswith(b"--"):
-            break
-        head, sep, payload = chunk.partition(b"\r\n\r\n")
-        if sep:
-            parts.append(payload[:-2] if payload.endswith(b"\r\n") else payload)
-    return parts
+def _dataset(item: dict):
+    """One DICOM JSON object as a pydicom Dataset, without bulk data (pydicom would warn about each)."""
+    from pydicom import Dataset
+    return Dataset.from_json(_without_bulk_data(item))
+
+
+def _modalities(ds) -> tuple[str, ...]:
+    value = ds.get("ModalitiesInStudy") or ()
+    return (str(value),) if isinstance(value, str) else tuple(str(m) for m in value)

@@ -381,22 +381,6 @@ def sr_file(dicom_bytes: bytes, prediction, description) -> bytes:
 
 # -------------------------------------------------------------------- reading an SR back
 
-def _walk_json(node, out: list[tuple[tuple[str, str], str]]) -> None:
-    if isinstance(node, dict):
-        name = node.get("0040A043")
-        text = node.get("0040A160")
-        if name and text:
-            code = (name.get("Value") or [{}])[0]
-            value = ((code.get("00080100") or {}).get("Value") or [""])[0]
-            scheme = ((code.get("00080102") or {}).get("Value") or [""])[0]
-            out.append(((str(value), str(scheme)), str((text.get("Value") or [""])[0])))
-        for child in node.values():
-            _walk_json(child, out)
-    elif isinstance(node, list):
-        for child in node:
-            _walk_json(child, out)
-
-
 def _walk_dataset(ds, out: list[tuple[tuple[str, str], str]]) -> None:
     for item in ds.get("ContentSequence", []) or []:
         names = item.get("ConceptNameCodeSequence") or []
@@ -407,16 +391,13 @@ def _walk_dataset(ds, out: list[tuple[tuple[str, str], str]]) -> None:
 
 def _texts(sr) -> list[tuple[tuple[str, str], str]]:
     texts: list[tuple[tuple[str, str], str]] = []
-    if isinstance(sr, dict):
-        _walk_json(sr, texts)
-    else:
-        _walk_dataset(sr, texts)
+    _walk_dataset(sr, texts)
     return texts
 
 
 def algorithm_versions(sr) -> set[str]:
     """The versions of *our* algorithm an SR records, as served ("+int8" when the int8 image encoder ran):
-    DICOM JSON from WADO-RS metadata, or a pydicom Dataset. From TID 4019 and the device observer (an
+    a pydicom Dataset (WADO-RS metadata, or the file). From TID 4019 and the device observer (an
     out-of-distribution study's SR has no measurement group)."""
     texts = _texts(sr)
     if not any(code in (ALGORITHM_NAME_CODE, DEVICE_NAME) and value == ALGORITHM_NAME for code, value in texts):

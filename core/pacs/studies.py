@@ -7,15 +7,18 @@ from a frontal). A study whose chest images are all laterals gets no findings an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from core.pacs.connection import FIND_MODALITIES, _first, _values
+from core.pacs.connection import FIND_MODALITIES
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 FRONTAL = ("PA", "AP")
 LATERAL = ("LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LATERAL DECUBITUS")
 CHEST_PARTS = ("CHEST", "THORAX", "LUNG", "CHEST_TO_PELVIS", "TORSO")
 SR_MODALITY = "SR"
-INDICATION_TAGS = ("00401002", "00321030")   # Reason for the Requested Procedure, Reason for Study
-REQUEST_ATTRIBUTES = "00400275"
+INDICATION_KEYWORDS = ("ReasonForTheRequestedProcedure", "ReasonForStudy")
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Candidate:
     sop_uid: str
     view: str                 # ViewPosition as written ('' when absent)
     body_part: str
-    meta: dict                # the instance's DICOM JSON (no pixels)
+    meta: Dataset             # the instance's header from WADO-RS metadata (no pixels)
 
     @property
     def kind(self) -> str:
@@ -39,12 +42,12 @@ def is_chest(body_part: str) -> bool:
     return not body_part or body_part.upper().replace(" ", "_") in CHEST_PARTS
 
 
-def candidates(series_list: list[dict], metadata_of) -> tuple[list[Candidate], list[str]]:
+def candidates(series_list: list[Dataset], metadata_of) -> tuple[list[Candidate], list[str]]:
     """The chest CR/DX images of a study (``metadata_of(series_uid)`` reads a series' headers), and
     the series UIDs of its SRs."""
     images, srs = [], []
     for series in series_list:
-        uid, modality = _first(series, "0020000E"), str(_first(series, "00080060") or "")
+        uid, modality = str(series.get("SeriesInstanceUID") or ""), str(series.get("Modality") or "")
         if not uid:
             continue
         if modality == SR_MODALITY:
@@ -53,11 +56,11 @@ def candidates(series_list: list[dict], metadata_of) -> tuple[list[Candidate], l
         if modality not in FIND_MODALITIES:
             continue
         for meta in metadata_of(uid):
-            sop = _first(meta, "00080018")
+            sop = str(meta.get("SOPInstanceUID") or "")
             if not sop:
                 continue
-            images.append(Candidate(uid, sop, str(_first(meta, "00185101") or "").strip(),
-                                    str(_first(meta, "00180015") or "").strip(), meta))
+            images.append(Candidate(uid, sop, str(meta.get("ViewPosition") or "").strip(),
+                                    str(meta.get("BodyPartExamined") or "").strip(), meta))
     return images, srs
 
 
@@ -68,23 +71,10 @@ def ordered(images: list[Candidate]) -> tuple[list[Candidate], list[Candidate], 
     return frontal, [c for c in chest if c.kind == "unknown"], [c for c in chest if c.kind == "lateral"]
 
 
-def indication(meta: dict) -> str:
-    """The indication written in the image's header ('' when there is none)."""
-    for tag in INDICATION_TAGS:
-        value = _first(meta, tag)
-        if value and str(value).strip():
-            return str(value).strip()
-    for item in _values(meta, REQUEST_ATTRIBUTES):
-        if isinstance(item, dict):
-            value = _first(item, "00401002") or _first(item, "00321030")
-            if value and str(value).strip():
-                return str(value).strip()
-    return ""
-
-
-def indication_of(ds) -> str:
-    """The same, from a pydicom Dataset (the fetched file: what the log and the SR rest on)."""
-    for keyword in ("ReasonForTheRequestedProcedure", "ReasonForStudy"):
+def indication(ds: Dataset) -> str:
+    """The indication written in an image's header ('' when there is none): from WADO-RS metadata, or
+    the fetched file (what the log and the SR rest on)."""
+    for keyword in INDICATION_KEYWORDS:
         value = ds.get(keyword)
         if value and str(value).strip():
             return str(value).strip()

@@ -17,7 +17,7 @@ from core.data.images import DecodedImage, ImageDecodeError, decode_image
 from core.data.text_clean import TextError, clean_text
 from core.pacs.connection import Pacs, StudyRef
 from core.pacs.sr import build_sr, is_ours_for
-from core.pacs.studies import Candidate, candidates, indication_of, ordered
+from core.pacs.studies import Candidate, candidates, indication, ordered
 
 MAX_TEXT_CHARS = 20_000
 
@@ -106,7 +106,7 @@ def prepare(ctx: Context, ref: StudyRef, settled: bool) -> Prepared:
         for meta in ctx.pacs.series_metadata(uid, s):
             if is_ours_for(meta, ctx.version, ctx.points or None):
                 prep.sr_exists = True
-                prep.sr_uid = str(((meta.get("00080018") or {}).get("Value") or [None])[0])
+                prep.sr_uid = str(meta.get("SOPInstanceUID"))
     if prep.sr_exists and settled:
         prep.done = True
         return _timed(prep, t)
@@ -140,7 +140,7 @@ def _timed(prep: Prepared, t: float) -> Prepared:
 def read_text(dataset) -> tuple[str, str]:
     """(indication, text mode) from the chosen image's header: indication mode when it holds one."""
     try:
-        text = clean_text(indication_of(dataset), max_chars=MAX_TEXT_CHARS)
+        text = clean_text(indication(dataset), max_chars=MAX_TEXT_CHARS)
     except TextError:
         text = ""
     return text, "indication" if text else "none"

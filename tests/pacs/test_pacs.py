@@ -123,14 +123,14 @@ def sr_files(pacs: pf.Orthanc, study_uid: str) -> list:
     """Every SR of a study, read back over DICOMweb (QIDO-RS, then WADO-RS)."""
     import pydicom
 
-    from core.pacs.connection import _first, connect
+    from core.pacs.connection import connect
     client = connect(pacs.url, environ=pacs.env())
     out = []
     for series in client.series(study_uid):
-        if _first(series, "00080060") != "SR":
+        if series.Modality != "SR":
             continue
-        for meta in client.series_metadata(study_uid, _first(series, "0020000E")):
-            data = client.retrieve(study_uid, _first(series, "0020000E"), _first(meta, "00080018"))
+        for meta in client.series_metadata(study_uid, series.SeriesInstanceUID):
+            data = client.retrieve(study_uid, series.SeriesInstanceUID, meta.SOPInstanceUID)
             out.append(pydicom.dcmread(io.BytesIO(data)))
     return out
 
@@ -171,6 +171,24 @@ def test_first_run_scores_chests_and_skips_the_rest(world, first_run):
     rows = pacs_rows(world["env"]["CXR_DB_PATH"])
     assert len(rows) == 4 and all(r["source"] == "cli" for r in rows)
     assert not any("Doe" in json.dumps(r, default=str) or "MRN-" in json.dumps(r, default=str) for r in rows)
+
+
+def test_the_connection_reads_headers_by_keyword_and_fetches_the_stored_file(world):
+    """QIDO and WADO through dicomweb-client: answers are pydicom Datasets; an image comes back byte for byte
+    as stored, in its own transfer syntax (the log hashes these bytes)."""
+    from core.pacs.connection import connect
+    pacs, made = world["pacs"], world["made"]
+    client = connect(pacs.url, environ=pacs.env())
+    refs = {r.study_uid: r for r in client.find_studies()}
+    assert {made[n]["uid"] for n in "ABCRLXH"} <= set(refs)
+    for name in "ABCR":
+        f = made[name]["frontal"]
+        assert refs[f.study_uid].date and set(refs[f.study_uid].modalities) & {"CR", "DX"}
+        series = {s.SeriesInstanceUID: s.Modality for s in client.series(f.study_uid)}
+        assert series[f.series_uid] in ("CR", "DX")
+        meta = {m.SOPInstanceUID: m for m in client.series_metadata(f.study_uid, f.series_uid)}
+        assert "PixelData" not in meta[f.sop_uid] and meta[f.sop_uid].get("ViewPosition", "") == f.view
+        assert client.retrieve(f.study_uid, f.series_uid, f.sop_uid) == pacs.file_of(f.sop_uid)
 
 
 def test_srs_are_in_the_right_studies_valid_and_say_the_decisions(world, first_run):
