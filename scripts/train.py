@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     except (DataLayoutError, BackboneUnavailable) as exc:
         fail(str(exc))
     result = trainer.fit()
-    if trainer.rank != 0:
+    if not trainer.process.main:
         return 0
     desc = build_description(trainer, result, cfg)
     ood = fit_ood_guard(trainer) if cfg.fit_ood else None
@@ -90,8 +90,8 @@ def main(argv=None) -> int:
         from core.evaluation.refit import refit
         desc = desc.updated(test_summary=evaluate_test_split(trainer, desc, out))
         # held-out evidence per finding and report-QA operating points (core.evaluation)
-        desc = refit(trainer.model, trainer.tokenizer, desc, trainer.reports, Path(cfg.data), out / "eval",
-                     refit_thresholds=False, bank=trainer.bank)
+        desc = refit(trainer.model, trainer.tokenizer, desc, trainer.data.reports, Path(cfg.data), out / "eval",
+                     refit_thresholds=False, bank=trainer.data.bank)
     if args.external_data:
         desc = desc.updated(external_validation=[external_validation(trainer, desc, out, args.external_dataset,
                                                                      Path(args.external_data))])
