@@ -22,34 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
 import time  # noqa: E402
-from dataclasses import fields  # noqa: E402
 
 from scripts._cli import Parser, fail, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
     from core.data.sources import DATASETS
-    from core.data.sources.policy import UNCERTAIN_POLICIES
-    from core.training.config import HELP
-    from core.training.trainer import TrainConfig
+    from core.training.config import add_config_arguments
     p = Parser(description=__doc__.splitlines()[0])
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            kwargs = {"required": True} if f.name == "data" else {"default": f.default}
-            kwargs["help"] = HELP[f.name]
-            if f.name == "unfreeze":
-                kwargs["choices"] = ["auto", "text", "both", "none"]
-            if f.name == "dataset":
-                kwargs["choices"] = list(DATASETS)
-            if f.name == "uncertain_policy":
-                kwargs["choices"] = list(UNCERTAIN_POLICIES)
-            p.add_argument(flag, type=kind, **kwargs)
+    add_config_arguments(p)
     p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation at the end")
     p.add_argument("--external-data", help="after training, score every study of this dataset (external validation)")
     p.add_argument("--external-dataset", default="openi", choices=list(DATASETS), help="layout of --external-data")
@@ -62,8 +44,9 @@ def main(argv=None) -> int:
     from core.data.sources import check_layout
     from core.model.checkpoint import save_weights
     from core.model.fusion import BackboneUnavailable, image_weights_info
+    from core.training.config import config_from_args
     from core.training.outputs import build_description, evaluate_test_split, external_validation, fit_ood_guard
-    from core.training.trainer import TrainConfig, Trainer
+    from core.training.trainer import Trainer
     try:
         check_layout(args.dataset, Path(args.data))
         if args.external_data:
@@ -74,7 +57,7 @@ def main(argv=None) -> int:
                      "there is not an external validation")
     except (DataLayoutError, BackboneUnavailable) as exc:
         fail(str(exc))
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    cfg = config_from_args(args)
     t0 = time.time()
     try:
         trainer = Trainer(cfg)
