@@ -17,9 +17,7 @@ Defaults (one table, nanoGPT style) are the fields of core.training.TrainConfig.
 """
 from __future__ import annotations
 
-import argparse
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from scripts._cli import Parser, fail, run_main
@@ -27,25 +25,9 @@ from scripts._cli import Parser, fail, run_main
 
 def parse_args(argv=None):
     from core.data.sources import DATASETS
-    from core.data.sources.policy import UNCERTAIN_POLICIES
-    from core.training.config import HELP
-    from core.training.trainer import TrainConfig
+    from core.training.config import add_config_arguments
     p = Parser(description=__doc__.splitlines()[0])
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            kwargs = {"required": True} if f.name == "data" else {"default": f.default}
-            kwargs["help"] = HELP[f.name]
-            if f.name == "unfreeze":
-                kwargs["choices"] = ["auto", "text", "both", "none"]
-            if f.name == "dataset":
-                kwargs["choices"] = list(DATASETS)
-            if f.name == "uncertain_policy":
-                kwargs["choices"] = list(UNCERTAIN_POLICIES)
-            p.add_argument(flag, type=kind, **kwargs)
+    add_config_arguments(p)
     p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation at the end")
     p.add_argument("--external-data", help="after training, score every study of this dataset (external validation)")
     p.add_argument("--external-dataset", default="openi", choices=list(DATASETS), help="layout of --external-data")
@@ -58,8 +40,9 @@ def main(argv=None) -> int:
     from core.data.sources import check_layout
     from core.model.checkpoint import save_weights
     from core.model.fusion import BackboneUnavailable, image_weights_info
+    from core.training.config import config_from_args
     from core.training.outputs import build_description, evaluate_test_split, external_validation, fit_ood_guard
-    from core.training.trainer import TrainConfig, Trainer
+    from core.training.trainer import Trainer
     try:
         check_layout(args.dataset, Path(args.data))
         if args.external_data:
@@ -70,14 +53,14 @@ def main(argv=None) -> int:
                      "there is not an external validation")
     except (DataLayoutError, BackboneUnavailable) as exc:
         fail(str(exc))
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    cfg = config_from_args(args)
     t0 = time.time()
     try:
         trainer = Trainer(cfg)
     except (DataLayoutError, BackboneUnavailable) as exc:
         fail(str(exc))
     result = trainer.fit()
-    if trainer.rank != 0:
+    if not trainer.process.main:
         return 0
     desc = build_description(trainer, result, cfg)
     ood = fit_ood_guard(trainer) if cfg.fit_ood else None
@@ -86,8 +69,8 @@ def main(argv=None) -> int:
         from core.evaluation.refit import refit
         desc = desc.updated(test_summary=evaluate_test_split(trainer, desc, out))
         # held-out evidence per finding and report-QA operating points (core.evaluation)
-        desc = refit(trainer.model, trainer.tokenizer, desc, trainer.reports, Path(cfg.data), out / "eval",
-                     refit_thresholds=False, bank=trainer.bank)
+        desc = refit(trainer.model, trainer.tokenizer, desc, trainer.data.reports, Path(cfg.data), out / "eval",
+                     refit_thresholds=False, bank=trainer.data.bank)
     if args.external_data:
         desc = desc.updated(external_validation=[external_validation(trainer, desc, out, args.external_dataset,
                                                                      Path(args.external_data))])

@@ -1,7 +1,8 @@
 """Cross-validation results: per-fold AUCs (mean ± sd) and pooled out-of-fold AUCs with CIs.
 
 ``scripts/cv.py`` writes ``fold<k>/oof_<mode>_<head>.csv`` (the format of
-``core.evaluation.split_eval.write_predictions_csv``); ``summarise`` reads them back.
+``core.evaluation.split_eval.write_predictions_csv``; where: ``core.evaluation.cv_layout``);
+``summarise`` reads them back.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core.data.labels import FINDINGS
+from core.evaluation.cv_layout import CvLayout, oof_keys, oof_path
 from core.evaluation.metrics import bootstrap_auc_ci, macro_auc, safe_auc
 
 
@@ -31,18 +33,18 @@ def _sd(values: list[float]) -> float:
 
 def summarise(root: Path, *, n_boot: int = 1000) -> dict | None:
     """Everything the finished folds under ``root`` say, or None when none has finished."""
-    root = Path(root)
-    done = sorted(p.parent for p in root.glob("fold*/fold.json"))
+    layout = CvLayout(root)
+    done = layout.done_folds()
     if not done:
         return None
-    folds_file = root / "folds.json"
+    folds_file = layout.folds_file
     n_folds = len(json.loads(folds_file.read_text())["folds"]) if folds_file.is_file() else len(done)
-    keys = sorted({p.stem[len("oof_"):] for d in done for p in d.glob("oof_*.csv")})
+    keys = sorted({k for d in done for k in oof_keys(d)})
     results = {}
     for key in keys:
         per_fold, Ps, Ys = [], [], []
         for d in done:
-            path = d / f"oof_{key}.csv"
+            path = oof_path(d, key)
             if not path.is_file():
                 continue
             _, P, Y = read_predictions_csv(path)
@@ -71,7 +73,7 @@ def summarise(root: Path, *, n_boot: int = 1000) -> dict | None:
 def _fold_predictions(roots: list[Path], key: str, fold: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """One fold's out-of-fold predictions of a recipe, or of an ensemble of recipes (several
     roots): their probabilities averaged, on the reports all of them scored."""
-    runs = [read_predictions_csv(Path(root) / fold / f"oof_{key}.csv") for root in roots]
+    runs = [read_predictions_csv(oof_path(Path(root) / fold, key)) for root in roots]
     rows = [{u: i for i, u in enumerate(uids)} for uids, _, _ in runs]  # each member's row of a report
     uids = [u for u in runs[0][0] if all(u in r for r in rows)]
     mean = np.mean([probs[[r[u] for u in uids]] for (_, probs, _), r in zip(runs, rows, strict=True)], axis=0)
@@ -92,7 +94,7 @@ def compare(root_a: Path | list[Path], key_a: str, root_b: Path | list[Path], ke
     from core.evaluation.metrics import paired_auc_differences
     roots_a = [Path(r) for r in (root_a if isinstance(root_a, list) else [root_a])]
     roots_b = [Path(r) for r in (root_b if isinstance(root_b, list) else [root_b])]
-    folds = sorted(set.intersection(*({p.parent.name for p in r.glob(f"fold*/oof_{k}.csv")}
+    folds = sorted(set.intersection(*(CvLayout(r).folds_with(k)
                                       for r, k in [(r, key_a) for r in roots_a] + [(r, key_b) for r in roots_b])))
     if not folds:
         return {"folds": [], "n_studies": 0}

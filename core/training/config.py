@@ -1,8 +1,10 @@
-"""What a training run is told: ``TrainConfig`` (the defaults table of scripts/train.py) and a
-split file's check."""
+"""What a training run is told: ``TrainConfig`` (the defaults table of scripts/train.py), the
+command-line flags made from it (one builder for scripts/train.py and scripts/cv.py) and a split
+file's check."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from core.data.labels import TEXT_MODES
@@ -11,6 +13,7 @@ from core.model.fusion import OFFLINE_TEXT_BACKBONE
 from core.model.text_encoders import DEFAULT_FAMILY
 
 NONE_MODE = TEXT_MODES.index("none")
+UNFREEZE = ("auto", "text", "both", "none")
 
 
 @dataclass
@@ -96,6 +99,38 @@ HELP: dict[str, str] = {
     "loader_workers": "processes that decode images (0 = in the main process)",
     "laterals": "the image phase also trains on the training reports' lateral views",
 }
+
+
+def choices() -> dict[str, list[str]]:
+    """The fields whose value is one of a list (their flags refuse anything else)."""
+    from core.data.sources import DATASETS
+    from core.data.sources.policy import UNCERTAIN_POLICIES
+    return {"unfreeze": list(UNFREEZE), "dataset": list(DATASETS), "uncertain_policy": list(UNCERTAIN_POLICIES)}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
+    """One flag per ``TrainConfig`` field (``lr_head`` -> ``--lr-head``) with its default, help and
+    choices; a boolean is ``--x`` / ``--no-x``; a field without a default is required. Fields in
+    ``skip`` get no flag (the caller sets them)."""
+    options = choices()
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
+            continue
+        kwargs = {"required": True} if f.default is MISSING else {"default": f.default}
+        if f.name in options:
+            kwargs["choices"] = options[f.name]
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        parser.add_argument(flag, type=kind, help=HELP[f.name], **kwargs)
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
+    """The TrainConfig the parsed flags say; ``overrides`` set the fields given no flag."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    return TrainConfig(**{**values, **overrides})
 
 
 def load_split(path: str, reports) -> dict[str, list[str]]:

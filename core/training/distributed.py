@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -50,3 +51,23 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
 
+
+
+@dataclass(frozen=True)
+class Process:
+    """This process's place in the run: its rank among ``world`` processes and its device."""
+    rank: int
+    world: int
+    device: torch.device
+
+    @classmethod
+    def current(cls) -> Process:
+        return cls(*dist_info())
+
+    @property
+    def main(self) -> bool:  # rank 0 prints, logs and writes checkpoints
+        return self.rank == 0
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"

@@ -34,32 +34,32 @@ def build_description(trainer, result: dict, cfg) -> ModelDescription:
         version=time.strftime("%Y%m%d-%H%M%S") + "-" + git_commit()[:8],
         created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         git_commit=git_commit(),
-        label_source=trainer.collection.label_source,
+        label_source=trainer.data.collection.label_source,
         thresholds=result["thresholds"],
-        preprocessing=Preprocessing(image_size=cfg.image_size, mean=trainer.mean, std=trainer.std),
+        preprocessing=Preprocessing(image_size=cfg.image_size, mean=trainer.data.mean, std=trainer.data.std),
         backbones={"image": "torchvision densenet121", "image_weights": cfg.image_weights,
-                   "text": cfg.text_backbone, "image_pretraining": trainer.image_prior},
-        trained_on=trainer.collection.metadata(),
+                   "text": cfg.text_backbone, "image_pretraining": trainer.data.image_prior},
+        trained_on=trainer.data.collection.metadata(),
         # every collection whose images the image encoder has seen: its pretraining's and this run's
         image_encoder_datasets=encoder_datasets(trainer),
         text_max_len=cfg.text_max_len,
         training_config=asdict(cfg),
-        split=trainer.split,
+        split=trainer.data.split,
         val={"score": result["val_score"], "auc": result["val_auc"]},
         timings={k: (float(sum(v) / len(v)) if isinstance(v, list) else v) for k, v in trainer.timings.items()},
-        data={"name": trainer.collection.title, "license": trainer.collection.license,
-              "citation": trainer.collection.citation, "n_reports": len(trainer.reports)},
-        extra={"aux_vocab": trainer.aux_vocab})
+        data={"name": trainer.data.collection.title, "license": trainer.data.collection.license,
+              "citation": trainer.data.collection.citation, "n_reports": len(trainer.data.reports)},
+        extra={"aux_vocab": trainer.data.aux_vocab})
 
 
 def encoder_datasets(trainer) -> list[str]:
-    return sorted(set(trainer.image_prior["datasets"]) | {trainer.cfg.dataset})
+    return sorted(set(trainer.data.image_prior["datasets"]) | {trainer.cfg.dataset})
 
 
 def fit_ood_guard(trainer, limit: int = 5000):
     """Out-of-distribution guard fitted on the training images (core.evaluation.refit.fit_guard)."""
     from core.evaluation.refit import fit_guard
-    return fit_guard(trainer.collection, trainer.split["train"], limit=limit, seed=trainer.cfg.seed)
+    return fit_guard(trainer.data.collection, trainer.data.split["train"], limit=limit, seed=trainer.cfg.seed)
 
 
 def external_validation(trainer, desc: ModelDescription, out: Path, dataset: str, data: Path) -> dict:
@@ -98,14 +98,14 @@ def evaluate_test_split(trainer, desc: ModelDescription, out: Path) -> dict:
     import numpy as np
 
     from core.evaluation.split_eval import keyword_baseline_json, metrics_json, predict_reports, write_predictions_csv
-    test = [r for r in trainer.reports if r.uid in set(trainer.split["test"])]
+    test = [r for r in trainer.data.reports if r.uid in set(trainer.data.split["test"])]
     Y = np.array([r.labels for r in test], dtype=float)
     summary, probs = {}, {}
     (out / "eval").mkdir(parents=True, exist_ok=True)
     for mode, head in eval_pairs():
         if mode not in probs:
             probs[mode] = predict_reports(trainer.model, trainer.tokenizer, desc, test, Path(trainer.cfg.data),
-                                          mode, bank=trainer.bank)
+                                          mode, bank=trainer.data.bank)
         res = metrics_json(Y, probs[mode][head], thresholds=desc.thresholds_for(mode, head),
                            findings=desc.findings)
         res.update(split="test", text_mode=mode, head=head, model=desc.version)

@@ -1,10 +1,10 @@
-"""A run's starting point: its data (split, image bank, labels), its model, and the
-checkpoint it resumes from (``<run_dir>/last.pt``)."""
+"""A run's starting point, as three parts ``Trainer`` holds: the checkpoint it resumes from
+(``<run_dir>/last.pt``), its data (split, image bank, labels) and its model."""
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,146 +15,162 @@ from core.data.reports import DataLayoutError, auxiliary_vocabulary, split_repor
 from core.errors import RunStateError
 from core.model.fusion import ModelConfig, build_model, image_weights_info
 from core.training.config import TrainConfig, load_split
-from core.training.distributed import dist_info, seed_everything
+from core.training.distributed import Process
 from core.training.loops import pos_weights
-from core.training.run_log import RunLog
 
 
-class Setup:
-    """Data, model and resumable state; the first base of ``Trainer``."""
+class Checkpoint:
+    """``<run_dir>/last.pt``: read once at the start, rewritten (atomically, by rank 0) after
+    every epoch and phase."""
 
-    def __init__(self, cfg: TrainConfig, *, runlog: bool = True) -> None:
-        self.cfg = cfg
-        self.rank, self.world, self.device = dist_info()
-        self.main = self.rank == 0
-        self.cuda = self.device.type == "cuda"
-        seed_everything(cfg.seed)
-        self.run_dir = Path(cfg.run_dir)
-        self.state_path = self.run_dir / "last.pt"
-        self.resume_state = self._load_state()
-        self._prepare_data()
-        self._build_model()
-        self.log = RunLog(name=self.run_dir.name, config=asdict(cfg)) if (self.main and runlog) else None
-        self.timings: dict[str, float] = {}
+    def __init__(self, run_dir: Path, process: Process) -> None:
+        self.run_dir, self.process = Path(run_dir), process
+        self.path = self.run_dir / "last.pt"
 
-    # ------------------------------------------------------------------ state
-    def _load_state(self) -> dict | None:
-        if self.state_path.is_file():
-            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
-            if self.main:
-                print(f"resuming from {self.state_path}: phase {state['phase']}, epoch {state['epoch']}")
+    def load(self) -> dict | None:
+        if self.path.is_file():
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            if self.process.main:
+                print(f"resuming from {self.path}: phase {state['phase']}, epoch {state['epoch']}")
             return state
         return None
 
-    def _save_state(self, phase: str, epoch: int, done_phases: list[str], extra: dict) -> None:
-        if not self.main:
+    def save(self, phase: str, epoch: int, done_phases: list[str], model: torch.nn.Module, data: RunData,
+             extra: dict) -> None:
+        if not self.process.main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        state = {"phase": phase, "epoch": epoch, "done_phases": done_phases, "model": self.model.state_dict(),
-                 "world": self.world, "split": self.split, "aux_vocab": self.aux_vocab, "mean": self.mean,
-                 "std": self.std, **extra}
-        tmp = self.state_path.with_suffix(".tmp")
+        state = {"phase": phase, "epoch": epoch, "done_phases": done_phases, "model": model.state_dict(),
+                 "world": self.process.world, "split": data.split, "aux_vocab": data.aux_vocab, "mean": data.mean,
+                 "std": data.std, **extra}
+        tmp = self.path.with_suffix(".tmp")
         torch.save(state, tmp)
-        os.replace(tmp, self.state_path)
+        os.replace(tmp, self.path)
 
-    # ------------------------------------------------------------------- data
-    def _prepare_data(self) -> None:
-        from core.data.sources import load_collection
-        cfg = self.cfg
-        self.collection = load_collection(cfg.dataset, Path(cfg.data), uncertain_policy=cfg.uncertain_policy,
-                                          use_automatic=cfg.use_automatic, seed=cfg.seed)
-        reports = self.collection.reports
-        if cfg.max_reports:
-            reports = reports[: cfg.max_reports]
-        self.reports = reports
-        self.image_prior = image_weights_info(cfg.image_weights, cfg.image_weights_datasets)
-        if self.resume_state:
-            self.split = self.resume_state["split"]
-            self.aux_vocab = list(self.resume_state["aux_vocab"])
-        else:
-            if cfg.split_file:
-                self.split = load_split(cfg.split_file, reports)
-            elif self.collection.split is not None:  # official or by-patient split of the dataset
-                kept = {r.uid for r in reports}
-                self.split = {k: [u for u in self.collection.split.get(k, []) if u in kept]
-                              for k in ("train", "val", "test")}
-            else:
-                self.split = split_reports(reports, seed=cfg.seed)
-            train_reports = [r for r in reports if r.uid in set(self.split["train"])]
-            self.aux_vocab = auxiliary_vocabulary(train_reports, size=cfg.aux_terms,
-                                                  min_count=5 if cfg.max_reports else 15)
-        needed = [i for r in reports for i in r.image_ids]
-        t0 = time.time()
-        self.bank = ImageBank.build(Path(cfg.data), needed, cfg.image_size, paths=self.collection.image_paths,
-                                    workers=cfg.loader_workers)
-        index = self.bank.index()
-        self.samples = {s: Samples.build(reports, self.split[s], index) for s in ("train", "val", "test")}
-        self.lateral_rows: dict[str, list[int]] = {}  # uid -> bank rows of its laterals (cfg.laterals)
-        if cfg.laterals:
-            self._add_laterals(reports)
-        if self.resume_state:
-            self.mean, self.std = self.resume_state["mean"], self.resume_state["std"]
-        elif self.image_prior["mean"] is not None:  # a pretrained encoder's own input scaling
-            self.mean, self.std = self.image_prior["mean"], self.image_prior["std"]
-        else:
-            self.mean, self.std = self.bank.stats(self.samples["train"].image_rows)
-        self.labels = label_matrix(reports)  # 0/1: evaluation, calibration, prevalence
-        # what the loss trains on: the same, with NaN where the uncertain-label policy says
-        # ``ignore`` in the training split (validation and test keep a binary label)
-        self.targets = self.labels.clone()
-        train_idx = {k for k in self.samples["train"].report_idx}
-        for k, r in enumerate(reports):
-            if k in train_idx and r.label_mask:
-                for j, m in enumerate(r.label_mask):
-                    if not m:
-                        self.targets[k, j] = float("nan")
-        self.aux = aux_matrix(reports, self.aux_vocab)
-        self.texts = mode_texts(reports)
-        self.pos_weight = pos_weights(self.targets[self.samples["train"].report_idx]).to(self.device)
-        if self.main:
-            n = {s: (len(self.split[s]), len(self.samples[s])) for s in self.split}
-            print(f"data: {len(reports)} reports with a frontal image, split (reports, images) {n}, "
-                  f"images decoded in {time.time() - t0:.0f}s")
 
-    def _add_laterals(self, reports) -> None:
-        """Append every report's lateral views to the bank (ids ``lateral:<file stem>``) and make
-        ``samples["train_views"]``: the training split's frontal and lateral images, which the
-        image phase trains on. Validation, calibration and the heads stay frontal."""
-        from core.data.image_bank import decode_all
-        from core.data.laterals import lateral_paths
-        found = lateral_paths(Path(self.cfg.data), [r.uid for r in reports])
-        if not found:
-            raise DataLayoutError(f"--laterals: {self.cfg.data} has no lateral_manifest.csv with lateral/ files")
-        files = [(uid, p) for uid, paths in found.items() for p in paths]
-        start = len(self.bank.ids)
-        pixels = decode_all([p for _, p in files], self.cfg.image_size, self.cfg.loader_workers)
-        self.bank = ImageBank(ids=self.bank.ids + [f"lateral:{p.stem}" for _, p in files],
-                              pixels=torch.cat([self.bank.pixels, pixels]))
-        for k, (uid, _) in enumerate(files):
-            self.lateral_rows.setdefault(uid, []).append(start + k)
-        by_uid = {r.uid: k for k, r in enumerate(reports)}
-        train = self.samples["train"]
-        extra = [(by_uid[u], row) for u in self.split["train"] for row in self.lateral_rows.get(u, [])]
-        self.samples["train_views"] = Samples(train.report_idx + [k for k, _ in extra],
-                                              train.image_rows + [row for _, row in extra])
-        if self.main:
-            print(f"laterals: {len(files)} decoded, {len(extra)} in the training split")
-
-    def _build_model(self) -> None:
-        cfg = self.cfg
-        mc = ModelConfig(text_backbone=cfg.text_backbone, text_type=cfg.text_family, num_aux=len(self.aux_vocab))
-        image_weights = cfg.image_weights if not self.resume_state else "none"  # resumed: the checkpoint has them
-        self.model, self.tokenizer = build_model(mc, image_weights=image_weights)
-        if self.resume_state:
-            missing, unexpected = self.model.load_state_dict(self.resume_state["model"], strict=False)
-            if unexpected or set(missing) - {"late_weights"}:  # checkpoints from before late fusion lack it
-                raise RunStateError(f"{self.state_path} does not match this model; start a new --run-dir")
-        # the backbone's own tables (BERT: the embeddings) stay frozen: they are not shipped (core.model.checkpoint)
-        tuned = {id(p) for p in self.model.text_encoder.tuned_parameters()}
-        for p in self.model.text_encoder.parameters():
-            if id(p) not in tuned:
-                p.requires_grad_(False)
-        self.model.to(self.device)
+@dataclass
+class RunData:
+    """What a run trains and validates on; built once by ``prepare_data``, read by every phase."""
+    collection: object
+    reports: list
+    image_prior: dict
+    split: dict[str, list[str]]
+    aux_vocab: list[str]
+    bank: ImageBank
+    samples: dict[str, Samples]
+    mean: object
+    std: object
+    labels: torch.Tensor       # 0/1: evaluation, temperature scaling, prevalence
+    targets: torch.Tensor      # what the loss trains on: NaN where the uncertain-label policy ignores
+    aux: torch.Tensor
+    texts: dict
+    pos_weight: torch.Tensor
+    lateral_rows: dict[str, list[int]] = field(default_factory=dict)  # uid -> bank rows of its laterals
 
     def pixels(self, rows) -> torch.Tensor:
         return normalise(self.bank.pixels[rows], self.mean, self.std)
+
+
+def prepare_data(cfg: TrainConfig, process: Process, resume_state: dict | None) -> RunData:
+    """The collection, its split (a resumed run keeps the checkpoint's), the decoded images and
+    the label matrices."""
+    from core.data.sources import load_collection
+    collection = load_collection(cfg.dataset, Path(cfg.data), uncertain_policy=cfg.uncertain_policy,
+                                 use_automatic=cfg.use_automatic, seed=cfg.seed)
+    reports = collection.reports
+    if cfg.max_reports:
+        reports = reports[: cfg.max_reports]
+    image_prior = image_weights_info(cfg.image_weights, cfg.image_weights_datasets)
+    if resume_state:
+        split = resume_state["split"]
+        aux_vocab = list(resume_state["aux_vocab"])
+    else:
+        if cfg.split_file:
+            split = load_split(cfg.split_file, reports)
+        elif collection.split is not None:  # official or by-patient split of the dataset
+            kept = {r.uid for r in reports}
+            split = {k: [u for u in collection.split.get(k, []) if u in kept] for k in ("train", "val", "test")}
+        else:
+            split = split_reports(reports, seed=cfg.seed)
+        train_reports = [r for r in reports if r.uid in set(split["train"])]
+        aux_vocab = auxiliary_vocabulary(train_reports, size=cfg.aux_terms, min_count=5 if cfg.max_reports else 15)
+    needed = [i for r in reports for i in r.image_ids]
+    t0 = time.time()
+    bank = ImageBank.build(Path(cfg.data), needed, cfg.image_size, paths=collection.image_paths,
+                           workers=cfg.loader_workers)
+    index = bank.index()
+    samples = {s: Samples.build(reports, split[s], index) for s in ("train", "val", "test")}
+    lateral_rows: dict[str, list[int]] = {}
+    if cfg.laterals:
+        bank = _add_laterals(cfg, process, reports, split, bank, samples, lateral_rows)
+    if resume_state:
+        mean, std = resume_state["mean"], resume_state["std"]
+    elif image_prior["mean"] is not None:  # a pretrained encoder's own input scaling
+        mean, std = image_prior["mean"], image_prior["std"]
+    else:
+        mean, std = bank.stats(samples["train"].image_rows)
+    labels = label_matrix(reports)
+    # the loss's targets: the labels, with NaN where the uncertain-label policy says ``ignore``
+    # in the training split (validation and test keep a binary label)
+    targets = labels.clone()
+    train_idx = set(samples["train"].report_idx)
+    for k, r in enumerate(reports):
+        if k in train_idx and r.label_mask:
+            for j, m in enumerate(r.label_mask):
+                if not m:
+                    targets[k, j] = float("nan")
+    data = RunData(collection=collection, reports=reports, image_prior=image_prior, split=split, aux_vocab=aux_vocab,
+                   bank=bank, samples=samples, mean=mean, std=std, labels=labels, targets=targets,
+                   aux=aux_matrix(reports, aux_vocab), texts=mode_texts(reports),
+                   pos_weight=pos_weights(targets[samples["train"].report_idx]).to(process.device),
+                   lateral_rows=lateral_rows)
+    if process.main:
+        n = {s: (len(split[s]), len(samples[s])) for s in split}
+        print(f"data: {len(reports)} reports with a frontal image, split (reports, images) {n}, "
+              f"images decoded in {time.time() - t0:.0f}s")
+    return data
+
+
+def _add_laterals(cfg: TrainConfig, process: Process, reports, split, bank: ImageBank, samples: dict,
+                  lateral_rows: dict[str, list[int]]) -> ImageBank:
+    """The bank with every report's lateral views appended (ids ``lateral:<file stem>``); fills
+    ``lateral_rows`` and ``samples["train_views"]``: the training split's frontal and lateral
+    images, which the image phase trains on. Validation, temperature scaling and the heads stay frontal."""
+    from core.data.image_bank import decode_all
+    from core.data.laterals import lateral_paths
+    found = lateral_paths(Path(cfg.data), [r.uid for r in reports])
+    if not found:
+        raise DataLayoutError(f"--laterals: {cfg.data} has no lateral_manifest.csv with lateral/ files")
+    files = [(uid, p) for uid, paths in found.items() for p in paths]
+    start = len(bank.ids)
+    pixels = decode_all([p for _, p in files], cfg.image_size, cfg.loader_workers)
+    bank = ImageBank(ids=bank.ids + [f"lateral:{p.stem}" for _, p in files], pixels=torch.cat([bank.pixels, pixels]))
+    for k, (uid, _) in enumerate(files):
+        lateral_rows.setdefault(uid, []).append(start + k)
+    by_uid = {r.uid: k for k, r in enumerate(reports)}
+    train = samples["train"]
+    extra = [(by_uid[u], row) for u in split["train"] for row in lateral_rows.get(u, [])]
+    samples["train_views"] = Samples(train.report_idx + [k for k, _ in extra],
+                                     train.image_rows + [row for _, row in extra])
+    if process.main:
+        print(f"laterals: {len(files)} decoded, {len(extra)} in the training split")
+    return bank
+
+
+def build_run_model(cfg: TrainConfig, n_aux: int, resume_state: dict | None, checkpoint: Path,
+                    device: torch.device):
+    """(model, tokenizer) on ``device``: a resumed run's weights come from its checkpoint."""
+    mc = ModelConfig(text_backbone=cfg.text_backbone, text_type=cfg.text_family, num_aux=n_aux)
+    image_weights = cfg.image_weights if not resume_state else "none"  # resumed: the checkpoint has them
+    model, tokenizer = build_model(mc, image_weights=image_weights)
+    if resume_state:
+        missing, unexpected = model.load_state_dict(resume_state["model"], strict=False)
+        if unexpected or set(missing) - {"late_weights"}:  # checkpoints from before late fusion lack it
+            raise RunStateError(f"{checkpoint} does not match this model; start a new --run-dir")
+    # the backbone's own tables (BERT: the embeddings) stay frozen: they are not shipped (core.model.checkpoint)
+    tuned = {id(p) for p in model.text_encoder.tuned_parameters()}
+    for p in model.text_encoder.parameters():
+        if id(p) not in tuned:
+            p.requires_grad_(False)
+    model.to(device)
+    return model, tokenizer

@@ -8,7 +8,7 @@ import pytest
 
 from scripts._cli import Parser
 
-SCRIPTS = ("predict", "train", "evaluate", "refit_operating_points", "report_qa", "calibrate_int8", "bench")
+SCRIPTS = ("predict", "train", "cv", "evaluate", "refit_operating_points", "report_qa", "calibrate_int8", "bench")
 
 
 class _Stop(Exception):
@@ -45,3 +45,20 @@ def test_predict_json_prints_or_writes_a_path_like_evaluate_and_bench():
     assert predict.parse_args(["--image", "x.png", "--json"]).json == "-"
     assert predict.parse_args(["--image", "x.png", "--json", "out.json"]).json == "out.json"
     assert predict.parse_args(["--image", "x.png"]).json is None
+
+
+def test_train_and_cv_take_the_same_recipe_flags(parser_of):
+    """One builder (core.training.config.add_config_arguments) makes both: same defaults, help
+    and choices; cv sets out, run dir, split file and the guard itself, per fold."""
+    def options(name):
+        return {a.option_strings[0]: (a.default, a.help, a.choices, a.required)
+                for a in parser_of(name)._actions if a.option_strings}
+    train, cv = options("train"), options("cv")
+    own = {"--out", "--run-dir", "--split-file", "--fit-ood"}
+    assert not own & set(cv)
+    from dataclasses import fields
+
+    from core.training.config import TrainConfig
+    recipe = {"--" + f.name.replace("_", "-") for f in fields(TrainConfig)} - own
+    assert all(cv[k] == train[k] for k in recipe)
+    assert cv["--unfreeze"][2] == ["auto", "text", "both", "none"] and "mimic-cxr" in cv["--dataset"][2]

@@ -8,7 +8,7 @@ from torch import nn
 
 from core.errors import RunStateError
 from core.training.ema import WeightAverage
-from core.training.trainer import Trainer
+from core.training.phases import fix_image_path
 
 
 def small_net():
@@ -79,6 +79,6 @@ def test_state_round_trip_and_mismatch():
 ])
 def test_image_path_fixed_only_after_the_image_phase(done, encoder_trains, trainable):
     model = SimpleNamespace(image_proj=nn.Linear(4, 3), image_head=nn.Linear(3, 2))
-    Trainer._fix_image_path(SimpleNamespace(model=model, done_phases=done), image_encoder_trains=encoder_trains)
+    fix_image_path(model, image_phase_ran="image" in done, image_encoder_trains=encoder_trains)
     for p in [*model.image_proj.parameters(), *model.image_head.parameters()]:
         assert p.requires_grad is trainable
