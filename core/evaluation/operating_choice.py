@@ -13,6 +13,7 @@ import numpy as np
 from core.data.labels import Head, TextMode
 from core.evaluation import operating_targets as T
 from core.evaluation.cross_validation import read_predictions_csv
+from core.evaluation.cv_layout import oof_key, oof_path
 from core.evaluation.eval_files import EvalFilesError
 from core.evaluation.metrics import wilson_ci
 from core.evaluation.recalibration import apply_maps
@@ -76,7 +77,7 @@ def choose(weights: Path, desc, fold_dirs: list[Path], *, inner: int = 2) -> tup
         test = _read(weights / INPUTS / f"test_{mode}_{head}.csv", findings)
         Pv, Pt = (apply_maps(desc.recalibration, mode, head, P, findings) for P in (val[1], test[1]))
         Yv, Yt = val[2], test[2]
-        folds = [_read(d / f"oof_{mode}_{head}.csv", findings) for d in fold_dirs]
+        folds = [_read(oof_path(d, oof_key(mode, head)), findings) for d in fold_dirs]
         cv_y = np.concatenate([f[2] for f in folds])
         prevalence = np.concatenate([cv_y, Yt]).mean(axis=0)  # the whole collection: train+val (CV) and test
         n_cv = len(cv_y)

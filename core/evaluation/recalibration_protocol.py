@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from core.evaluation.cross_validation import read_predictions_csv
+from core.evaluation.cv_layout import CvLayout, oof_key, oof_path
 from core.evaluation.eval_files import eval_pairs
 from core.evaluation.recalibration import (
     TASKS,
@@ -62,8 +63,10 @@ def fitting_data(inputs: dict, splits: list[str]):
 
 
 def cv_folds(cv_root: Path, key: str) -> list[FoldPredictions]:
-    paths = sorted(cv_root.glob(f"fold*/oof_{key}.csv"))
-    return [FoldPredictions(*read_predictions_csv(p)) for p in paths]
+    """The out-of-fold predictions of one key (``oof_key(mode, head)``) of every fold that has them."""
+    layout = CvLayout(cv_root)
+    return [FoldPredictions(*read_predictions_csv(oof_path(layout.root / name, key)))
+            for name in sorted(layout.folds_with(key))]
 
 
 def measure_cv(cv_root: Path, findings, pool, *, inner: int, min_positives: int, n_boot: int) -> dict:
@@ -71,7 +74,7 @@ def measure_cv(cv_root: Path, findings, pool, *, inner: int, min_positives: int,
     out = {"root": str(cv_root), "folds": sorted(p.name for p in cv_root.glob("fold*") if p.is_dir()),
            "within": {}, "across": {}, "pooled": {"within": {}, "across": {}}}
     for mode, head in eval_pairs():
-        folds = cv_folds(cv_root, f"{mode}_{head}")
+        folds = cv_folds(cv_root, oof_key(mode, head))
         if len(folds) < 2:
             continue
         for scheme in ("within", "across"):
