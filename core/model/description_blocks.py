@@ -14,14 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 
-def _split(cls, d: dict) -> tuple[dict, dict]:
-    """(the known fields, everything else) of a block's dict."""
+def _from_dict(cls, d: dict):
+    """A block from its dict: the known fields by name, everything else kept in ``extra``."""
     names = {f.name for f in fields(cls)} - {"extra"}
     d = dict(d)
-    return {k: d.pop(k) for k in list(d) if k in names}, d
+    known = {k: d.pop(k) for k in list(d) if k in names}
+    return cls(**known, extra=d)
 
 
-def _join(block) -> dict:
+def _to_dict(block) -> dict:
+    """The dict a block was read from, key for key (fields that are None are left out)."""
     out = dict(block.extra)
     for f in fields(block):
         if f.name != "extra" and getattr(block, f.name) is not None:
@@ -39,13 +41,8 @@ class Evidence:
     cv: dict | None = None   # the recipe's cross-validation summary: folds, folds_done, macro, recipe
     extra: dict = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> Evidence:
-        known, extra = _split(cls, d)
-        return cls(**known, extra=extra)
-
-    def to_dict(self) -> dict:
-        return _join(self)
+    from_dict = classmethod(_from_dict)
+    to_dict = _to_dict
 
     def entry(self, mode: str, head: str, finding: str) -> dict | None:
         return self.table.get(mode, {}).get(head, {}).get(finding)
@@ -65,13 +62,8 @@ class OperatingPoints:
     points: dict[str, dict[str, dict[str, dict]]] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)                 # when, negations, normal_flag_rate, report_qa, site
 
-    @classmethod
-    def from_dict(cls, d: dict) -> OperatingPoints:
-        known, extra = _split(cls, d)
-        return cls(**known, extra=extra)
-
-    def to_dict(self) -> dict:
-        return _join(self)
+    from_dict = classmethod(_from_dict)
+    to_dict = _to_dict
 
     def point(self, mode: str, finding: str, name: str) -> dict | None:
         return self.points.get(mode, {}).get(finding, {}).get(name)
@@ -90,13 +82,8 @@ class DiscordancePoints:
     val_flag_rate: float | None = None
     extra: dict = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> DiscordancePoints:
-        known, extra = _split(cls, d)
-        return cls(**known, extra=extra)
-
-    def to_dict(self) -> dict:
-        return _join(self)
+    from_dict = classmethod(_from_dict)
+    to_dict = _to_dict
 
 
 BLOCKS = {"evidence": Evidence, "operating_points": OperatingPoints, "discordance": DiscordancePoints}
