@@ -171,8 +171,9 @@ class FusionModel(nn.Module):
         stacked = torch.stack([logits["fusion"], logits["image"], logits["text"]], -1)
         return (w * stacked).sum(-1)
 
-    def calibrated(self, logits: dict, mode: torch.Tensor) -> dict:
-        """Late-fused, temperature-scaled logits (probabilities calibrated on validation)."""
+    def temperature_scaled(self, logits: dict, mode: torch.Tensor) -> dict:
+        """Late-fused, temperature-scaled logits (the temperatures fitted on validation at training time;
+        the per-finding recalibration maps come after, core.model.recalibration_maps)."""
         logits = dict(logits, fusion=self.late_fused(logits, mode))
         return {name: logits[name] / self.temperature[h, mode] for h, name in enumerate(HEADS)}
 

@@ -47,11 +47,11 @@ def text_features(model: FusionModel, tokenizer, texts: list[str], *, max_len: i
 
 @torch.inference_mode()
 def head_logits(model: FusionModel, img_feats: torch.Tensor, txt_feats: torch.Tensor, mode: str, *,
-                calibrated: bool = True) -> dict[str, torch.Tensor]:
+                temperature_scaled: bool = True) -> dict[str, torch.Tensor]:
     model.eval()
     m = torch.full((len(img_feats),), TEXT_MODES.index(mode), dtype=torch.long)
     logits = model.forward_heads(img_feats, txt_feats, m)
-    return model.calibrated(logits, m) if calibrated else {h: logits[h] for h in HEADS}
+    return model.temperature_scaled(logits, m) if temperature_scaled else {h: logits[h] for h in HEADS}
 
 
 def per_report(values: torch.Tensor, report_idx: list[int], n_reports: int) -> np.ndarray:
@@ -64,11 +64,11 @@ def per_report(values: torch.Tensor, report_idx: list[int], n_reports: int) -> n
 
 def report_probabilities(model: FusionModel, img_feats: torch.Tensor, report_txt_feats: torch.Tensor,
                          report_idx: list[int], n_reports: int, mode: str, *,
-                         calibrated: bool = True) -> dict[str, np.ndarray]:
+                         temperature_scaled: bool = True) -> dict[str, np.ndarray]:
     """Per-report probabilities of every head. ``img_feats`` is per sample (image),
     ``report_txt_feats`` per report; ``report_idx`` maps samples to reports."""
     txt = report_txt_feats[torch.tensor(report_idx)] if len(report_idx) else report_txt_feats[:0]
-    logits = head_logits(model, img_feats, txt, mode, calibrated=calibrated)
+    logits = head_logits(model, img_feats, txt, mode, temperature_scaled=temperature_scaled)
     return {h: per_report(torch.sigmoid(logits[h]), report_idx, n_reports) for h in HEADS}
 
 
@@ -76,7 +76,7 @@ def report_logits(model: FusionModel, img_feats, report_txt_feats, report_idx, n
     """Per-report logits before temperature scaling (mean over images; the fusion head's
     after late fusion), for fitting late fusion and temperatures."""
     txt = report_txt_feats[torch.tensor(report_idx)]
-    logits = head_logits(model, img_feats, txt, mode, calibrated=False)
+    logits = head_logits(model, img_feats, txt, mode, temperature_scaled=False)
     m = torch.full((len(img_feats),), TEXT_MODES.index(mode), dtype=torch.long)
     with torch.inference_mode():
         logits["fusion"] = model.late_fused(logits, m)

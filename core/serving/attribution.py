@@ -48,7 +48,7 @@ def attribute(predictor, gray: np.ndarray, text: str, mode: str, *, finding: str
     def from_image(images):
         feats = model.image_encoder.forward_features(images)
         m = mode_idx.expand(len(images))
-        return model.calibrated(model.forward_heads(feats, txt_feat.expand(len(images), -1), m), m)[head][:, k]
+        return model.temperature_scaled(model.forward_heads(feats, txt_feat.expand(len(images), -1), m), m)[head][:, k]
 
     delta = None
     if head == Head.TEXT:  # no image input reaches this head: no heatmap (Captum would fail on an unused input)
@@ -80,7 +80,7 @@ def attribute(predictor, gray: np.ndarray, text: str, mode: str, *, finding: str
             n = len(input_ids)
             feats = text_encoder.forward_features(input_ids, mask.expand(n, -1))
             m = mode_idx.expand(n)
-            return model.calibrated(model.forward_heads(img_feat.expand(n, -1), feats, m), m)[head][:, k]
+            return model.temperature_scaled(model.forward_heads(img_feat.expand(n, -1), feats, m), m)[head][:, k]
 
         lig = LayerIntegratedGradients(from_text, text_encoder.word_embeddings())
         attr = lig.attribute(ids, baselines=baseline, n_steps=ig_steps, internal_batch_size=ig_steps)

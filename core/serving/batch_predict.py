@@ -36,7 +36,7 @@ def predict_batch(predictor, grays: list[np.ndarray], texts: list[str], modes: l
         enc = p.tokens([texts[i] for i in with_text])
         txt[with_text] = p.text_features(enc["input_ids"], enc["attention_mask"])
     mode_idx = torch.tensor([p.text_modes.index(m) for m in modes])
-    logits = p.model.calibrated(p.model.forward_heads(img, txt, mode_idx), mode_idx)
+    logits = p.model.temperature_scaled(p.model.forward_heads(img, txt, mode_idx), mode_idx)
     probs = {h: torch.sigmoid(logits[h]).numpy() for h in p.heads}
     if p.recalibration:  # the weights' per-finding maps: the probability a user reads
         probs = {h: v.astype(np.float64) for h, v in probs.items()}

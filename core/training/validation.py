@@ -19,7 +19,7 @@ def eval_image(model, data: RunData, device: torch.device, split: str = "val") -
     feats = image_features(model, data.pixels(s.image_rows), device=str(device))
     zeros = torch.zeros(len(data.reports), model.text_encoder.out_dim)
     probs = report_probabilities(model, feats, zeros, s.report_idx, len(data.reports), "none",
-                                 calibrated=False)["image"]
+                                 temperature_scaled=False)["image"]
     rows = sorted(set(s.report_idx))
     Y, P = data.labels[rows].numpy(), probs[rows]
     aucs = [safe_auc(Y[:, k], P[:, k]) for k in range(len(FINDINGS))]
@@ -76,7 +76,7 @@ def eval_heads(model, data: RunData, cache: FeatureCache, split: str = "val") ->
     out = {}
     for mode in TEXT_MODES:
         probs = report_probabilities(model, feats, cache.text[mode], s.report_idx, len(data.reports), mode,
-                                     calibrated=False)
+                                     temperature_scaled=False)
         out[mode] = {h: [safe_auc(Y[:, k], probs[h][rows][:, k]) for k in range(len(FINDINGS))] for h in probs}
     score = float(np.mean([np.nanmean(out[m]["fusion"]) for m in TEXT_MODES]))
     return score, out
