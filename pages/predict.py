@@ -11,7 +11,7 @@ from core.serving.predict_and_log import Study, predict_and_log, shown_name
 from core.store import StoreError
 from ui import attribution_view, decision_view, notices, prediction_view, router, sidebar, study_report_view
 from ui.config import MAX_UPLOAD_MB
-from ui.resources import MODEL_LOCK, metadata, predictor, store
+from ui.resources import metadata, predictor, store
 
 router.require_router("pages/predict.py")
 
@@ -106,7 +106,7 @@ def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool
         db, not_logged = None, exc
     study = Study(decoded.gray, data, name, text, mode, colorfulness=decoded.colorfulness)
     with st.spinner("Predicting…"):
-        done = predict_and_log(model, db, study, source="predict", keep_name=keep_name, lock=MODEL_LOCK,
+        done = predict_and_log(model, db, study, source="predict", keep_name=keep_name,
                                target=target)
         pred, pid, window = done.prediction, done.row_id, done.window
         result = {"pid": pid, "pred": pred, "gray": decoded.gray, "text": window.read if pred.has_text else "",
