@@ -69,7 +69,8 @@ def test_streamlit_run_serves_app_py_with_a_start_hook_that_loads_the_model(app_
     found = discover_asgi_app(Path(APP))
     assert found.is_asgi_app and found.import_string == "app:app"
     monkeypatch.setenv("CXR_WEIGHTS", str(tiny_weights))
-    monkeypatch.setattr(resources, "_LOADS", ModelLoads())  # as in a fresh server process
+    # as in a fresh server process; no warm-up (~3 s of CPU, seconds more on a busy machine) to wait for at exit
+    monkeypatch.setattr(resources, "_LOADS", ModelLoads(idle_s=3600))
     spec = importlib.util.spec_from_file_location("app", APP)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # as uvicorn imports it: the server part only, no page drawn

@@ -52,6 +52,13 @@ def warm_up(predictor) -> None:
         predictor.freeze_encoders()
 
 
+def _unless_exiting(fn, *args) -> None:
+    # the interpreter joins the worker at exit (a load is never cut inside torch's C++ code, which aborts
+    # the process); a warm-up still waiting then is skipped: the main thread has stopped, nobody is served
+    if threading.main_thread().is_alive():
+        fn(*args)
+
+
 class ModelLoads:
     """The Predictor of each weights key, loaded once per process (see the module docstring)."""
 
@@ -116,6 +123,6 @@ class ModelLoads:
             if key in self._warm or not self.ready(key):
                 return
             try:
-                self._warm[key] = self._pool.submit(warm_up, self._loads[key].result())
+                self._warm[key] = self._pool.submit(_unless_exiting, warm_up, self._loads[key].result())
             except RuntimeError:  # the interpreter is shutting down: nothing left to speed up
                 pass
