@@ -3,8 +3,8 @@
     streamlit run app.py                      # weights from $CXR_WEIGHTS or ./weights
 
 Router only: the sidebar shows who is signed in, the loaded model and sharing status; each page
-lives in pages/. The model loads once per server process, on a background thread from server start
-(ui.resources), and never over the network.
+lives in pages/. The model loads once per server process, on a background worker from server start
+(core.serving.loader, through ui.resources), and never over the network.
 
 Who gets in (core.access.policy, ui.access): on loopback without sign-in, the local user; with
 sign-in configured ([auth] in .streamlit/secrets.toml), signed-in users on the allow-list; on a

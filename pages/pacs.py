@@ -21,7 +21,7 @@ from core.model.description import describe
 from core.pacs.connection import PASSWORD_ENV, URL_ENV, USER_ENV, PacsError, configured_url, connect
 from core.serving.decision import operating_point_words
 from ui import notices, router
-from ui.resources import MODEL_LOCK, metadata, predictor, store
+from ui.resources import metadata, predictor, store
 from ui.sidebar import chosen_target
 
 router.require_router("pages/pacs.py")
@@ -104,7 +104,7 @@ if go:
 
     error = None
     try:
-        outcomes = Runner(connect(url), predictor(), store(), lock=MODEL_LOCK, source="batch",
+        outcomes = Runner(connect(url), predictor(), store(), source="batch",
                           on_outcome=_step, target=point).run(todo)
     except CxrError as exc:  # the PACS went away, refused credentials, an unusable log: one line
         error = f"Scoring stopped: {exc}. What was stored is complete; score again to do the rest."

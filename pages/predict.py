@@ -5,13 +5,13 @@ import streamlit as st
 
 from core.data.images import ImageDecodeError, decode_image
 from core.data.labels import TextMode, effective_mode
-from core.data.text_clean import TextError, clean_text
+from core.data.text_clean import MAX_PAGE_TEXT_CHARS, TextError, clean_text
 from core.errors import CxrError
 from core.serving.predict_and_log import Study, predict_and_log, shown_name
 from core.store import StoreError
 from ui import attribution_view, decision_view, notices, prediction_view, router, sidebar, study_report_view
 from ui.config import MAX_UPLOAD_MB
-from ui.resources import MODEL_LOCK, metadata, predictor, store
+from ui.resources import metadata, predictor, store
 
 router.require_router("pages/predict.py")
 
@@ -20,7 +20,6 @@ TEXT_KINDS = {"indication": "Indication — before the read", "report": "Report 
 RESULT = "predict_result"  # session key holding the last successful prediction
 CLEARED = "predict_text_cleared"  # set when a new upload cleared the previous study's text
 FROM_HEADER = "predict_text_from_header"  # set when a DICOM upload's header filled the text box
-MAX_TEXT_CHARS = 200_000  # longer text is refused in one line; anything over the encoder's window is fitted
 
 st.title("Predict")
 st.caption(notices.INTENDED_USE)
@@ -106,7 +105,7 @@ def run_prediction(data: bytes, name: str, text: str, mode: str, keep_name: bool
         db, not_logged = None, exc
     study = Study(decoded.gray, data, name, text, mode, colorfulness=decoded.colorfulness)
     with st.spinner("Predicting…"):
-        done = predict_and_log(model, db, study, source="predict", keep_name=keep_name, lock=MODEL_LOCK,
+        done = predict_and_log(model, db, study, source="predict", keep_name=keep_name,
                                target=target)
         pred, pid, window = done.prediction, done.row_id, done.window
         result = {"pid": pid, "pred": pred, "gray": decoded.gray, "text": window.read if pred.has_text else "",
@@ -132,7 +131,7 @@ if go:
     else:
         raw = text or ""
         try:
-            text = clean_text(raw, max_chars=MAX_TEXT_CHARS)  # the same cleaning as the CLIs: no control characters
+            text = clean_text(raw, max_chars=MAX_PAGE_TEXT_CHARS)  # the cleaning of the CLIs: no control characters
         except TextError as exc:
             st.error(f"The text: {exc}.")
             st.stop()

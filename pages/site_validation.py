@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.errors import CxrError
 from ui import notices, router, site_validation_view
-from ui.resources import MODEL_LOCK, metadata, predictor
+from ui.resources import metadata, predictor
 from ui.sidebar import chosen_target
 
 router.require_router("pages/site_validation.py")
@@ -61,7 +61,7 @@ if source == "Upload studies":
             model = predictor()
             work = Path(tempfile.gettempdir()) / "cxr-site-validation" / f"{table.fingerprint()[:16]}.json"
             preds = predict_site(model, table, load_image=bytes_loader(files), out=work, target=chosen_target(),
-                                 lock=MODEL_LOCK, on_progress=lambda d, n: bar.progress(
+                                 lock=model.exclusive(), on_progress=lambda d, n: bar.progress(
                                      d / max(n, 1), text=f"{d} of {n} images"))
             result, _ = validate(meta, table, preds.probs, preds.ood, preds.ood_per_study, site=site_name,
                                  target=chosen_target())

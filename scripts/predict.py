@@ -39,8 +39,6 @@ from pathlib import Path
 
 from scripts._cli import Parser, fail, load_predictor, run_main
 
-MAX_TEXT_CHARS = 20_000
-
 
 def parse_args(argv=None):
     from core.data.labels import TEXT_MODES
@@ -74,14 +72,23 @@ def study_mode(text: str, mode: str | None, where: str = "") -> str:
         fail(f"{where}{exc}")
 
 
-def batch_cell(row: dict, name: str, alias: str) -> str:
-    """A batch CSV cell by its name or the web batch's older name for it."""
-    return (row.get(name) if row.get(name) is not None else row.get(alias)) or ""
+def batch_study(row: dict, line: str, default_mode: str | None):
+    """A batch CSV row read by the web batch's own function (core.serving.batch_csv.read_row: the
+    mode lower-cased, ``Report`` is ``report``), or one line and exit 2."""
+    from core.data.text_clean import TextError
+    from core.errors import CxrError
+    from core.serving.batch_csv import read_row
+    try:
+        return read_row(row, default_mode=default_mode)
+    except TextError as exc:
+        fail(str(exc))
+    except CxrError as exc:  # the mode (core.data.labels.resolve_mode)
+        fail(f"{line}{exc}")
 
 
 def clean_text(text: str) -> str:
     """Drop control characters (NUL and friends) and refuse very long text."""
-    from core.data.text_clean import TextError
+    from core.data.text_clean import MAX_TEXT_CHARS, TextError
     from core.data.text_clean import clean_text as clean
     try:
         return clean(text, max_chars=MAX_TEXT_CHARS)
@@ -142,21 +149,23 @@ def main(argv=None) -> int:
     batch = Path(args.batch)
     if not batch.is_file():
         fail(f"batch file {batch} not found")
+    from core.serving.batch_csv import has_image_column, header
     with batch.open(newline="", encoding="utf-8", errors="replace") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or not ({"image", "file"} & set(rows[0])):
+        reader = csv.DictReader(fh)
+        reader.fieldnames = header(reader.fieldnames)  # the web batch's header: names case-insensitive
+        rows = list(reader)
+    if not rows or not has_image_column(reader.fieldnames):
         fail(f"{batch.name} needs a header with an 'image' column (image,text,text_mode,id)")
-    for row in rows:
-        row["image"], row["text_mode"] = batch_cell(row, "image", "file"), batch_cell(row, "text_mode", "mode")
     if args.out and not args.json:
         return predict_sharded(args, batch, rows)
-    studies = []
+    studies, read = [], []
     for i, row in enumerate(rows):  # validate everything before predicting anything
-        text = clean_text(row.get("text") or "")
-        mode = study_mode(text, row["text_mode"].strip() or args.text_mode, f"{batch.name} line {i + 2}: ")
-        path = Path(row["image"])
+        study = batch_study(row, f"{batch.name} line {i + 2}: ", args.text_mode)
+        path = Path(study.image)
         path = path if path.is_absolute() else batch.parent / path
-        studies.append((path, read_image(path), text, mode))
+        studies.append((path, read_image(path), study.text, study.mode))
+        read.append(study)
+    rows = read
     predictor = load_predictor(args.weights)
     results = []
     for s in range(0, len(studies), 16):
@@ -169,8 +178,8 @@ def main(argv=None) -> int:
             for row, done in zip(rows, results, strict=True):
                 w.writerow(batch_row(row, done.prediction, predictor.findings))
     if args.json or not args.out:
-        emit_json(args.json or "-", [dict(result_json(done.prediction), image=row["image"],
-                                          **({"id": row["id"]} if row.get("id") else {}))
+        emit_json(args.json or "-", [dict(result_json(done.prediction), image=row.image,
+                                          **({"id": row.id} if row.id else {}))
                                      for row, done in zip(rows, results, strict=True)])
     return 0
 
@@ -180,9 +189,10 @@ def batch_header(predictor) -> list[str]:
             *[f"decision_{f}" for f in predictor.findings]]
 
 
-def batch_row(row: dict, p, findings) -> list:
-    """One study of the batch CSV: the fused probabilities (the model's), then the decisions."""
-    return [row["image"], row.get("id") or "", p.text_mode, *[f"{p.fusion[f]:.6f}" for f in findings],
+def batch_row(row, p, findings) -> list:
+    """One study of the batch CSV (core.serving.batch_csv.BatchRow): the fused probabilities (the model's),
+    then the decisions."""
+    return [row.image, row.id, p.text_mode, *[f"{p.fusion[f]:.6f}" for f in findings],
             ";".join(p.discordant), int(p.out_of_distribution), p.operating_point_name,
             *[p.decision.get(f, "") for f in findings]]
 
@@ -255,12 +265,14 @@ def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
         my_blocks,
         open_parts,
     )
+    read = []
     for i, row in enumerate(rows):  # cheap checks of every row before any work
-        row["text_mode"] = study_mode(clean_text(row.get("text") or ""), row["text_mode"].strip() or args.text_mode,
-                                      f"{batch.name} line {i + 2}: ")
-        path = Path(row["image"] or "")
+        study = batch_study(row, f"{batch.name} line {i + 2}: ", args.text_mode)
+        path = Path(study.image)
         if not (path if path.is_absolute() else batch.parent / path).is_file():
-            fail(f"{batch.name} line {i + 2}: image {row['image']!r} not found")
+            fail(f"{batch.name} line {i + 2}: image {study.image!r} not found")
+        read.append(study)
+    rows = read
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:
@@ -279,10 +291,10 @@ def predict_sharded(args, batch: Path, rows: list[dict]) -> int:
     for chunk in todo:
         images, texts, modes = [], [], []
         for r in chunk:
-            path = Path(rows[r]["image"])
+            path = Path(rows[r].image)
             images.append(read_image(path if path.is_absolute() else batch.parent / path))
-            texts.append(clean_text(rows[r].get("text") or ""))
-            modes.append(rows[r]["text_mode"])
+            texts.append(rows[r].text)
+            modes.append(rows[r].mode)
         preds = predictor.predict_batch([im.gray for im in images], texts, modes,
                                         colorfulness=[im.colorfulness for im in images], target=args.operating_point)
         writer.write([(r, batch_row(rows[r], p, predictor.findings)) for r, p in zip(chunk, preds, strict=True)])

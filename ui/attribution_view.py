@@ -9,7 +9,7 @@ import streamlit as st
 from core.data.labels import HEADS, Head, TextMode
 from core.errors import CxrError
 from ui.overlay import colour_bar_css, overlay
-from ui.resources import MODEL_LOCK, predictor
+from ui.resources import predictor
 from ui.tokens import tokens_html
 
 METHODS = {"gradcam": "Grad-CAM (coarse regions)", "ig": "Integrated Gradients (finer, slower)"}
@@ -52,7 +52,7 @@ def explain(*, scope: str, prediction_id: int, gray: np.ndarray, text: str, mode
     slot = st.empty()  # the button goes once its result is drawn, so it never sits above a finished map
     if result is None and slot.button("Explain", key=f"{scope}_attr_go_{prediction_id}", icon=":material/search:"):
         try:
-            with st.spinner(f"Computing {offered[method]} for {finding} ({head} head)…"), MODEL_LOCK:
+            with st.spinner(f"Computing {offered[method]} for {finding} ({head} head)…"):
                 result = predictor().attribute(gray, text, mode, finding=finding, head=head, method=method)
         except CxrError as exc:  # InputError: a head x method this input cannot have
             slot.error(f"No explanation: {exc}.")

@@ -12,7 +12,7 @@ from core.serving.predict_and_log import Study, predict_and_log_many
 from ui import decision_view
 from ui.config import MAX_UPLOAD_MB
 from ui.prediction_view import reliability_caption, unreliable_findings
-from ui.resources import MODEL_LOCK, predictor, store
+from ui.resources import predictor, store
 from ui.sidebar import chosen_target
 
 BATCH_SIZE = 8  # studies per model call: amortises the text encoder without much memory
@@ -47,7 +47,7 @@ def score(items: list[Item], texts: dict[str, TextRow], progress, *,
         asked = [texts.get(item.name, TextRow()) for item, _ in chunk]
         studies = [Study(dec.gray, item.data, item.name, row.text, row.mode, colorfulness=dec.colorfulness)
                    for (item, dec), row in zip(chunk, asked, strict=True)]
-        results = predict_and_log_many(model, db, studies, source="batch", keep_names=keep_names, lock=MODEL_LOCK,
+        results = predict_and_log_many(model, db, studies, source="batch", keep_names=keep_names,
                                        target=target)
         if results[0].log_error is not None:  # one transaction per chunk: all logged or none
             skipped += [Skipped(item.name, f"scored but not logged: {results[0].log_error}") for item, _ in chunk]

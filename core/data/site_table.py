@@ -19,13 +19,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.data.text_clean import TextError, clean_text
+from core.data.text_clean import MAX_TEXT_CHARS, TextError, clean_text
 from core.errors import CxrError
 
 LABEL_PREFIX = "label_"
 REQUIRED = ("image", "report")
 OPTIONAL = ("indication", "id")
-MAX_TEXT_CHARS = 20_000
 _TRUE, _FALSE = {"1", "1.0", "yes", "true"}, {"0", "0.0", "no", "false"}
 
 

@@ -14,12 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from core.data.images import DecodedImage, ImageDecodeError, decode_image
-from core.data.text_clean import TextError, clean_text
+from core.data.text_clean import MAX_TEXT_CHARS, TextError, clean_text
 from core.pacs.connection import Pacs, StudyRef
 from core.pacs.sr import build_sr, is_ours_for
 from core.pacs.studies import Candidate, candidates, indication, ordered
-
-MAX_TEXT_CHARS = 20_000
 
 
 @dataclass

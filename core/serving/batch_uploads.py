@@ -1,8 +1,8 @@
 """Read a batch upload (the batch review page): image files, .zip archives (read in memory,
 never extracted) and an optional CSV that maps file name -> text, mode and the user's own
-study ID. The CSV has the CLI batch's columns (scripts/predict.py --batch): ``image`` (``file``
-accepted), ``text``, ``text_mode`` (``mode`` accepted), ``id``; a row without a mode is read
-like everywhere else (core.data.labels.resolve_mode: the indication when it has text). Pure
+study ID. The CSV is the CLI batch's (scripts/predict.py --batch), read by the same function
+(core.serving.batch_csv); a row without a mode is read like everywhere else
+(core.data.labels.resolve_mode: the indication when it has text). Pure
 functions; problems become listed skips, a CSV that cannot be used raises CsvError."""
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import stat
 import zipfile
 from dataclasses import dataclass
 
-from core.data.labels import resolve_mode
-from core.data.text_clean import TextError, clean_text
 from core.errors import CxrError
+from core.serving.batch_csv import COLUMNS, cell, has_image_column, header, read_row
 from core.store import safe_name
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
@@ -131,10 +130,6 @@ class CsvError(CxrError, ValueError):
     """The mapping CSV cannot be used; the message says how to fix it."""
 
 
-def _cell(row: dict, name: str, alias: str) -> str:
-    return (row.get(name) if row.get(name) is not None else row.get(alias)) or ""
-
-
 def read_text_map(data: bytes) -> dict[str, TextRow]:
     """CSV with columns ``image`` (or ``file``) and optional ``text``, ``text_mode`` (or ``mode``)
     and ``id`` -> base name -> TextRow."""
@@ -145,19 +140,16 @@ def read_text_map(data: bytes) -> dict[str, TextRow]:
     except UnicodeDecodeError:
         raise CsvError("the CSV is not UTF-8 text; save it as UTF-8") from None
     reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in reader.fieldnames or []]
-    if not {"image", "file"} & set(fields):
-        raise CsvError("the CSV needs a header with an image column: image,text,text_mode,id")
-    reader.fieldnames = fields
+    if not has_image_column(reader.fieldnames):
+        raise CsvError(f"the CSV needs a header with an image column: {COLUMNS}")
+    reader.fieldnames = header(reader.fieldnames)
     out = {}
     for n, row in enumerate(reader, start=2):
-        name = safe_name(_cell(row, "image", "file").strip())
-        if not name:
+        if not safe_name(cell(row, "image", "file").strip()):
             continue
         try:
-            study_text = clean_text(row.get("text") or "")
-            mode = resolve_mode(study_text, _cell(row, "text_mode", "mode").strip().lower() or None)
-        except (TextError, CxrError) as exc:
+            study = read_row(row)
+        except CxrError as exc:  # the text (TextError) or the mode (OptionError)
             raise CsvError(f"line {n}: {exc}") from None
-        out[name] = TextRow(study_text, mode, (row.get("id") or "").strip()[:64])
+        out[safe_name(study.image)] = TextRow(study.text, study.mode, study.id[:64])
     return out

@@ -86,8 +86,8 @@ def read_window(predictor, study: Study) -> TextWindow | None:
 def predict_and_log_many(predictor, store: PredictionStore | None, studies: list[Study], *, source: str,
                          keep_names: bool = False, lock=None, target: str | None = None) -> list[Logged]:
     """Predict the studies in one model call and log them in one transaction (all or none).
-    ``store=None`` predicts without logging; ``lock`` guards the model call (the app's
-    MODEL_LOCK); ``target``: the operating point decided at (None: each mode's default). A store
+    ``store=None`` predicts without logging; ``lock``: held around the model call too (the
+    Predictor serialises its own calls); ``target``: the operating point decided at (None: each mode's default). A store
     that refuses the rows does not lose the predictions: they come back
     with ``row_id=None`` and the error in ``log_error``."""
     windows = [read_window(predictor, s) for s in studies]

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from core.data.preprocess import prepare
-from core.evaluation.evidence import evidence_for, image_reliable
 from core.model.description import describe
 from core.model.frozen import optimise_for_inference
-from core.model.recalibration_maps import calibrated_flags
 from core.serving import attribution, batch_predict
+from core.serving.batch_predict import ServedFacts, qa_points
 from core.serving.decision import resolve_target
 from core.serving.graphs import ServedEncoders
 from core.serving.loading import load_served, ood_detector, release_freed_memory
@@ -32,15 +31,6 @@ from core.serving.prediction import Attribution, InputError, Prediction
 
 __all__ = ["Attribution", "FreezeState", "InputError", "Int8State", "Precision", "Prediction", "Predictor",
            "qa_points", "release_freed_memory"]
-
-
-def qa_points(metadata) -> dict:
-    """Report-QA operating points of the findings the image supports (core.evaluation.operating_points,
-    core.evaluation.evidence); the others are never flagged."""
-    qa = describe(metadata).discordance
-    points = qa.points if qa else {}
-    reliable = image_reliable(metadata, points)
-    return {f: op for f, op in points.items() if reliable[f]}
 
 
 class Predictor:
@@ -60,27 +50,22 @@ class Predictor:
         self.size, self.mean, self.std = pre.image_size, pre.mean, pre.std
         self.max_len = int(desc.text_max_len or 160)
         self.fast = fast
-        # held while Captum's hooks are on the shared modules (attribute) or while they are traced
-        # (freeze_encoders): a trace must not run a hook, and a hook must not see a trace's tensors
-        self._hooks_lock = threading.Lock()
+        # One model call at a time, from any number of threads (the app's sessions): Captum's hooks are on
+        # the shared modules while an attribution runs, torch.fx patches nn.Module.__call__ for the whole
+        # process while the int8 encoder is built, and a trace (freeze_encoders) must not run a hook nor a
+        # hook see a trace's tensors. Re-entrant: ``exclusive()`` holds it across several calls.
+        self._lock = threading.RLock()
         # the predict path's encoders: eager here; freeze_encoders() swaps in frozen ones, and the
         # int8 image encoder (core.model.int8_image) from the calibration in ``int8_dir`` (the weights folder)
-        self.encoders = ServedEncoders(self.model, size=self.size, tokens=self.tokens, hooks_lock=self._hooks_lock,
+        self.encoders = ServedEncoders(self.model, size=self.size, tokens=self.tokens, hooks_lock=self._lock,
                                        fast=fast, int8_dir=int8_dir)
         self.version = desc.version or "unknown"
-        # what this model predicts comes from its weights (core.model.description), not from this code
-        facts = desc
+        # what this model predicts, and what a prediction states beside its numbers (core.serving.batch_predict)
+        self.facts = facts = ServedFacts.of(desc)
         self.findings, self.heads, self.text_modes = facts.findings, facts.heads, facts.text_modes
-        self.evidence = {m: {h: evidence_for(desc, m, h, self.findings) for h in self.heads}
-                         for m in self.text_modes}
-        self.image_reliable = image_reliable(desc, self.findings)
-        self.qa_points = qa_points(desc)
+        self.evidence, self.image_reliable, self.qa_points = facts.evidence, facts.image_reliable, facts.qa_points
+        self.recalibration, self.calibrated = facts.recalibration, facts.calibrated
         self.ood = ood_detector(ood_tensors)
-        # per-finding Platt maps, applied in core.serving.batch_predict as in evaluation (split_eval);
-        # thresholds and report-QA points in the metadata are already on the recalibrated scale
-        self.recalibration = desc.recalibration
-        self.calibrated = {m: {h: calibrated_flags(self.recalibration, m, h, self.findings) for h in self.heads}
-                           for m in self.text_modes}
 
     @property
     def thresholds(self) -> dict:
@@ -122,24 +107,31 @@ class Predictor:
         row says which of the two computed it (they differ by up to a few hundredths)."""
         return f"{self.version}+int8" if self.image_precision is Precision.INT8 else self.version
 
+    def exclusive(self):
+        """The predictor to the caller alone while held (``with predictor.exclusive():``): calls from other
+        threads wait. Each call below holds it on its own; hold it across several that must be served
+        by the same encoders (a warm-up's build and freeze, core.serving.loader)."""
+        return self._lock
+
     def build_int8_image(self) -> bool:
         """Build the int8 image encoder from the weights' calibration (core.model.int8_image, ~1.4 s;
         the file is read here, off the first prediction's path). Works on a copy of the
         encoder, but must not run beside predictions: torch.fx patches nn.Module.__call__ for the
-        whole process while it traces (the app holds its model lock, ui.resources).
+        whole process while it traces (it holds the predictor's lock, ``exclusive``).
         freeze_encoders() serves it. False (and ``int8_state`` says why) when there is none to build."""
-        return self.encoders.build_int8_image()
+        with self._lock:
+            return self.encoders.build_int8_image()
 
     def freeze_encoders(self, *, int8: bool = True) -> list[str]:
         """Swap TorchScript-frozen encoders into the predict path where they match eager on
         inputs of several batch sizes and lengths (core.model.frozen.frozen_features); returns which
         ("image (int8)" when the int8 image encoder serves: ``int8=True`` and the weights
         have a calibration, core.model.int8_image). Takes ~2.5 s (tracing and the graphs' first
-        runs), so the app does it on its background thread after the first prediction,
-        holding its model lock (ui.resources); both graphs are swapped in at the end. An
-        attribution waits for the trace (``_hooks_lock``), and always uses the eager fp32
-        modules."""
-        return self.encoders.freeze(int8=int8)
+        runs), so the app does it on its background thread after the first prediction
+        (core.serving.loader), holding the predictor's lock; both graphs are swapped in at the end. An
+        attribution waits for the trace, and always uses the eager fp32 modules."""
+        with self._lock:
+            return self.encoders.freeze(int8=int8)
 
     # ----------------------------------------------------------------- inputs
     def image_tensor(self, gray: np.ndarray) -> torch.Tensor:
@@ -155,7 +147,25 @@ class Predictor:
         mode's default); a name that is not one of them raises TargetError before the model runs."""
         for m in set(modes):
             resolve_target(target, m)
-        return batch_predict.predict_batch(self, grays, texts, modes, colorfulness=colorfulness, target=target)
+        with self._lock:
+            return batch_predict.predict_batch(self.facts, self._scores, grays, texts, modes,
+                                               version=self.served_version, ood=self.ood,
+                                               colorfulness=colorfulness, target=target)
+
+    @torch.inference_mode()
+    def _scores(self, grays: list[np.ndarray], texts: list[str], modes: list[str]) -> dict[str, np.ndarray]:
+        """The model call (core.serving.batch_predict.Scores): head -> studies x findings probabilities, on
+        the predict path's encoders; ``modes`` are the effective ones (core.data.labels.effective_mode)."""
+        x = torch.cat([self.image_tensor(g) for g in grays]).contiguous(memory_format=torch.channels_last)
+        img = self.image_features(x)
+        txt = torch.zeros(len(texts), self.model.text_encoder.out_dim)
+        with_text = [i for i, m in enumerate(modes) if m != "none"]
+        if with_text:
+            enc = self.tokens([texts[i] for i in with_text])
+            txt[with_text] = self.text_features(enc["input_ids"], enc["attention_mask"])
+        mode_idx = torch.tensor([self.text_modes.index(m) for m in modes])
+        logits = self.model.temperature_scaled(self.model.forward_heads(img, txt, mode_idx), mode_idx)
+        return {h: torch.sigmoid(logits[h]).numpy() for h in self.heads}
 
     def predict(self, gray: np.ndarray, text: str = "", mode: str = "report", *,
                 colorfulness: float = 0.0, target: str | None = None) -> Prediction:
@@ -166,6 +176,6 @@ class Predictor:
                   head: str = "fusion", method: str = "gradcam", ig_steps: int = 16) -> Attribution:
         """Image heatmap (Grad-CAM or Integrated Gradients) and per-token text scores
         (Integrated Gradients on the word embeddings) for one finding and head (core.serving.attribution)."""
-        with self._hooks_lock:  # Captum hooks the shared modules: never while they are traced
+        with self._lock:  # Captum hooks the shared modules: never beside a prediction or a trace
             return attribution.attribute(self, gray, text, mode, finding=finding, head=head, method=method,
                                          ig_steps=ig_steps)

@@ -106,7 +106,8 @@ def predict_site(predictor, table: SiteTable, *, load_image: Callable[[str], Dec
                  keep_parts: bool = False, lock=None) -> SitePredictions:
     """Predict every image of ``table`` not yet in ``OUT.parts/`` (see the module docstring), then collect
     the per-study probabilities; the parts are removed at the end unless ``keep_parts``. ``lock``: held
-    around each block's model calls (the app's model lock: other sessions predict between blocks)."""
+    around each block's model calls (the app passes ``Predictor.exclusive()``: a block is served by one set of
+    encoders, and other sessions predict between blocks)."""
     rows = table.image_rows()
     fingerprint = {"batch_sha256": table.fingerprint(), "model": predictor.version, "what": "site validation"}
     parts = open_parts(Path(out), fingerprint)

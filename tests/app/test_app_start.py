@@ -49,8 +49,8 @@ def test_first_page_view_starts_loading_the_model_in_the_background(app_env, tin
     at = AppTest.from_file(APP, default_timeout=30).run()
     assert not at.exception
     key = resources._key()
-    assert key in resources._LOADS._threads  # started by the page view, before any click
-    assert resources._LOADS._done[key].wait(120)
+    assert resources._LOADS.started(key)  # started by the page view, before any click
+    resources._LOADS.start(key).result(timeout=120)
     assert resources._LOADS.ready(key)
     assert resources.predictor().version == resources.metadata()[0].version
 
@@ -64,23 +64,26 @@ def test_streamlit_run_serves_app_py_with_a_start_hook_that_loads_the_model(app_
 
     from streamlit.web.server.app_discovery import discover_asgi_app
 
+    from core.serving.loader import ModelLoads
     from ui import resources
     found = discover_asgi_app(Path(APP))
     assert found.is_asgi_app and found.import_string == "app:app"
     monkeypatch.setenv("CXR_WEIGHTS", str(tiny_weights))
-    monkeypatch.setattr(resources, "_LOADS", resources._ModelLoads())  # as in a fresh server process
+    # as in a fresh server process; no warm-up (~3 s of CPU, seconds more on a busy machine) to wait for at exit
+    monkeypatch.setattr(resources, "_LOADS", ModelLoads(idle_s=3600))
     spec = importlib.util.spec_from_file_location("app", APP)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # as uvicorn imports it: the server part only, no page drawn
     key = resources._key()
-    assert key not in resources._LOADS._threads
+    assert not resources._LOADS.started(key)
 
     async def start_server():
         async with module.app._user_lifespan(module.app):
-            return key in resources._LOADS._threads
+            return resources._LOADS.started(key)
 
     assert asyncio.run(start_server())
-    assert resources._LOADS._done[key].wait(120) and resources._LOADS.ready(key)
+    resources._LOADS.start(key).result(timeout=120)
+    assert resources._LOADS.ready(key)
 
 
 def test_page_view_reads_the_model_facts_without_importing_torch():

@@ -5,8 +5,8 @@ manager, a patched config.get_option), so 8 AppTests in threads would test AppTe
 Instead:
 
 - default run: 8 threads, each a "session" doing exactly what the Predict page does per click
-  (decode the upload -> clean the text -> core.serving.predict_and_log.predict_and_log: predict under the page's
-  MODEL_LOCK, log into one shared PredictionStore), 25 predictions each;
+  (decode the upload -> clean the text -> core.serving.predict_and_log.predict_and_log: the shared
+  Predictor serialises its own model calls; log into one shared PredictionStore), 25 predictions each;
 - slow run (``-m slow``): the real ``streamlit run app.py`` server and 8 websocket clients
   speaking Streamlit's own protocol (upload over HTTP, widget states over the websocket), each
   pressing Predict 25 times on the Predict page.
@@ -82,7 +82,6 @@ def study(session: int, i: int) -> tuple[str, bytes, str]:
 def test_eight_sessions_predict_and_log_concurrently(tiny_weights, tmp_path):
     from core.data.images import decode_image
     from core.serving.predict_and_log import Study, predict_and_log
-    from ui.resources import MODEL_LOCK
 
     predictor = cached_predictor(tiny_weights)
     store = PredictionStore(tmp_path / "predictions.db")
@@ -100,7 +99,7 @@ def test_eight_sessions_predict_and_log_concurrently(tiny_weights, tmp_path):
                 decoded = decode_image(data, filename=name)
                 text = clean_text(text)
                 study = Study(decoded.gray, data, name, text, "report", colorfulness=decoded.colorfulness)
-                done = predict_and_log(predictor, store, study, source="predict", keep_name=True, lock=MODEL_LOCK)
+                done = predict_and_log(predictor, store, study, source="predict", keep_name=True)
                 if done.log_error is not None:
                     raise done.log_error
             except Exception as exc:  # noqa: BLE001 - every failure is a finding, counted and shown
@@ -111,7 +110,7 @@ def test_eight_sessions_predict_and_log_concurrently(tiny_weights, tmp_path):
     wall = run_sessions(session, timeout_s=900)
 
     rows = store.list_predictions(limit=None)
-    result = summary("threads: decode -> predict (MODEL_LOCK) -> log, as pages/predict.py", latencies, wall,
+    result = summary("threads: decode -> predict (the Predictor's lock) -> log, as pages/predict.py", latencies, wall,
                      len(rows), errors)
     (out_dir() / "load-threads.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nload (threads): {json.dumps(result)}")

@@ -98,3 +98,23 @@ def test_the_batch_csv_takes_the_web_batchs_columns_and_keeps_the_users_id(image
     bad.write_text(f"image,text,text_mode\n{image},cough,none\n")
     res = _run(["--batch", str(bad), "--json"], tmp_path / "log2.db")
     assert res.returncode == 2 and "line 2" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_the_batch_csv_is_read_as_the_web_batch_reads_it(image, tmp_path, _run):
+    """One contract, parsed once (core.serving.batch_csv, issue 27): the CLI takes ``Report`` and a
+    capitalised header as the web batch does; it used to refuse the mode the web lower-cased."""
+    from core.serving.batch_uploads import TextRow, read_text_map
+    rows = "Image,Text,Mode,ID\n{},Heart is enlarged.,Report,ward-7\n{},Cough., INDICATION ,ward-8\n"
+    assert read_text_map(rows.format("a.png", "b.png").encode()) == {
+        "a.png": TextRow("Heart is enlarged.", "report", "ward-7"), "b.png": TextRow("Cough.", "indication", "ward-8")}
+    batch = tmp_path / "studies.csv"
+    batch.write_text(rows.format(image, image))
+    res = _run(["--batch", str(batch), "--json", "--no-log"], tmp_path / "log.db")
+    assert res.returncode == 0, res.stderr
+    assert [(x["id"], x["text_mode"]) for x in map(json.loads, res.stdout.splitlines())] == [
+        ("ward-7", "report"), ("ward-8", "indication")]
+    out = tmp_path / "out.csv"  # the sharded form reads the rows with the same function
+    res = _run(["--batch", str(batch), "--out", str(out)], tmp_path / "log.db")
+    assert res.returncode == 0, res.stderr
+    assert [r.split(",")[1:3] for r in out.read_text().splitlines()[1:]] == [["ward-7", "report"],
+                                                                             ["ward-8", "indication"]]

@@ -80,3 +80,58 @@ def test_predict_cli_json_has_evidence(trusted_weights, iu_xray_dir):
                             str(image)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0 and "Pneumonia      not assessed: not supported from the image" in plain.stdout
     assert np.isfinite(j["discordance_score"])
+
+
+
+def test_one_predictor_called_from_two_threads_answers_as_called_serially(tiny_weights, iu_xray_dir):
+    """Predictor serialises its own model calls (issue 27; the app's lock used to do it). Grad-CAM hooks
+    the eager image encoder that predictions run too before the warm-up: a prediction run inside an
+    attribution's forward pass replaced the activations Captum had kept ("the differentiated Tensor
+    ... appears to not have been used in the graph"). Here a second thread predicts exactly then, and
+    both threads get what serial calls get."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from core.data.images import load_png_gray
+    from core.serving.predictor import Predictor
+    grays = [load_png_gray(p) for p in sorted((iu_xray_dir / "NLMCXR_png").glob("*.png"))[:2]]
+    p = Predictor.load(tiny_weights)
+    finding = p.findings[0]
+
+    def explain():
+        return p.attribute(grays[0], "Heart size is enlarged.", "report", finding=finding, head="image",
+                           method="gradcam").heatmap
+
+    def predict():
+        return [(q.fusion, q.image, q.text, q.decision)
+                for q in p.predict_batch(grays, ["Cough.", ""], ["indication", "none"])]
+
+    with ThreadPoolExecutor(1) as one:  # serial, on a worker thread as in the app
+        serial_heat, serial_preds = one.submit(explain).result(), one.submit(predict).result()
+
+    in_attribution, predicted = threading.Event(), threading.Event()
+
+    def hold(module, inputs, output):  # inside the attribution's forward pass (predictions run without grad)
+        if torch.is_grad_enabled() and not in_attribution.is_set():
+            in_attribution.set()
+            predicted.wait(timeout=3)  # a prediction beside it runs now, unless the predictor makes it wait
+
+    def predict_inside():
+        assert in_attribution.wait(60)
+        try:
+            return predict()
+        finally:
+            predicted.set()
+
+    handle = p.model.image_proj.register_forward_hook(hold)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            preds = pool.submit(predict_inside)
+            heat = pool.submit(explain)
+            preds, heat = preds.result(), heat.result()
+    finally:
+        handle.remove()
+    assert preds == serial_preds
+    np.testing.assert_allclose(heat, serial_heat, atol=1e-6)
