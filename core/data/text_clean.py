@@ -9,7 +9,7 @@ from core.errors import CxrError
 # refuses more): the findings and impression sections are far shorter.
 MAX_TEXT_CHARS = 20_000
 # The Predict page's text box takes more: a pasted whole report is fitted to the encoder's window with its
-# IMPRESSION kept and the cut said (core.data.text_window; tests/test_app_predict.py, "Defect 3": 20,000+
+# IMPRESSION kept and the cut said (core.data.text_window; tests/app/test_app_predict.py, "Defect 3": 20,000+
 # characters were once dropped there), so only text that is plainly not a report is refused.
 MAX_PAGE_TEXT_CHARS = 200_000
 

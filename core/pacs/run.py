@@ -144,7 +144,7 @@ class Runner:
         self.processes = processes
         self.stop = stop or threading.Event()
         self.on_outcome = on_outcome                  # called with each Outcome as it is decided
-        self.lock = lock                              # guards the model call (the app's MODEL_LOCK)
+        self.lock = lock                              # optional: holds the model across a study
         self.source = source                          # the log's source: 'cli' (scripts/pacs.py), 'batch' (the page)
         self.overlay = overlay                        # also store the Grad-CAM overlay (core.pacs.overlay)
         self.version = base_version(predictor.version)
