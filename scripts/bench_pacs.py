@@ -60,9 +60,23 @@ def parse_args(argv=None):
     return args
 
 
+def _pacs_fixtures():
+    """The tests' Orthanc launcher and study maker (tests/pacs_fixtures.py): a checkout's file, not part of
+    the installed package, so it is loaded from its path."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "tests" / "pacs_fixtures.py"
+    if not path.is_file():
+        fail(f"{path} not found: the PACS benchmark runs from a checkout of the repository")
+    spec = importlib.util.spec_from_file_location("pacs_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from tests import pacs_fixtures as pf
+    pf = _pacs_fixtures()
     missing = pf.missing_tools()
     if missing:
         fail(f"missing Debian tools {missing}: apt-get install orthanc orthanc-dicomweb dcmtk libgdcm-tools")

@@ -15,8 +15,9 @@ from core.data.labels import effective_mode
 from core.evaluation.evidence import evidence_for, image_reliable
 from core.evaluation.keyword_baseline import negated_only
 from core.evaluation.operating_points import discordance
-from core.evaluation.recalibration import apply_maps, calibrated_flags
+from core.evaluation.recalibration import apply_maps
 from core.model.description import ModelDescription, describe
+from core.model.recalibration_maps import calibrated_flags
 from core.serving.decision import decide
 from core.serving.prediction import Prediction, check_choice
 
