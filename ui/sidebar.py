@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.access.policy import Access, State
 from core.access.settings import REVIEWERS_ENV
-from core.data.labels import TEXT_MODES
+from core.data.labels import TEXT_MODES, TextMode
 from core.evaluation.operating_targets import NAMES, default_name
 from core.serving.sharing import share_status
 from ui.charts import finite
@@ -81,7 +81,7 @@ DEFAULT_POINT = "default"
 def default_words() -> str:
     """"specificity 0.90 (image only, indication), specificity 0.98 (report)": each mode's default."""
     by_name: dict[str, list[str]] = {}
-    for mode in ("none", *[m for m in TEXT_MODES if m != "none"]):
+    for mode in (TextMode.NONE, *[m for m in TEXT_MODES if m != TextMode.NONE]):
         by_name.setdefault(default_name(mode), []).append({"none": "image only"}.get(mode, mode))
     return ", ".join(f"{name} ({', '.join(modes)})" for name, modes in by_name.items())
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.data.labels import effective_mode
+from core.data.labels import TextMode, effective_mode
 from core.evaluation.evidence import evidence_for, image_reliable
 from core.evaluation.keyword_baseline import negated_only
 from core.evaluation.operating_points import discordance
@@ -92,20 +92,20 @@ def predict_batch(facts: ServedFacts, scores: Scores, grays: list[np.ndarray], t
     for i, mode in enumerate(modes):
         heads = {h: {f: float(probs[h][i, k]) for k, f in enumerate(p.findings)} for h in p.heads}
         thr, evidence, calibrated = p.thresholds[mode], p.evidence[mode], p.calibrated[mode]
-        if mode == "none":  # image only: one image number, not a fused head that read nothing beside it
+        if mode == TextMode.NONE:  # image only: one image number, not a fused head that read nothing beside it
             heads = {**heads, "fusion": heads["image"]}
             thr, evidence, calibrated = ({**d, "fusion": d["image"]} for d in (thr, evidence, calibrated))
         guard = ood.check(grays[i], colorfulness[i] if colorfulness else 0.0) if ood else None
         # report QA exists in report mode only: an indication rarely names the finding
         disc = (discordance(heads["image"], heads["text"], thr["text"], p.qa_points,
-                            ruled_out=negated_only(texts[i], p.findings)) if mode == "report" else [])
+                            ruled_out=negated_only(texts[i], p.findings)) if mode == TextMode.REPORT else [])
         pred = Prediction(
             fusion=heads["fusion"], image=heads["image"], text=heads["text"], thresholds=dict(thr["fusion"]),
             head_thresholds={h: dict(thr[h]) for h in p.heads},
             discordant=[d["finding"] for d in disc],
             out_of_distribution=bool(guard.out_of_distribution) if guard else False,
             ood_score=float(guard.score) if guard else 0.0, ood_reason=guard.reason if guard else "",
-            text_mode=mode, has_text=mode != "none", model=version, latency_ms=ms,
+            text_mode=mode, has_text=mode != TextMode.NONE, model=version, latency_ms=ms,
             evidence=copy.deepcopy(evidence["fusion"]),
             head_evidence=copy.deepcopy(evidence), image_reliable=dict(p.image_reliable),
             discordance=disc, discordance_score=max((d["score"] for d in disc), default=0.0),

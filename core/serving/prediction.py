@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from core.data.labels import FLAGGED, NOT_ASSESSED
+from core.data.labels import FLAGGED, NOT_ASSESSED, Head, TextMode
 from core.errors import CxrError
 
 
@@ -67,7 +67,7 @@ class Prediction:
     def is_calibrated(self, finding: str, head: str = "fusion") -> bool:
         """Whether this finding's number in ``head`` went through a fitted map (core.model.recalibration_maps);
         no flags at all: the weights say nothing (older ones, before recalibration), shown as before."""
-        flags = self.calibrated if head == "fusion" else self.head_calibrated.get(head, {})
+        flags = self.calibrated if head == Head.FUSION else self.head_calibrated.get(head, {})
         return bool(flags.get(finding, False)) if flags else True
 
     def shown(self, finding: str, head: str = "fusion") -> float | None:
@@ -75,7 +75,7 @@ class Prediction:
         finding is not assessed (the decision) or its number is not calibrated."""
         if self.decision.get(finding) == NOT_ASSESSED or not self.is_calibrated(finding, head):
             return None
-        if head == "fusion" and self.text_mode == "none":  # image only: one number, the image head's
+        if head == Head.FUSION and self.text_mode == TextMode.NONE:  # image only: one number, the image head's
             head = "image"
         return round(float(self.head(head)[finding]), 3)
 

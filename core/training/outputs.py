@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from core.data.labels import TextMode
 from core.evaluation.eval_files import BASELINE, eval_name, eval_pairs
 from core.model.description import ModelDescription, Preprocessing
 
@@ -74,7 +75,7 @@ def external_validation(trainer, desc: ModelDescription, out: Path, dataset: str
     results, probs = {}, {}
     (out / "eval").mkdir(parents=True, exist_ok=True)
     for mode, head in eval_pairs():
-        if mode != "none" and not coll.has_text:
+        if mode != TextMode.NONE and not coll.has_text:
             continue
         if mode not in probs:
             probs[mode] = predict_reports(trainer.model, trainer.tokenizer, desc, coll.reports, data, mode,

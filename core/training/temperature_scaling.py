@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.data.labels import FINDINGS, HEADS, TEXT_MODES
+from core.data.labels import FINDINGS, HEADS, TEXT_MODES, Head, TextMode
 from core.evaluation.metrics import fit_temperature
 from core.evaluation.operating_points import fit_thresholds
 from core.model.inference import report_logits
@@ -18,7 +18,7 @@ def fit_late_fusion(model, logits: dict, Y: np.ndarray, mi: int, mode: str) -> N
     the lowest validation log loss after temperature scaling. Text gets no weight in
     mode ``none``. Few parameters (two per finding), so validation can afford them."""
     grid = [(a / 10, b / 10, (10 - a - b) / 10) for a in range(11) for b in range(11 - a)]
-    if mode == "none":
+    if mode == TextMode.NONE:
         grid = [g for g in grid if g[2] == 0]
     stacked = np.stack([logits["fusion"], logits["image"], logits["text"]], -1)
     for k in range(len(FINDINGS)):
@@ -50,7 +50,7 @@ def fit_temperature_scaling(model, data: RunData, cache: FeatureCache) -> dict:
         logits = report_logits(model, feats, cache.text[mode], s.report_idx, n, mode)
         probs[mode] = {}
         for hi, head in enumerate(HEADS):
-            if head == "text" and mode == "none":
+            if head == Head.TEXT and mode == TextMode.NONE:
                 continue
             L = logits[head][rows]
             for k in range(len(FINDINGS)):

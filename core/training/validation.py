@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from core.data.labels import FINDINGS, TEXT_MODES
+from core.data.labels import FINDINGS, TEXT_MODES, TextMode
 from core.evaluation.metrics import macro_auc, safe_auc
 from core.model.inference import image_features, report_probabilities, text_features
 from core.training.setup import RunData
@@ -60,7 +60,7 @@ class FeatureCache:
         self.text = {}
         for mode in TEXT_MODES:
             cache = torch.zeros(len(self.data.reports), self.model.text_encoder.out_dim)
-            if mode != "none":
+            if mode != TextMode.NONE:
                 texts = [self.data.texts[mode][k] for k in keep]
                 cache[keep] = text_features(self.model, self.tokenizer, texts, max_len=self.text_max_len,
                                             device=str(self.device))
