@@ -64,3 +64,36 @@ def test_updated_refuses_a_field_it_does_not_have():
     assert desc.updated(version="x").version == "x" and desc.version != "x"
     with pytest.raises(TypeError, match="no field"):
         desc.updated(thresholdz={})
+
+
+def test_the_blocks_are_typed_and_their_lookups_read_the_stored_values():
+    from core.model.description_blocks import DiscordancePoints, Evidence, OperatingPoints
+    from core.model.recalibration_maps import NotCalibrated, PlattMap, Recalibration
+    if not (WEIGHTS / "model.safetensors").is_file():
+        pytest.skip("no shipped weights in weights/")
+    meta = read_metadata(WEIGHTS)
+    desc = ModelDescription.from_metadata(meta)
+    assert isinstance(desc.evidence, Evidence) and isinstance(desc.operating_points, OperatingPoints)
+    assert isinstance(desc.discordance, DiscordancePoints) and isinstance(desc.recalibration, Recalibration)
+    raw = meta["operating_points"]["points"]["none"]["Edema"]["specificity 0.90"]
+    assert desc.operating_points.point("none", "Edema", "specificity 0.90") == raw
+    assert desc.evidence.entry("none", "image", "Edema") == meta["evidence"]["table"]["none"]["image"]["Edema"]
+    assert isinstance(desc.recalibration.entry("none", "image", "Edema"), PlattMap)
+    pneumonia = desc.recalibration.entry("none", "image", "Pneumonia")
+    assert isinstance(pneumonia, NotCalibrated) and "positives" in pneumonia.reason
+    assert desc.discordance.points == meta["discordance"]["points"]
+    # a description built by hand from the JSON dicts reads the same types
+    again = ModelDescription(evidence=meta["evidence"], recalibration=meta["recalibration"])
+    assert again.evidence == desc.evidence and again.recalibration.maps == desc.recalibration.maps
+
+
+def test_refitted_bumps_the_version_once_and_records_the_refit():
+    desc = ModelDescription(version="20261128-x+refit20261129+recal20261204", refits=[{"at": "then"}])
+    new = desc.refitted("recal", script="scripts/recalibrate.py", what="maps", when="now")
+    assert new.version.startswith("20261128-x+refit20261129+recal") and new.version.count("+recal") == 1
+    assert new.refits == [{"at": "then"}, {"at": "now", "script": "scripts/recalibrate.py", "what": "maps"}]
+    # strip="": the version before any suffix (scripts/refit_operating_points.py)
+    assert desc.refitted("refit", strip="", script="s", what="w").version.startswith("20261128-x+refit")
+    assert desc.refitted("refit", strip="", script="s", what="w").version.count("+") == 1
+    with pytest.raises(TypeError):
+        desc.refitted("x", script="s", what="w", no_such_field=1)
