@@ -165,7 +165,7 @@ def decide_values(description, *, mode: str, probabilities: Mapping[str, float],
             out[f] = FindingDecision(f, NOT_ASSESSED, NO_POINT)
             continue
         status = FLAGGED if p >= op["threshold"] else NOT_FLAGGED
-        shown = round(float(p), 3) if (calibrated.get(f, False) if calibrated else True) else None
+        shown = round(float(p), 3) if calibrated.get(f, False) else None  # the one rule: Prediction.shown
         out[f] = FindingDecision(f, status, "", shown, op)
     return Decisions(mode=mode, operating_point=name, findings=out, out_of_distribution=bool(out_of_distribution))
 

@@ -65,10 +65,11 @@ class Prediction:
         return heads[name]
 
     def is_calibrated(self, finding: str, head: str = "fusion") -> bool:
-        """Whether this finding's number in ``head`` went through a fitted map (core.model.recalibration_maps);
-        no flags at all: the weights say nothing (older ones, before recalibration), shown as before."""
+        """Whether this finding's number in ``head`` went through a fitted map (core.model.recalibration_maps;
+        the predictor fills the flags for every finding, True for all with older weights that carry no maps).
+        A flag that is missing means unknown: no number, as a log row of unknown calibration shows none."""
         flags = self.calibrated if head == Head.FUSION else self.head_calibrated.get(head, {})
-        return bool(flags.get(finding, False)) if flags else True
+        return bool(flags.get(finding, False))
 
     def shown(self, finding: str, head: str = "fusion") -> float | None:
         """THE number a reader may see for a finding, rounded as every output prints it: None where the

@@ -45,7 +45,8 @@ def _pred(mode: str = "indication") -> Prediction:
                                     else "not flagged") for f in FINDINGS},
                       operating_point={f: op for f in assessed}, operating_point_name="specificity 0.90",
                       not_assessed={f: "not supported from the image in this mode" for f in FINDINGS
-                                    if f not in assessed})
+                                    if f not in assessed},
+                      calibrated=dict.fromkeys(FINDINGS, True))  # as the predictor fills them
 
 
 def test_the_report_is_self_contained_escaped_and_names_mode_and_evidence():
