@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def installed(tmp_path_factory):
     base = tmp_path_factory.mktemp("pkg")
     # a copy of what git tracks, so the build never writes into the checkout (build/, *.egg-info)
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    files = listed.stdout.split() if listed.returncode == 0 else [  # a copy of the tree without .git
+        str(p.relative_to(ROOT)) for d in ("core", "ui", "scripts") for p in (ROOT / d).rglob("*.py")
+        if "__pycache__" not in p.parts] + ["pyproject.toml", "README.md"]
     src = base / "src"
     for name in files:
         if name.startswith(("core/", "ui/", "scripts/")) or name in ("pyproject.toml", "README.md"):
