@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.data.findings import in_words
 from core.data.labels import FINDINGS, TextMode
 from core.evaluation import eval_files
 from core.evaluation.evidence import MIN_CI_LOWER, MIN_POSITIVES, card_rows
@@ -20,13 +21,6 @@ router.require_router("pages/model_card.py")
 _NUMBERS = dict(enumerate(("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")))
 CITATION = ("Demner-Fushman D, et al. Preparing a collection of radiology examinations for distribution "
             "and retrieval. J Am Med Inform Assoc. 2016;23(2):304-310. doi:10.1093/jamia/ocv080")
-
-
-
-def _and(names) -> str:
-    names = list(names)
-    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else (names[0] if names else "no finding")
-
 
 st.title("Model card")
 meta, problem = metadata()
@@ -303,7 +297,8 @@ else:
                 st.markdown(f"**{task}** (`{mode}` / `{head}`)")
                 st.dataframe(tables.calibration_table(block.get(f"{mode}/{head}")), hide_index=True)
             if pooled_block:
-                st.markdown(f"**Pooled top bin**: every prediction ≥ 0.3 of {_and(card.calibration.pooled_findings)} "
+                pooled_names = in_words(card.calibration.pooled_findings)
+                st.markdown(f"**Pooled top bin**: every prediction ≥ 0.3 of {pooled_names} "
                             "that a user reads a number for (after the maps: the calibrated findings only)")
                 st.dataframe(tables.pooled_top_bin_table(pooled_block), hide_index=True)
             st.caption(caption + " Columns: slope with 95% CI; intercept before → after; "
@@ -335,7 +330,7 @@ st.markdown(
      "where it was built, so the image branch is weaker than published DenseNet-121 results.\n" if scratch else "")
     + f"- **Small data**: {f'{n_reports:,} reports' if n_reports else 'a few thousand studies'} from one "
     "collection; thresholds and calibration were tuned on a small validation split.\n"
-    + (f"- **Few positives for {_and(card.few_positives)}** → very wide confidence intervals (or none at all); "
+    + (f"- **Few positives for {in_words(card.few_positives)}** → very wide confidence intervals (or none at all); "
        "treat those findings as unvalidated.\n" if card.few_positives else "")
     + "- **Resized copy**: trained on downscaled PNG exports, not original DICOM; fine detail is lost.\n"
     "- **Frontal views only**: the guard flags laterals and cut-off films and says what to upload.\n"

@@ -31,12 +31,12 @@ import sys
 import time
 from pathlib import Path
 
+from core.evaluation.eval_files import RECALIBRATION_INPUTS
 from scripts._cli import Parser, fail, read_weights_description, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CV = "eval/cv/img15-3fold"   # under --weights
 RESULTS = "recalibration.json"       # under <weights>/eval
-INPUTS = "recalibration_inputs"      # under <weights>/eval: the raw (unmapped) val/test predictions
 FIT_CHOICES = ("val", "val+test")
 SHIPPED_PARTS = 5   # cross-fitting the shipped model's val+test: each map fitted on 4/5 (~870 reports)
 
@@ -56,7 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the slope CIs (default 1000)")
     p.add_argument("--predictions", default=None,
                    help="folder of the shipped model's raw val_/test_<mode>_<head>.csv: read from it when complete "
-                        f"(no model run), else computed and written there (default: WEIGHTS/eval/{INPUTS})")
+                        "(no model run), else computed and written there "
+                        f"(default: WEIGHTS/eval/{RECALIBRATION_INPUTS})")
     p.add_argument("--json", dest="json_out", default=None,
                    help=f"write the measurement here (default when writing the weights: WEIGHTS/eval/{RESULTS})")
     p.add_argument("--markdown", default=None, help="also write the before/after tables as Markdown here")
@@ -136,6 +137,7 @@ def main(argv=None) -> int:
     from core.evaluation import recalibration_protocol as P
     from core.evaluation.recalibration import MIN_POSITIVES, fit_maps
     from core.evaluation.recalibration_tables import markdown_tables, print_tables
+    from core.model.recalibration_maps import maps_to_dict
     weights = Path(args.weights)
     desc = read_weights_description(weights)
     if not desc.split or not desc.split.get("val") or not desc.split.get("test"):
@@ -145,13 +147,13 @@ def main(argv=None) -> int:
         fail(f"no cross-validation predictions under {cv_root}: the gate needs them (scripts/cv.py writes them)")
     min_pos = args.min_positives or MIN_POSITIVES
     findings = list(desc.findings)
-    inputs_dir = Path(args.predictions) if args.predictions else weights / "eval" / INPUTS
+    inputs_dir = Path(args.predictions) if args.predictions else weights / "eval" / RECALIBRATION_INPUTS
     inputs = read_inputs(inputs_dir, findings)
     if inputs is None:
         inputs = compute_inputs(weights, Path(args.data), args.dataset, desc, inputs_dir, write=not args.dry_run)
 
     splits = args.fit_on.split("+")
-    pool = P.supported(desc)
+    pool = desc.supported  # pooled and judged by the targets: the weights' evidence
     probs, Yv = P.fitting_data(inputs, splits)
     maps = fit_maps(probs, Yv, findings, min_positives=min_pos)
     t0 = time.time()
@@ -168,7 +170,7 @@ def main(argv=None) -> int:
     results = {
         "model": desc.version, "method": "platt", "formula": P.FORMULA, "fitted_on": fitted_on,
         "min_positives": min_pos, "inner": args.inner, "bootstrap": args.bootstrap,
-        "maps": P.maps_json(maps), "unconfirmed": [str(u) for u in unconfirmed], "supported": pool,
+        "maps": maps_to_dict(maps), "unconfirmed": [str(u) for u in unconfirmed], "supported": pool,
         "cv": cv, "test": test,
         "test_label": (f"the shipped model's {args.fit_on} ({SHIPPED_PARTS}-part cross-fit: no report scored by a "
                        "map that saw it)" if "test" in splits else "test split (shipped map)"),

@@ -75,6 +75,12 @@ RECORDS: list[Finding] = [
 ]
 
 
+def in_words(names_: list[str] | tuple[str, ...]) -> str:
+    """'Edema, Cardiomegaly and Atelectasis': findings named in a sentence ('no finding' for none)."""
+    names_ = list(names_)
+    return ", ".join(names_[:-1]) + " and " + names_[-1] if len(names_) > 1 else (names_[0] if names_ else "no finding")
+
+
 def names() -> tuple[str, ...]:
     """The findings the tool trains and labels by default, in their order."""
     return tuple(r.name for r in RECORDS)

@@ -14,6 +14,9 @@ from core.data.labels import FINDINGS, HEADS, TEXT_MODES
 from core.errors import DataError
 
 BASELINE = "test_keyword_baseline"
+# the shipped model's raw (unmapped) val_/test_<mode>_<head>.csv, under <weights>/eval: written by
+# scripts/recalibrate.py, read there and by the operating-point choice (no model run)
+RECALIBRATION_INPUTS = "recalibration_inputs"
 # the honest tasks first: image only, then image + indication; report mode (inflated) last
 MODE_ORDER = ("none", "indication", "report")
 # image only: the image head first (the text head reads nothing); otherwise the fused head first

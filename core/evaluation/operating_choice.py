@@ -14,15 +14,14 @@ from core.data.labels import Head, TextMode
 from core.evaluation import operating_targets as T
 from core.evaluation.cross_validation import read_predictions_csv
 from core.evaluation.cv_layout import oof_key, oof_path
-from core.evaluation.eval_files import EvalFilesError
+from core.evaluation.eval_files import RECALIBRATION_INPUTS, EvalFilesError
 from core.evaluation.metrics import wilson_ci
 from core.evaluation.recalibration import apply_maps
 
-INPUTS = "eval/recalibration_inputs"   # under the weights: the raw val_/test_<mode>_<head>.csv
 SCRIPT = "scripts/choose_operating_points.py"
 
 
-def _read(path: Path, findings):
+def _read(path: Path):
     if not path.is_file():
         raise EvalFilesError(f"missing {path}: run scripts/recalibrate.py (the raw predictions) or scripts/cv.py first")
     return read_predictions_csv(path)
@@ -68,16 +67,15 @@ def cross_fitted_normal_rate(models, assessed, findings, target: str, *, inner: 
 def choose(weights: Path, desc, fold_dirs: list[Path], *, inner: int = 2) -> tuple[dict, dict, dict]:
     """(the operating-points block, report QA's text thresholds, its refitted discordance block)."""
     findings = list(desc.findings)
-    MODE_HEAD = T.MODE_HEAD
     reliable = desc.image_reliable
     points: dict = {}
     rates: dict = {}
-    for mode, head in MODE_HEAD.items():
-        val = _read(weights / INPUTS / f"val_{mode}_{head}.csv", findings)
-        test = _read(weights / INPUTS / f"test_{mode}_{head}.csv", findings)
+    for mode, head in T.MODE_HEAD.items():
+        val = _read(weights / "eval" / RECALIBRATION_INPUTS / f"val_{mode}_{head}.csv")
+        test = _read(weights / "eval" / RECALIBRATION_INPUTS / f"test_{mode}_{head}.csv")
         Pv, Pt = (apply_maps(desc.recalibration, mode, head, P, findings) for P in (val[1], test[1]))
         Yv, Yt = val[2], test[2]
-        folds = [_read(oof_path(d, oof_key(mode, head)), findings) for d in fold_dirs]
+        folds = [_read(oof_path(d, oof_key(mode, head))) for d in fold_dirs]
         cv_y = np.concatenate([f[2] for f in folds])
         prevalence = np.concatenate([cv_y, Yt]).mean(axis=0)  # the whole collection: train+val (CV) and test
         n_cv = len(cv_y)
@@ -125,11 +123,11 @@ def report_qa_points(weights: Path, desc, findings) -> tuple[dict, dict]:
     from core.evaluation.operating_points import fit_discordance
     probs = {}
     for head in (Head.IMAGE, Head.TEXT):
-        _, P, Y = _read(weights / INPUTS / f"val_report_{head}.csv", findings)
+        _, P, Y = _read(weights / "eval" / RECALIBRATION_INPUTS / f"val_report_{head}.csv")
         probs[head] = apply_maps(desc.recalibration, "report", head, P, findings)
     kind, value = T.split_name(T.default_name("report"))
     text_thr = {f: T.threshold_for(Y[:, k], probs["text"][:, k], kind, value) for k, f in enumerate(findings)}
-    supported = [f for f, ok in desc.image_reliable.items() if ok]
+    supported = desc.supported
     block = fit_discordance(probs["image"], probs["text"], Y, np.array([text_thr[f] for f in findings]), findings,
                             supported, budget=desc.discordance.budget if desc.discordance else 0.04)
     block["supported"] = supported
@@ -146,7 +144,7 @@ def negation_flags(data: Path, weights: Path, desc, report_points: dict | None, 
     from core.evaluation.keyword_baseline import rules_out
     findings = list(desc.findings)
     head = "text" if text_thresholds else "fusion"
-    uids, P, Y = _read(weights / INPUTS / f"test_report_{head}.csv", findings)
+    uids, P, Y = _read(weights / "eval" / RECALIBRATION_INPUTS / f"test_report_{head}.csv")
     P = apply_maps(desc.recalibration, "report", head, P, findings)
     if text_thresholds:
         report_points = {f: {"text head": {"threshold": t}} for f, t in text_thresholds.items()}

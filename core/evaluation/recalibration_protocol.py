@@ -39,16 +39,10 @@ from core.evaluation.recalibration import (
     pooled_before_after,
 )
 from core.model.description import ModelDescription
-from core.model.recalibration_maps import maps_to_dict
 
 FORMULA = "p' = sigmoid(a * logit(p) + b)"
 SLOPE_MIN_POSITIVES = 50  # the slope target is judged where the fitting data hold this many positives
 SCRIPT = "scripts/recalibrate.py"
-
-
-def supported(desc: ModelDescription) -> list[str]:
-    """The findings the image supports (the weights' evidence): pooled and judged by the targets."""
-    return [f for f, ok in desc.image_reliable.items() if ok]
 
 
 def fitting_data(inputs: dict, splits: list[str]):
@@ -214,6 +208,3 @@ def recalibrated(desc: ModelDescription, maps: Maps, results: dict) -> ModelDesc
                          recalibration=block, thresholds=map_thresholds(base_thresholds, block),
                          discordance=map_discordance(discordance, block))
 
-
-def maps_json(maps: Maps) -> dict:
-    return maps_to_dict(maps)

@@ -2,11 +2,8 @@
 docs/calibration.md (scripts/recalibrate.py prints and writes them; recalibration_protocol measures)."""
 from __future__ import annotations
 
+from core.data.findings import in_words
 from core.evaluation.recalibration import TASKS
-
-
-def _and(names: list[str]) -> str:
-    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else (names[0] if names else "no finding")
 
 
 def _fmt(m: dict | None) -> str:
@@ -70,7 +67,7 @@ def markdown_tables(results: dict) -> str:
             out.append("")
     pooled = results.get("pooled_top_bin") or {}
     pool = results.get("supported") or []
-    out += [f"**Pooled top bin** — every prediction ≥ 0.3 of {_and(pool)} a user reads a "
+    out += [f"**Pooled top bin** — every prediction ≥ 0.3 of {in_words(pool)} a user reads a "
             "number for (after: the calibrated ones; n: mean predicted vs observed [95% CI])", "",
             "| source | task | before | after (findings shown) | within 25% |", "|---|---|---|---|---|"]
     for source, name in (("cv_within", "cross-validation, within-model"), ("test", results["test_label"]),

@@ -40,7 +40,7 @@ def val_probabilities(model, tokenizer, description, reports, data_dir: Path, **
 
 def report_qa(desc: ModelDescription, probs: dict, Y: np.ndarray, *, budget: float = QA_BUDGET) -> dict:
     findings = list(desc.findings)
-    supported = [f for f, ok in desc.image_reliable.items() if ok]
+    supported = desc.supported
     text_thr = np.array([desc.thresholds_for("report", "text")[f] for f in findings])
     block = fit_discordance(probs["report"]["image"], probs["report"]["text"], Y, text_thr, findings,
                             supported, budget=budget)

@@ -169,9 +169,7 @@ class ModelDescription:
     def __post_init__(self) -> None:
         # a block given as the JSON dict (a tool or a test building a description by hand) is typed here,
         # so every reader meets the types
-        if isinstance(self.recalibration, dict):
-            object.__setattr__(self, "recalibration", Recalibration.from_dict(self.recalibration))
-        for name, block in BLOCKS.items():
+        for name, block in {**BLOCKS, "recalibration": Recalibration}.items():
             if isinstance(getattr(self, name), dict):
                 object.__setattr__(self, name, block.from_dict(getattr(self, name)))
 
@@ -234,6 +232,11 @@ class ModelDescription:
     def image_reliable(self) -> dict[str, bool]:
         block = self.evidence.image_reliable if self.evidence else {}
         return {f: bool(block.get(f, False)) for f in self.findings}
+
+    @property
+    def supported(self) -> list[str]:
+        """The findings the image supports, in the weights' order (their evidence: ``image_reliable``)."""
+        return [f for f, ok in self.image_reliable.items() if ok]
 
     @property
     def guard_fitted(self) -> bool:

@@ -25,6 +25,12 @@ def _steps(cfg: TrainConfig, epochs: int, n_train: int, world: int) -> int:
     return epochs * math.ceil(n_train / world / cfg.batch_size)
 
 
+def _adamw(groups: list[dict], cfg: TrainConfig, steps: int, *, warmup_share: int):
+    """(AdamW over the parameter groups, its cosine schedule warming up over 1/``warmup_share`` of the steps)."""
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    return opt, cosine(opt, steps, warmup=max(1, steps // warmup_share))
+
+
 def image_phase(cfg: TrainConfig, model, data: RunData, process: Process) -> Phase:
     net = wrap(ImagePhaseNet(model), process.world)
     train = data.samples.get("train_views", data.samples["train"])  # with laterals when asked
@@ -35,9 +41,7 @@ def image_phase(cfg: TrainConfig, model, data: RunData, process: Process) -> Pha
     steps = _steps(cfg, cfg.image_epochs, len(train), process.world)
 
     def make_opt():
-        opt = torch.optim.AdamW([{"params": params, "lr": cfg.lr_image, "name": "image"}],
-                                weight_decay=cfg.weight_decay)
-        return opt, cosine(opt, steps, warmup=max(1, steps // 20))
+        return _adamw([{"params": params, "lr": cfg.lr_image, "name": "image"}], cfg, steps, warmup_share=20)
 
     def step(idx, epoch):
         net.train()
@@ -129,9 +133,7 @@ def frozen_phase(cfg: TrainConfig, model, data: RunData, process: Process, cache
     steps = _steps(cfg, cfg.frozen_epochs, n_train, process.world)
 
     def make_opt():
-        opt = torch.optim.AdamW([{"params": params, "lr": cfg.lr_head, "name": "heads"}],
-                                weight_decay=cfg.weight_decay)
-        return opt, cosine(opt, steps, warmup=max(1, steps // 50))
+        return _adamw([{"params": params, "lr": cfg.lr_head, "name": "heads"}], cfg, steps, warmup_share=50)
 
     def step(idx, epoch):
         net.train()
@@ -164,8 +166,7 @@ def unfrozen_phase(cfg: TrainConfig, model, data: RunData, process: Process, cac
     steps = _steps(cfg, cfg.unfrozen_epochs, n_train, process.world)
 
     def make_opt():
-        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-        return opt, cosine(opt, steps, warmup=max(1, steps // 10))
+        return _adamw(groups, cfg, steps, warmup_share=10)
 
     def step(idx, epoch):
         net.train()

@@ -169,7 +169,7 @@ import numpy as np
 from core.data.labels import FINDINGS, labels_from_mesh
 from core.evaluation.keyword_baseline import keyword_scores, rules_out
 from core.evaluation.report_edits import edit_report
-from core.evaluation import recalibration as R, recalibration_protocol as protocol
+from core.evaluation import recalibration as R
 from core.evaluation.model_card import model_card
 from core.model.description import ModelDescription
 from core.pacs.sr import _finding_code
@@ -186,7 +186,7 @@ reliable = {f: f in ("Cardiomegaly", "Pleural Effusion") for f in FINDINGS}
 table = {"none": {"image": {f: {"auc": 0.8, "ci": [0.7, 0.9], "positives": 40, "reliable": reliable[f]}
                             for f in FINDINGS}}}
 desc = ModelDescription(findings=FINDINGS, evidence={"image_reliable": reliable, "table": table})
-out["supported"] = protocol.supported(desc)
+out["supported"] = desc.supported
 rng = np.random.default_rng(0)
 Y = (rng.random((400, len(FINDINGS))) < 0.3).astype(float)
 P = np.clip(Y * 0.5 + rng.random(Y.shape) * 0.5, 0.01, 0.99)
